@@ -1,0 +1,94 @@
+"""Model checkpoints: orbax-saved variables plus `model.json`, which says how to rebuild the model.
+
+Layout of a checkpoint directory:
+  model.json   {"format": 1, "kind": "tsn" | "imagenet_backbone", "architecture": {...}, "source": ...}
+  variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
+"""
+import json
+import os
+from typing import Any, Optional, Tuple
+
+import orbax.checkpoint as ocp
+
+from rnl_jax.models.resnet import ResNet
+from rnl_jax.models.tsn import TSN, Architecture, abstract_variables, build_model
+
+MODEL_FILE = 'model.json'
+VARIABLES_DIR = 'variables'
+FORMAT = 1
+TORCH_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.tar')
+
+
+class CheckpointError(ValueError):
+  """A checkpoint directory that cannot be read; the message names the path."""
+
+
+def save_checkpoint(directory: str, variables, *, architecture: Optional[Architecture] = None,
+                    kind: str = 'tsn', depth: Optional[int] = None, source: Optional[str] = None,
+                    overwrite: bool = False) -> str:
+  """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`."""
+  directory = os.path.abspath(directory)
+  if os.path.exists(directory) and os.listdir(directory) and not overwrite:
+    raise CheckpointError(f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)')
+  os.makedirs(directory, exist_ok=True)
+  meta = {'format': FORMAT, 'kind': kind, 'source': source}
+  if kind == 'tsn':
+    meta['architecture'] = architecture.to_dict()
+  else:
+    meta['depth'] = depth
+  variables = {k: variables[k] for k in ('params', 'batch_stats')}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(directory, VARIABLES_DIR), variables, force=overwrite)
+    ckptr.wait_until_finished()
+  with open(os.path.join(directory, MODEL_FILE), 'w') as f:  # written last: marks a complete save
+    json.dump(meta, f, indent=1)
+  return directory
+
+
+def read_metadata(directory: str) -> dict:
+  path = os.path.join(directory, MODEL_FILE)
+  if not os.path.isfile(path):
+    raise CheckpointError(f'{directory}: not an rnl_jax checkpoint (no {MODEL_FILE})')
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f'{path}: invalid JSON ({e})') from None
+  if meta.get('format') != FORMAT:
+    raise CheckpointError(f'{path}: format {meta.get("format")!r}, this version reads {FORMAT}')
+  return meta
+
+
+def restore_variables(directory: str):
+  """(variables, metadata) of a checkpoint directory, restored onto the default device."""
+  meta = read_metadata(directory)
+  if meta['kind'] == 'tsn':
+    arch = Architecture(**meta['architecture'])
+    abstract = abstract_variables(build_model(arch, dropout=0.0), (1, 1, 32, 32, 3))
+  elif meta['kind'] == 'imagenet_backbone':
+    abstract = abstract_variables(ResNet(meta['depth'], 1, shift_place=None, non_local=False), (1, 32, 32, 3))
+    abstract = {col: {'base_model': tree} for col, tree in abstract.items()}
+  else:
+    raise CheckpointError(f'{directory}: unknown checkpoint kind {meta["kind"]!r}')
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      variables = ckptr.restore(os.path.join(os.path.abspath(directory), VARIABLES_DIR), abstract)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+      raise CheckpointError(f'{directory}: variables do not match model.json ({e})') from None
+  return variables, meta
+
+
+def load_checkpoint(path: str, **model_kwargs: Any) -> Tuple[TSN, dict]:
+  """`(model, variables)` from a checkpoint directory, or from an original `.pth.tar` (converted in
+  memory; needs torch). `model_kwargs` go to `build_model` (dropout, query_chunk, normalize_input,
+  dtype). `model.apply(variables, x, train=False)` maps `[N, T, H, W, 3]` to `[N, num_classes]`."""
+  if os.path.isfile(path) and path.endswith(TORCH_SUFFIXES):
+    from rnl_jax import convert  # pylint: disable=g-import-not-at-top
+    variables, arch = convert.convert_checkpoint(path)
+  else:
+    variables, meta = restore_variables(path)
+    if meta['kind'] != 'tsn':
+      raise CheckpointError(f'{path}: an ImageNet backbone checkpoint; build a model and use '
+                            f'rnl_jax.convert.merge_pretrained to initialise it')
+    arch = Architecture(**meta['architecture'])
+  return build_model(arch, **model_kwargs), variables

@@ -1,0 +1,133 @@
+"""ResNet v1.5 (torchvision layout) on frames folded into the batch, with TSM shift and RNL blocks.
+
+Activations are `[N*T, H, W, C]` (row `n*T + t` is frame t of clip n). Padding is explicit and
+symmetric as in PyTorch ('SAME' in XLA is asymmetric for stride 2 and breaks parity).
+"""
+import functools
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out
+from rnl_jax.models.rnl import ChannelGate, RegionNonLocal
+from rnl_jax.models.temporal_shift import temporal_shift
+
+# depth -> (bottleneck?, blocks per stage)
+STAGES = {
+    18: (False, (2, 2, 2, 2)),
+    34: (False, (3, 4, 6, 3)),
+    50: (True, (3, 4, 6, 3)),
+    101: (True, (3, 4, 23, 3)),
+}
+WIDTHS = (64, 128, 256, 512)
+# (stage, block) -> (channel gate?, region kernel (t, h, w)); REFERENCE 1.4. Positions a shallower
+# network lacks are skipped (ResNet-18 has only layer2.0 and layer3.0).
+NONLOCAL_LAYOUT = {
+    (2, 0): (True, (3, 7, 7)),
+    (2, 2): (False, (3, 7, 7)),
+    (3, 0): (False, (3, 3, 3)),
+    (3, 2): (False, (3, 3, 3)),
+    (3, 4): (False, (3, 3, 3)),
+}
+SHIFT_PLACES = ('blockres', 'block')
+
+
+def shift_every(depth: int) -> int:
+  """The original shifts every block, or every second one when layer3 has >= 23 blocks (R101)."""
+  return 2 if STAGES[depth][1][2] >= 23 else 1
+
+
+def nonlocal_positions(depth: int):
+  """{(stage, block): (gate, kernel)} of the RNL blocks that exist at this depth."""
+  blocks = STAGES[depth][1]
+  return {pos: v for pos, v in NONLOCAL_LAYOUT.items() if pos[1] < blocks[pos[0] - 1]}
+
+
+class Block(nn.Module):
+  """Basic or bottleneck residual block; optional shift on its input and RNL modules on its output.
+
+  `shift`: None, 'blockres' (residual branch's conv1 input only) or 'block' (the whole block input,
+  identity path included). `nonlocal_kernel` set: the block's output (after the residual ReLU)
+  goes through the channel gate (if `gate`) and then the region non-local block.
+  """
+  width: int
+  stride: int
+  bottleneck: bool
+  downsample: bool
+  num_segments: int
+  shift: Optional[str] = None
+  shift_div: int = 8
+  gate: bool = False
+  nonlocal_kernel: Optional[tuple] = None
+  query_chunk: Optional[int] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=kaiming_normal_fan_out)
+    norm = functools.partial(BatchNorm, dtype=self.dtype)
+    shift = functools.partial(temporal_shift, num_segments=self.num_segments,
+                              shift_div=self.shift_div)
+    if self.shift == 'block':
+      x = shift(x)
+    h = shift(x) if self.shift == 'blockres' else x
+    out = 4 * self.width if self.bottleneck else self.width
+    if self.bottleneck:
+      h = nn.relu(norm(name='bn1')(conv(self.width, (1, 1), name='conv1')(h), train))
+      h = conv(self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)),
+               name='conv2')(h)
+      h = nn.relu(norm(name='bn2')(h, train))
+      h = norm(name='bn3')(conv(out, (1, 1), name='conv3')(h), train)
+    else:
+      h = conv(self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)),
+               name='conv1')(h)
+      h = nn.relu(norm(name='bn1')(h, train))
+      h = norm(name='bn2')(conv(out, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(h), train)
+    identity = x
+    if self.downsample:
+      identity = conv(out, (1, 1), (self.stride, self.stride), padding='VALID',
+                      name='downsample_0')(x)
+      identity = norm(name='downsample_1')(identity, train)
+    y = nn.relu(h + identity)
+    if self.nonlocal_kernel is not None:
+      if self.gate:
+        y = ChannelGate(self.num_segments, dtype=self.dtype, name='cg')(y, train)
+      y = RegionNonLocal(self.num_segments, self.nonlocal_kernel, self.query_chunk,
+                         dtype=self.dtype, name='nl')(y, train)
+    return y
+
+
+class ResNet(nn.Module):
+  """Backbone: `[N*T, H, W, 3]` -> pooled per-frame features `[N*T, 512 * expansion]`."""
+  depth: int = 50
+  num_segments: int = 8
+  shift_place: Optional[str] = 'blockres'
+  shift_div: int = 8
+  non_local: bool = True
+  query_chunk: Optional[int] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    bottleneck, blocks = STAGES[self.depth]
+    x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
+                kernel_init=kaiming_normal_fan_out, name='conv1')(x)
+    x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))  # pads with -inf
+    nl = nonlocal_positions(self.depth) if self.non_local else {}
+    every = shift_every(self.depth)
+    in_ch = 64
+    for stage, (width, count) in enumerate(zip(WIDTHS, blocks), start=1):
+      out = 4 * width if bottleneck else width
+      for i in range(count):
+        stride = 2 if (i == 0 and stage > 1) else 1
+        gate, kernel = nl.get((stage, i), (False, None))
+        x = Block(width, stride, bottleneck, downsample=(i == 0 and (stride != 1 or in_ch != out)),
+                  num_segments=self.num_segments,
+                  shift=self.shift_place if i % every == 0 else None, shift_div=self.shift_div,
+                  gate=gate, nonlocal_kernel=kernel, query_chunk=self.query_chunk,
+                  dtype=self.dtype, name=f'layer{stage}_{i}')(x, train)
+        in_ch = out
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # global average pool
