@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnl_jax.models.resnet import STAGES, ResNet, nonlocal_positions, shift_every
+from rnl_jax.models.resnet import STAGES, ResNet, is_shifted, nonlocal_positions
 from rnl_jax.models.rnl import penta_groups
 from rnl_jax.models.tsn import Architecture, abstract_variables, build_model
 
@@ -31,6 +31,11 @@ class ConversionError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ reading
+def _last_line(e: Exception) -> str:
+  lines = [l.strip() for l in str(e).splitlines() if l.strip() and 'documentation' not in l]
+  return lines[-1] if lines else type(e).__name__
+
+
 def load_torch_state_dict(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
   """Reads a `.pth.tar` / `.pth` with `weights_only=True`.
 
@@ -45,15 +50,17 @@ def load_torch_state_dict(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except pickle.UnpicklingError as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if 'weights only' in str(e).lower() or 'weights_only' in str(e):
+    # torch reports every weights_only failure as "Weights only load failed"; a refused global
+    # (a class or function the pickle would import and call) is what marks code in the file.
+    found = re.search(r'unsupported global:?\s*(?:GLOBAL\s+)?([\w.]+)', str(e), re.IGNORECASE)
+    if found:
       raise ConversionError(
-          f'{path}: refused by torch.load(weights_only=True): the pickle holds objects other than '
-          f'tensors and plain types (possibly code); not loading it ({first})') from None
-    raise ConversionError(f'{path}: not a PyTorch checkpoint ({first})') from None
+          f'{path}: refused by torch.load(weights_only=True): the pickle imports {found.group(1)}, '
+          f'i.e. holds code or objects other than tensors and plain types; not loading it') from None
+    raise ConversionError(f'{path}: not a PyTorch checkpoint ({_last_line(e)})') from None
   except Exception as e:  # pylint: disable=broad-except
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ConversionError(f'{path}: not a PyTorch checkpoint ({type(e).__name__}: {first})') from None
+    raise ConversionError(f'{path}: not a PyTorch checkpoint ({type(e).__name__}: '
+                          f'{_last_line(e)})') from None
   if isinstance(obj, Mapping) and 'state_dict' in obj:
     sd, meta = obj['state_dict'], {k: v for k, v in obj.items()
                                    if k not in ('state_dict', 'optimizer')}
@@ -147,13 +154,12 @@ def _torch_key(path: Tuple[str, ...], arch: Optional[Architecture], prefix: str)
         continue
       if arch is not None and arch.non_local and (stage, block) in nonlocal_positions(arch.depth):
         parts.append('block')
-      shifted = arch is not None and arch.shift_place and block % shift_every(arch.depth) == 0
-      if shifted and arch.shift_place == 'block':
+      if arch is not None and arch.shift_place == 'block':  # the whole block wrapped (every block)
         parts.append('net')
     elif name == 'conv1' and re.fullmatch(r'layer\d_(\d+)', path[i - 1]):
       block = int(path[i - 1].split('_')[1])
       parts.append('conv1')
-      if arch is not None and arch.shift_place == 'blockres' and block % shift_every(arch.depth) == 0:
+      if arch is not None and arch.shift_place == 'blockres' and is_shifted(arch.depth, 'blockres', block):
         parts.append('net')
     else:
       parts.append(_MODULE_NAMES.get(name, name))
@@ -226,7 +232,8 @@ def _fill(abstract, sd, arch, prefix, what, ignore=()):
       raise ConversionError(f'{what}: missing key {key} (for Flax {"/".join(names)}, '
                             f'shape {tuple(leaf.shape)})')
     consumed.add(key)
-    return jnp.asarray(_to_flax(key, sd[key], leaf.shape, what), dtype=leaf.dtype)
+    return jnp.array(_to_flax(key, sd[key], leaf.shape, what), dtype=leaf.dtype)  # a copy, never
+    # a view of the source buffers (jnp.asarray may alias NumPy/torch memory on CPU)
 
   variables = jax.tree_util.tree_map_with_path(fill, abstract)
   leftover = []

@@ -23,6 +23,11 @@ def torch_default_bias(fan_in: int) -> Initializer:
   return init
 
 
+def stat_dtype(dtype):
+  """Accumulation dtype: float32 for bfloat16/float16/float32 compute, float64 under x64."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def uniform_init(bound: float) -> Initializer:
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -53,7 +58,7 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     if train:
-      xf = x.astype(jnp.float32)
+      xf = x.astype(stat_dtype(x.dtype))
       axes = tuple(range(x.ndim - 1))
       mean = jnp.mean(xf, axes)
       var = jnp.mean(jnp.square(xf - mean), axes)  # biased, used to normalise
@@ -66,5 +71,5 @@ class BatchNorm(nn.Module):
     else:
       mean, var = ra_mean.value, ra_var.value
     mul = scale * jax.lax.rsqrt(var + self.epsilon)
-    y = (x.astype(jnp.float32) - mean) * mul + bias
+    y = (x.astype(stat_dtype(x.dtype)) - mean) * mul + bias
     return y.astype(self.dtype or x.dtype)

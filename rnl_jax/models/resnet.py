@@ -9,7 +9,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out
+from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out, stat_dtype
 from rnl_jax.models.rnl import ChannelGate, RegionNonLocal
 from rnl_jax.models.temporal_shift import temporal_shift
 
@@ -33,9 +33,12 @@ NONLOCAL_LAYOUT = {
 SHIFT_PLACES = ('blockres', 'block')
 
 
-def shift_every(depth: int) -> int:
-  """The original shifts every block, or every second one when layer3 has >= 23 blocks (R101)."""
-  return 2 if STAGES[depth][1][2] >= 23 else 1
+def is_shifted(depth: int, shift_place, block: int) -> bool:
+  """Whether block `block` of a stage is shifted: every block, except that 'blockres' shifts only
+  even-indexed blocks when layer3 has >= 23 blocks (ResNet-101), as the TSM code does."""
+  if shift_place is None:
+    return False
+  return shift_place == 'block' or STAGES[depth][1][2] < 23 or block % 2 == 0
 
 
 def nonlocal_positions(depth: int):
@@ -117,7 +120,6 @@ class ResNet(nn.Module):
     x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))  # pads with -inf
     nl = nonlocal_positions(self.depth) if self.non_local else {}
-    every = shift_every(self.depth)
     in_ch = 64
     for stage, (width, count) in enumerate(zip(WIDTHS, blocks), start=1):
       out = 4 * width if bottleneck else width
@@ -126,8 +128,9 @@ class ResNet(nn.Module):
         gate, kernel = nl.get((stage, i), (False, None))
         x = Block(width, stride, bottleneck, downsample=(i == 0 and (stride != 1 or in_ch != out)),
                   num_segments=self.num_segments,
-                  shift=self.shift_place if i % every == 0 else None, shift_div=self.shift_div,
+                  shift=self.shift_place if is_shifted(self.depth, self.shift_place, i) else None,
+                  shift_div=self.shift_div,
                   gate=gate, nonlocal_kernel=kernel, query_chunk=self.query_chunk,
                   dtype=self.dtype, name=f'layer{stage}_{i}')(x, train)
         in_ch = out
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # global average pool
+    return jnp.mean(x.astype(stat_dtype(x.dtype)), axis=(1, 2))  # global average pool

@@ -10,12 +10,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rnl_jax.models.layers import BatchNorm, torch_default_bias, torch_default_kernel, uniform_init
+from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, torch_default_kernel,
+                                   uniform_init)
 
 
 def _attend(queries, keys, values):
-  """softmax(queries keys^T) values, softmax over keys in float32, no 1/sqrt(d) scaling."""
-  logits = jnp.einsum('nqc,nkc->nqk', queries, keys, preferred_element_type=jnp.float32)
+  """softmax(queries keys^T) values, softmax over keys in (at least) float32, no 1/sqrt(d) scaling."""
+  logits = jnp.einsum('nqc,nkc->nqk', queries, keys,
+                      preferred_element_type=stat_dtype(queries.dtype))
   weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
   return jnp.einsum('nqk,nkc->nqc', weights, values)
 
@@ -90,7 +92,7 @@ class ChannelGate(nn.Module):
     x = v.reshape(n, -1, c)  # [N, M, C]
     logits = nn.Dense(1, dtype=self.dtype, kernel_init=torch_default_kernel,
                       bias_init=torch_default_bias(c), name='W_k')(x)[..., 0]  # [N, M]
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
+    weights = jax.nn.softmax(logits.astype(stat_dtype(x.dtype)), axis=-1).astype(x.dtype)
     context = jnp.einsum('nm,nmc->nc', weights, x)  # [N, C]
     g = nn.Dense(c // 2, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(c), name='W_v1')(context)

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnl_jax.models.layers import stat_dtype
 from rnl_jax.models.resnet import SHIFT_PLACES, STAGES, ResNet
 
 INPUT_MEAN = (0.485, 0.456, 0.406)
@@ -49,7 +50,8 @@ class TSN(nn.Module):
   def __call__(self, x, train: bool = False):
     n, t, h, w, c = x.shape
     if self.normalize_input:
-      x = (x.astype(jnp.float32) / 255.0 - jnp.asarray(INPUT_MEAN)) / jnp.asarray(INPUT_STD)
+      acc = stat_dtype(self.dtype)
+      x = (x.astype(acc) / 255.0 - jnp.asarray(INPUT_MEAN, acc)) / jnp.asarray(INPUT_STD, acc)
     x = x.astype(self.dtype).reshape(n * t, h, w, c)  # [N*T, H, W, 3]
     f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, self.query_chunk,
                dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
@@ -59,7 +61,7 @@ class TSN(nn.Module):
     logits = nn.Dense(self.num_classes, dtype=self.dtype,
                       kernel_init=nn.initializers.normal(0.001), bias_init=nn.initializers.zeros,
                       name='new_fc')(f)  # [N*T, K]
-    return jnp.mean(logits.astype(jnp.float32).reshape(n, t, -1), axis=1)  # [N, K]
+    return jnp.mean(logits.astype(stat_dtype(self.dtype)).reshape(n, t, -1), axis=1)  # [N, K]
 
 
 @dataclasses.dataclass(frozen=True)
