@@ -11,6 +11,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from rnl_jax import checkpoint
 from rnl_jax import convert
@@ -26,6 +27,7 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty DST_DIR.
 def main(argv):
   if len(argv) != 3:
     raise app.UsageError('usage: convert_torch_weights.py SRC DST_DIR [--imagenet] [--shift_div N]')
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   try:
     summary = convert.convert_to_directory(argv[1], argv[2], imagenet=_IMAGENET.value,
                                            shift_div=_SHIFT_DIV.value, overwrite=_OVERWRITE.value)

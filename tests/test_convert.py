@@ -178,3 +178,13 @@ def test_imagenet_backbone_conversion_and_merge(tmp_path):
   np.testing.assert_array_equal(merged['params']['new_fc']['kernel'], fresh['params']['new_fc']['kernel'])
   np.testing.assert_array_equal(merged['params']['base_model']['layer2_0']['nl']['theta']['kernel'],
                                 fresh['params']['base_model']['layer2_0']['nl']['theta']['kernel'])
+
+
+def test_checkpoint_errors_name_the_path(tmp_path):
+  with pytest.raises(checkpoint.CheckpointError, match=f'{tmp_path}: not an rnl_jax checkpoint'):
+    checkpoint.load_checkpoint(str(tmp_path))
+  (tmp_path / 'full').mkdir()
+  (tmp_path / 'full' / 'x').write_text('')
+  with pytest.raises(checkpoint.CheckpointError, match='exists and is not empty'):
+    checkpoint.save_checkpoint(str(tmp_path / 'full'), {'params': {}, 'batch_stats': {}},
+                               architecture=Architecture(3))

@@ -4,11 +4,17 @@ Tolerances are the fixture README's recommendations for a float32 port (its meas
 float64 noise uses 8% / 22% of the eval budget; train-mode checks are limited by the channel gate's
 2-clip BatchNorm1d, which amplifies rounding up to ~158x).
 """
+import json
+import subprocess
+import sys
+
+import jax
 import numpy as np
 import pytest
 
-from conftest import load_npy
+from conftest import REPO, load_npy
 import parity_utils as pu
+import rnl_jax
 from rnl_jax import convert
 from rnl_jax.models import build_model
 
@@ -62,3 +68,19 @@ def test_train_step(converted, parity_inputs):
     else:
       assert pu.rel_l2(ours, ref) <= 0.2, key
       assert pu.cosine(ours, ref) >= 0.98, key
+
+
+def test_cli_conversion_and_load_checkpoint(parity_checkpoint, parity_inputs, tmp_path):
+  """The user's path: the released-format .pth.tar -> CLI -> load_checkpoint -> same logits."""
+  dst = tmp_path / 'k400_rnl_8f'
+  proc = subprocess.run([sys.executable, str(REPO / 'convert_torch_weights.py'), parity_checkpoint,
+                         str(dst)], capture_output=True, text=True, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr
+  summary = json.loads(proc.stdout)
+  assert summary['parameters'] == 28_392_657  # REFERENCE 8: effective learnable parameters
+  assert json.loads((dst / 'model.json').read_text())['architecture']['shift_div'] == 8
+  model, variables = rnl_jax.load_checkpoint(str(dst))
+  logits = np.asarray(jax.jit(lambda v, x: model.apply(v, x))(variables, parity_inputs['input']))
+  np.testing.assert_allclose(logits, load_npy('logits.npy'), rtol=1e-4, atol=1e-4)
+  _, direct = rnl_jax.load_checkpoint(parity_checkpoint)  # converted in memory
+  jax.tree.map(np.testing.assert_array_equal, direct, variables)
