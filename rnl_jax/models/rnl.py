@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnl_jax.models.depthwise import depthwise_conv3d
 from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, torch_default_kernel,
                                    uniform_init)
 
@@ -51,6 +52,21 @@ def penta_groups(inner: int) -> int:
   return inner // max(inner // 32, 1)
 
 
+class DepthwiseConv3D(nn.Module):
+  """Depthwise 3-D conv, stride 1, zero 'same' padding, no bias; kernel `[kt, kh, kw, 1, C]` (the
+  layout of `nn.Conv(feature_group_count=C)`), computed by `depthwise_conv3d` (XLA:CPU's grouped
+  convolution is ~100x slower here)."""
+  kernel_size: Sequence[int]
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):  # [N, T, H, W, C]
+    c = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, tuple(self.kernel_size) + (1, c), jnp.float32)
+    return depthwise_conv3d(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
 class RegionNonLocal(nn.Module):
   """theta (1x1x1 conv) -> depthwise region conv -> softmax(P P^T) theta -> W conv + BN -> residual."""
   num_segments: int
@@ -70,9 +86,7 @@ class RegionNonLocal(nn.Module):
     vol = k[0] * k[1] * k[2]
     # Xavier-uniform over the original's stored grouped tensor [C', g, kt, kh, kw].
     bound = (6.0 / (penta_groups(inner) * vol + inner * vol)) ** 0.5
-    p = nn.Conv(inner, k, padding=[(s // 2, s // 2) for s in k], feature_group_count=inner,
-                use_bias=False, dtype=self.dtype, kernel_init=uniform_init(bound),
-                name='penta')(theta)  # [N, T, H, W, C']
+    p = DepthwiseConv3D(k, uniform_init(bound), self.dtype, name='penta')(theta)  # [N, T, H, W, C']
     y = region_attention(p.reshape(n, -1, inner), theta.reshape(n, -1, inner), self.query_chunk)
     z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
