@@ -141,8 +141,13 @@ def infer_architecture(sd: Mapping[str, np.ndarray], shift_div: int = 8,
 
 
 # ------------------------------------------------------------------------------------ key map
-def _torch_key(path: Tuple[str, ...], arch: Optional[Architecture], prefix: str) -> str:
-  """Flax path ('base_model', 'layer2_0', 'nl', 'W_1', 'scale') -> 'base_model.layer2.0.nl.W.1.weight'."""
+def _torch_key(path: Tuple[str, ...], arch: Optional[Architecture], prefix: bool) -> str:
+  """Flax path ('base_model', 'layer2_0', 'nl', 'W_1', 'scale') -> 'base_model.layer2.0.nl.W.1.weight'.
+
+  Inserts the original's wrapper names: `.block.` for blocks wrapped by the RNL code, `.net.` for
+  the shift wrapper (`conv1.net` for 'blockres', `layerL.i.net` for 'block'). `arch=None` and
+  `prefix=False` give torchvision's plain ResNet names.
+  """
   parts = []
   for i, name in enumerate(path[:-1]):
     m = re.fullmatch(r'layer(\d)_(\d+)', name)
@@ -156,7 +161,7 @@ def _torch_key(path: Tuple[str, ...], arch: Optional[Architecture], prefix: str)
         parts.append('block')
       if arch is not None and arch.shift_place == 'block':  # the whole block wrapped (every block)
         parts.append('net')
-    elif name == 'conv1' and re.fullmatch(r'layer\d_(\d+)', path[i - 1]):
+    elif name == 'conv1' and i > 0 and re.fullmatch(r'layer\d_\d+', path[i - 1]):
       block = int(path[i - 1].split('_')[1])
       parts.append('conv1')
       if arch is not None and arch.shift_place == 'blockres' and is_shifted(arch.depth, 'blockres', block):
