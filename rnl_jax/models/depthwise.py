@@ -29,7 +29,6 @@ FFT path, unlike a direct convolution.
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 # Largest number of taps summed in one XLA loop fusion; XLA:CPU (jax 0.10) emits scalar code above ~112.
 _MAX_FUSED_TAPS = 98
