@@ -2,8 +2,23 @@
 
     model, variables = rnl_jax.load_checkpoint('ckpt_dir')   # or an original .pth.tar
     logits = model.apply(variables, clips, train=False)      # [N, T, H, W, 3] -> [N, K]
-"""
-from rnl_jax.checkpoint import load_checkpoint, save_checkpoint
-from rnl_jax.models import TSN, Architecture, build_model
 
-__all__ = ['load_checkpoint', 'save_checkpoint', 'build_model', 'Architecture', 'TSN']
+The names below are imported lazily, so that data-loading worker processes that import
+`rnl_jax.data` do not pay for importing JAX.
+"""
+import importlib
+
+_EXPORTS = {
+    'load_checkpoint': 'rnl_jax.checkpoint',
+    'save_checkpoint': 'rnl_jax.checkpoint',
+    'build_model': 'rnl_jax.models',
+    'Architecture': 'rnl_jax.models',
+    'TSN': 'rnl_jax.models',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

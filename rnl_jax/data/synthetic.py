@@ -1,0 +1,437 @@
+"""Synthetic temporal video dataset whose classes can only be told apart by the ORDER of their frames.
+
+    python -m rnl_jax.data.synthetic --out /tmp/synth [--num_train 2400 --num_val 600 --frames 24
+                                     --height 64 --width 64 --seed 0 --workers 4]
+
+writes the TSM frame-folder layout (REFERENCE 3.1):
+
+    DIR/frames/<video_id>/img_00001.jpg ... img_{F:05d}.jpg   (1-based, JPEG quality 90)
+    DIR/train.txt, DIR/val.txt                                 lines `<video_id> <num_frames> <label>`
+    DIR/classes.txt                                            line i = name of label i
+    DIR/synthetic.json                                         the generator settings (checked on re-runs)
+
+Classes come in time-reversed pairs (CLASSES): class 2k+1 is class 2k played backwards, exactly --
+`render_clip(2k + 1, rng) == render_clip(2k, rng)[::-1]` for two generators in the same state, because the
+forward clip (nuisances and pixel noise included) is rendered first and then reversed. Every nuisance
+(shape, colours, size, position, background texture, distractor, noise level, speed/amount of change) is
+drawn before, and independently of, the direction, and each motion is parametrised symmetrically about the
+clip centre (`p(t) = p_mid + rate * (t - (F - 1) / 2)`), so a clip and its reversed twin hold the same
+multiset of frames. A model blind to frame order (TSN's average of per-frame scores) therefore sees the same
+distribution for both classes of a pair and is capped at chance within a pair (~50 % overall, it can still
+tell the pairs apart); a temporal model (TSM) can learn all of them.
+
+Why 24 frames by default: a model sees a SUBSET of the frames, and the argument above needs that subset to
+be symmetric under t -> F-1-t. With T segments and F / T = d an integer, TSN's training offsets
+t*d + U{0..d-1} always are, its test/validation segment centres int(d/2 + d*t) only for odd d (REFERENCE
+3.3). F = 24, T = 8 (d = 3) is exact for both; with F = 16 (d = 2) the centres are frames 2, 4, .., 16
+(1-based) and the twin shows frames 15, .., 1 of the forward clip, every trajectory shifted by one frame
+step, which leaks direction through absolute position/size/opacity near the edges of their ranges
+(several % above chance for an order-blind model at evaluation). Motion amounts are set per clip, not per
+frame, so F changes only the frame rate.
+
+Each video is a pure function of (seed, split, index): its generator is
+`np.random.default_rng([seed, split_id, index])` and its label is `index % NUM_CLASSES` (balanced), so
+generation is reproducible, resumable and order-free across worker processes (multiprocessing 'spawn').
+Frames are rendered into `frames/.tmp-<pid>-<video_id>` and renamed into place when complete; a re-run
+skips videos whose folder exists. Rendering is vectorised NumPy on [F, H, W] arrays; JPEG encoding uses
+Pillow. Bytes are reproducible for the same NumPy/Pillow/libjpeg build (transcendental functions may
+round differently on other builds).
+"""
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import time
+
+import numpy as np
+from PIL import Image
+
+# Line 2k is the forward class, line 2k + 1 its exact time reversal.
+CLASSES = (
+    'moves_right', 'moves_left',
+    'moves_down', 'moves_up',
+    'rotates_clockwise', 'rotates_counterclockwise',
+    'grows', 'shrinks',
+    'fades_in', 'fades_out',
+    'fills_up', 'empties',
+)
+NUM_CLASSES = len(CLASSES)
+PAIRS = NUM_CLASSES // 2
+SPLITS = {'train': 0, 'val': 1}
+FRAME_TEMPLATE = 'img_{:05d}.jpg'
+DEFAULT_FRAMES = 24  # = 8 segments x 3: see the module docstring
+JPEG_QUALITY = 90
+FORMAT_VERSION = 1
+_SETTINGS_FILE = 'synthetic.json'
+_TMP_PREFIX = '.tmp-'
+
+# No shape is rotation-invariant; the largest turn between frames 1/8 of a clip apart (160/8 = 20 degrees)
+# stays far below the smallest symmetry angle (90 degrees, the cross).
+_SHAPES = ('rectangle', 'ellipse', 'triangle', 'cross')
+
+
+# ----------------------------------------------------------------------------------------------------
+# rendering
+
+
+def video_rng(seed, split, index):
+  """The generator of one video: a pure function of (seed, split, index), independent across videos."""
+  return np.random.default_rng([int(seed), SPLITS[split], int(index)])
+
+
+def video_label(index):
+  """Labels cycle through the classes (balanced splits; every pair's twins equally frequent)."""
+  return int(index) % NUM_CLASSES
+
+
+def video_id(split, index):
+  return f'{split}_{int(index):06d}'
+
+
+def _shape_sdf(kind, u, v, a, aspect):
+  """Approximate signed distance (pixels, < 0 inside) to a shape of half-length a in local coords u, v."""
+  if kind == 0:  # rectangle a x a/aspect
+    return np.maximum(np.abs(u) - a, np.abs(v) - a / aspect)
+  if kind == 1:  # ellipse: first-order distance (q - 1) / |grad q|
+    b = a / aspect
+    q = (u / a) ** 2 + (v / b) ** 2
+    return (q - 1.0) / (2.0 * np.sqrt((u / a ** 2) ** 2 + (v / b ** 2) ** 2) + 1e-6)
+  if kind == 2:  # equilateral triangle, circumradius a (inradius a/2), apex along -v
+    d = -v - a / 2
+    for c, s in ((0.8660254, 0.5), (-0.8660254, 0.5)):
+      d = np.maximum(d, c * u + s * v - a / 2)
+    return d
+  w = a / 3.5  # cross (plus sign) with arms of half-width a/3.5
+  au, av = np.abs(u), np.abs(v)
+  return np.minimum(np.maximum(au - a, av - w), np.maximum(au - w, av - a))
+
+
+def _bounding_radius(kind, a, aspect):
+  """Radius of a disc around the shape's centre that contains it at every rotation."""
+  if kind == 0:
+    return a * float(np.hypot(1.0, 1.0 / aspect))
+  if kind == 3:
+    return a * float(np.hypot(1.0, 1.0 / 3.5))
+  return a
+
+
+def _local(cx, cy, theta, xs, ys):
+  """Image coordinates -> the local (u, v) of a shape centred at (cx, cy), rotated by theta (float32)."""
+  f32 = lambda x: np.asarray(x, np.float32)  # keeps float64 scalars from promoting the arrays
+  dx, dy = xs - f32(cx), ys - f32(cy)
+  c, s = f32(np.cos(theta)), f32(np.sin(theta))
+  return c * dx + s * dy, c * dy - s * dx
+
+
+def _shape_alpha(kind, a, aspect, cx, cy, theta, scale, xs, ys):
+  """Anti-aliased coverage of a shape; cx, cy, theta, scale broadcast against xs [1, W], ys [H, 1].
+
+  theta rotates the shape's local axes into the image, with image y pointing DOWN, so increasing theta
+  turns the shape clockwise on screen.
+  """
+  u, v = _local(cx, cy, theta, xs, ys)
+  u, v = u / scale, v / scale
+  return np.clip(0.5 - _shape_sdf(kind, u, v, a, aspect) * scale, 0.0, 1.0)
+
+
+def _colour_far_from(rng, ref, min_dist):
+  """A random RGB colour at least `min_dist` (Euclidean, 0-255) from `ref` (rejection sampling)."""
+  for _ in range(64):
+    colour = rng.uniform(0.0, 255.0, 3)
+    if np.linalg.norm(colour - ref) >= min_dist:
+      return colour
+  return 255.0 - ref
+
+
+def _forward_layers(pair, rng, num_frames, height, width):
+  """Layers of the forward clip of a pair (class 2*pair): background [H, W, 3], object alpha [F, H, W],
+  object colour [3] and pixel-noise sigma. Nuisances are drawn first, identically for every pair.
+  """
+  f, h, w = num_frames, height, width
+  m = float(min(h, w))
+  ys = np.arange(h, dtype=np.float32)[:, None] + 0.5
+  xs = np.arange(w, dtype=np.float32)[None, :] + 0.5
+  tc = (np.arange(f, dtype=np.float32) - (f - 1) / 2.0)  # time centred on the clip middle
+
+  # background: flat colour + a static sum of three random gratings + maybe a static distractor shape
+  bg_colour = rng.uniform(0.0, 255.0, 3)
+  texture = np.zeros((h, w), np.float32)
+  for amp, freq, angle, phase in zip(rng.uniform(0.0, 1.0, 3), rng.uniform(0.05, 0.35, 3) * 64.0 / m,
+                                     rng.uniform(0.0, np.pi, 3), rng.uniform(0.0, 2 * np.pi, 3)):
+    texture += np.float32(amp) * np.sin(freq * (np.cos(angle) * xs + np.sin(angle) * ys) + phase)
+  texture *= np.float32(rng.uniform(0.0, 30.0) / 1.5)
+  tint = rng.uniform(0.5, 1.0, 3).astype(np.float32)
+  bg = bg_colour.astype(np.float32) + texture[:, :, None] * tint
+  has_distractor = rng.uniform() < 0.5
+  d_kind, d_size, d_aspect = int(rng.integers(4)), rng.uniform(0.06, 0.10) * m, rng.uniform(1.0, 2.0)
+  d_x, d_y, d_theta = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h, rng.uniform(0.0, 2 * np.pi)
+  d_colour = _colour_far_from(rng, bg_colour, 60.0)
+  if has_distractor:
+    d_alpha = _shape_alpha(d_kind, d_size, d_aspect, d_x, d_y, d_theta, 1.0, xs, ys)[:, :, None]
+    bg = bg * (1.0 - d_alpha) + d_colour.astype(np.float32) * d_alpha
+
+  # the object
+  kind = int(rng.integers(len(_SHAPES)))
+  a = rng.uniform(0.11, 0.16) * m
+  aspect = rng.uniform(1.4, 2.2)
+  theta0 = rng.uniform(0.0, 2 * np.pi)
+  colour = _colour_far_from(rng, bg_colour, 110.0)
+  sigma = rng.uniform(0.0, 6.0)
+  amount = rng.uniform()  # how much change over the clip (speed), mapped into each pair's range below
+  lo, hi = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)  # opacity / fill-level range (pairs 4, 5)
+  u_x, u_y = rng.uniform(), rng.uniform()  # centre, as a quantile of the allowed range
+  radius = _bounding_radius(kind, a, aspect)
+  margin = 0.06 * m  # keeps the object inside a centre crop of ~88 % of the frame
+
+  def centre(reach_x, reach_y):
+    """Object centre keeping a disc of the given reach inside the frame (frame centre if impossible)."""
+    lo_x, hi_x = reach_x, w - reach_x
+    lo_y, hi_y = reach_y, h - reach_y
+    cx = lo_x + u_x * (hi_x - lo_x) if hi_x > lo_x else w / 2.0
+    cy = lo_y + u_y * (hi_y - lo_y) if hi_y > lo_y else h / 2.0
+    return cx, cy
+
+  if pair in (0, 1):  # moves right / moves down (reversed: left / up)
+    travel = (0.30 + 0.18 * amount) * m
+    along = np.float32(travel / (f - 1)) * tc  # [F], symmetric about 0
+    if pair == 0:
+      cx, cy = centre(radius + margin + travel / 2, radius + margin)
+      px, py = cx + along, np.full(f, cy, np.float32)
+    else:
+      cx, cy = centre(radius + margin, radius + margin + travel / 2)
+      px, py = np.full(f, cx, np.float32), cy + along
+    alpha = _shape_alpha(kind, a, aspect, px[:, None, None], py[:, None, None], theta0, 1.0, xs, ys)
+  elif pair == 2:  # rotates clockwise (reversed: counterclockwise)
+    total = np.deg2rad(100.0 + 60.0 * amount)
+    theta = (theta0 + np.float32(total / (f - 1)) * tc).astype(np.float32)[:, None, None]
+    cx, cy = centre(radius + margin, radius + margin)
+    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta, 1.0, xs, ys)
+  elif pair == 3:  # grows (reversed: shrinks), scale log-linear in time, 1 at the clip middle
+    ratio = 2.0 + amount
+    scale = np.exp(np.float32(np.log(ratio) / (f - 1)) * tc).astype(np.float32)[:, None, None]
+    reach = radius * np.sqrt(ratio) + margin
+    cx, cy = centre(reach, reach)
+    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta0, scale, xs, ys)
+  elif pair == 4:  # fades in (reversed: fades out), opacity linear from lo to hi
+    cx, cy = centre(radius + margin, radius + margin)
+    opacity = ((lo + hi) / 2 + np.float32((hi - lo) / (f - 1)) * tc).astype(np.float32)
+    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta0, 1.0, xs, ys)[None] * opacity[:, None, None]
+  elif pair == 5:  # fills up (reversed: empties): outline + interior filled below a rising level
+    a *= 1.25
+    radius *= 1.25
+    cx, cy = centre(radius + margin, radius + margin)
+    dist = _shape_sdf(kind, *_local(cx, cy, theta0, xs, ys), a, aspect)  # [H, W]
+    ring = np.clip(1.0 - np.abs(dist), 0.0, 1.0)  # 1-px outline, always visible
+    inside = np.clip(0.5 - dist, 0.0, 1.0) * (1.0 - ring)  # the part of the interior the fill shows in
+    # The surface line L fills rows below it, row y (centre y + 0.5) by clip(y + 1 - L, 0, 1), so the
+    # filled area A(L) is piecewise linear with A(k) = area of rows >= k; invert it so that the filled
+    # AREA (not height) grows linearly: a constant visible change per frame whatever the shape.
+    row_area = inside.sum(axis=1, dtype=np.float64)  # [H]
+    area_below = np.cumsum(row_area[::-1])[::-1]  # A(k), k = 0 .. H-1
+    area_below = np.append(area_below, 0.0)  # A(H) = 0
+    level = (lo + hi) / 2 + (hi - lo) / (f - 1) * tc.astype(np.float64)  # filled fraction of the area
+    line = np.interp(level * area_below[0], area_below[::-1], np.arange(h + 1.0)[::-1])  # [F] surface row
+    below = np.clip(ys[None] + 0.5 - line[:, None, None].astype(np.float32), 0.0, 1.0)  # [F, H, 1]
+    alpha = ring[None] + inside[None] * below
+  else:
+    raise ValueError(f'pair must be in [0, {PAIRS}), got {pair}')
+  return bg.astype(np.float32), alpha.astype(np.float32), colour.astype(np.float32), sigma
+
+
+def render_clip(label, rng, num_frames=DEFAULT_FRAMES, height=64, width=64):
+  """uint8 [F, H, W, 3] clip of class `label`, a pure function of (label, generator state, sizes).
+
+  Odd labels are the forward clip of their pair reversed in time, so for two generators in the same state
+  `render_clip(2k + 1, rng_a) == render_clip(2k, rng_b)[::-1]` exactly.
+  """
+  label = int(label)
+  if not 0 <= label < NUM_CLASSES:
+    raise ValueError(f'label must be in [0, {NUM_CLASSES}), got {label}')
+  if num_frames < 2 or height < 16 or width < 16:
+    raise ValueError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, {height}, {width}')
+  if not isinstance(rng, np.random.Generator):
+    raise ValueError(f'rng must be a numpy.random.Generator, got {type(rng).__name__}')
+  pair, reverse = divmod(label, 2)
+  bg, alpha, colour, sigma = _forward_layers(pair, rng, num_frames, height, width)
+  alpha = alpha[..., None]
+  clip = bg[None] + alpha * (colour - bg[None])  # [F, H, W, 3]
+  # pixel noise: sum of two uniform bytes (triangular, std 104.5 -> sigma), ~4x cheaper than Gaussian
+  pair_bytes = np.frombuffer(rng.bytes(2 * clip.size), np.uint8).reshape((2,) + clip.shape)
+  noise = pair_bytes[0].astype(np.float32) + pair_bytes[1]
+  k = np.float32(sigma / 104.5)
+  clip += noise * k - 255.0 * k
+  clip = (np.clip(clip, 0.0, 255.0) + 0.5).astype(np.uint8)
+  return np.ascontiguousarray(clip[::-1]) if reverse else clip
+
+
+# ----------------------------------------------------------------------------------------------------
+# writing
+
+
+def encode_jpeg(frame, quality=JPEG_QUALITY):
+  """JPEG bytes of a uint8 [H, W, 3] frame (Pillow, default 4:2:0 chroma subsampling)."""
+  buf = io.BytesIO()
+  Image.fromarray(frame).save(buf, format='JPEG', quality=quality)
+  return buf.getvalue()
+
+
+def _is_complete(folder, num_frames):
+  return os.path.isfile(os.path.join(folder, FRAME_TEMPLATE.format(num_frames)))
+
+
+def _make_video(task):
+  """Renders and writes one video atomically; returns True if written, False if it already existed.
+
+  task = (frames_dir, split, index, seed, num_frames, height, width, quality). Module-level and
+  argument-only so that 'spawn' workers can run it.
+  """
+  frames_dir, split, index, seed, num_frames, height, width, quality = task
+  vid = video_id(split, index)
+  final = os.path.join(frames_dir, vid)
+  if _is_complete(final, num_frames):
+    return False
+  clip = render_clip(video_label(index), video_rng(seed, split, index), num_frames, height, width)
+  tmp = os.path.join(frames_dir, f'{_TMP_PREFIX}{os.getpid()}-{vid}')
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  os.makedirs(tmp)
+  for t in range(num_frames):
+    with open(os.path.join(tmp, FRAME_TEMPLATE.format(t + 1)), 'wb') as f:
+      f.write(encode_jpeg(clip[t], quality))
+  if os.path.isdir(final):
+    if _is_complete(final, num_frames):  # another process finished it meanwhile
+      shutil.rmtree(tmp)
+      return False
+    shutil.rmtree(final)  # an incomplete folder not written by this module (e.g. a partial copy)
+  try:
+    os.rename(tmp, final)
+  except OSError:  # another process finished the same video first
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not _is_complete(final, num_frames):
+      raise
+    return False
+  return True
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _remove_stale_tmp(frames_dir):
+  """Deletes temp folders left by killed runs (their process no longer exists)."""
+  for name in os.listdir(frames_dir):
+    if name.startswith(_TMP_PREFIX):
+      pid = name[len(_TMP_PREFIX):].split('-', 1)[0]
+      if not pid.isdigit() or not _pid_alive(int(pid)):
+        shutil.rmtree(os.path.join(frames_dir, name), ignore_errors=True)
+
+
+def _write_text(path, text):
+  """Atomic text write (temp file + os.replace)."""
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, width=64, seed=0, workers=1,
+             quality=JPEG_QUALITY, verbose=False):
+  """Writes (or completes) the dataset in `out_dir`; returns a summary dict.
+
+  Videos `train_000000 ..` and `val_000000 ..` with balanced labels; existing complete videos are kept, so
+  a re-run (or a larger num_train) only renders what is missing. Raises ValueError if `out_dir` holds a
+  dataset generated with other settings (seed, sizes, quality). workers > 1 uses 'spawn' processes: call
+  it from under `if __name__ == '__main__':` in scripts.
+  """
+  for name, value in (('num_train', num_train), ('num_val', num_val)):
+    if int(value) < 0:
+      raise ValueError(f'{name} must be >= 0, got {value}')
+  if num_frames < 2 or height < 16 or width < 16:
+    raise ValueError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, {height}, {width}')
+  start = time.perf_counter()
+  out_dir = os.path.abspath(out_dir)
+  frames_dir = os.path.join(out_dir, 'frames')
+  os.makedirs(frames_dir, exist_ok=True)
+  settings = {'format_version': FORMAT_VERSION, 'seed': int(seed), 'num_frames': int(num_frames),
+              'height': int(height), 'width': int(width), 'quality': int(quality),
+              'classes': list(CLASSES)}
+  settings_path = os.path.join(out_dir, _SETTINGS_FILE)
+  if os.path.isfile(settings_path):
+    with open(settings_path) as f:
+      old = json.load(f)
+    changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+    if changed:
+      raise ValueError(f'{out_dir} holds a dataset generated with other settings (key: (existing, '
+                       f'requested)) {changed}; use a new directory')
+  else:
+    _write_text(settings_path, json.dumps(settings, indent=1) + '\n')
+  _remove_stale_tmp(frames_dir)
+
+  splits = {'train': int(num_train), 'val': int(num_val)}
+  tasks = [(frames_dir, split, i, int(seed), int(num_frames), int(height), int(width), int(quality))
+           for split, n in splits.items() for i in range(n)]
+  todo = [t for t in tasks if not _is_complete(os.path.join(frames_dir, video_id(t[1], t[2])), num_frames)]
+  generated = 0
+  if todo:
+    if workers > 1 and len(todo) > 1:
+      ctx = multiprocessing.get_context('spawn')
+      workers = min(int(workers), len(todo))
+      chunk = max(1, min(32, len(todo) // (4 * workers)))
+      with ctx.Pool(workers) as pool:
+        for i, written in enumerate(pool.imap_unordered(_make_video, todo, chunksize=chunk)):
+          generated += written
+          if verbose and (i + 1) % 1000 == 0:
+            print(f'{i + 1}/{len(todo)} videos', flush=True)
+    else:
+      for i, task in enumerate(todo):
+        generated += _make_video(task)
+        if verbose and (i + 1) % 1000 == 0:
+          print(f'{i + 1}/{len(todo)} videos', flush=True)
+
+  for split, n in splits.items():
+    lines = ''.join(f'{video_id(split, i)} {num_frames} {video_label(i)}\n' for i in range(n))
+    _write_text(os.path.join(out_dir, f'{split}.txt'), lines)
+  _write_text(os.path.join(out_dir, 'classes.txt'), ''.join(c + '\n' for c in CLASSES))
+  seconds = time.perf_counter() - start
+  return {'out_dir': out_dir, 'num_classes': NUM_CLASSES, 'classes': list(CLASSES),
+          'num_train': splits['train'], 'num_val': splits['val'], 'num_frames': int(num_frames),
+          'height': int(height), 'width': int(width), 'generated': generated,
+          'skipped': len(tasks) - generated, 'seconds': round(seconds, 3),
+          'clips_per_minute': round(60.0 * generated / seconds, 1) if generated else None}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--out', required=True, help='output directory')
+  parser.add_argument('--num_train', type=int, default=2400)
+  parser.add_argument('--num_val', type=int, default=600)
+  parser.add_argument('--frames', type=int, default=DEFAULT_FRAMES,
+                      help='frames per video (an odd multiple of the segment count keeps twins exact)')
+  parser.add_argument('--height', type=int, default=64)
+  parser.add_argument('--width', type=int, default=64)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--workers', type=int, default=1, help='processes (multiprocessing, spawn)')
+  parser.add_argument('--quality', type=int, default=JPEG_QUALITY, help='JPEG quality')
+  args = parser.parse_args(argv)
+  # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
+  # `_make_video` under the package path.
+  from rnl_jax.data import synthetic  # pylint: disable=g-import-not-at-top,import-self
+  try:
+    summary = synthetic.generate(args.out, args.num_train, args.num_val, num_frames=args.frames,
+                                 height=args.height, width=args.width, seed=args.seed,
+                                 workers=args.workers, quality=args.quality, verbose=True)
+  except ValueError as e:
+    raise SystemExit(f'error: {e}') from None
+  print(json.dumps({k: v for k, v in summary.items() if k != 'classes'}))
+
+
+if __name__ == '__main__':
+  main()
