@@ -1,0 +1,185 @@
+"""Random-access source of sampled, decoded frame clips from TSM frame folders (REFERENCE 3.1, 3.3, 3.4).
+
+`FrameFolderSource` implements `__len__` / `__getitem__`, so it can back a grain `MapDataset.source`
+(or any index-based loader). For record i it samples 1-based frame indices with `sampling.sample_indices`,
+decodes only those JPEG frames (each distinct frame once) and returns
+
+    {'frames': uint8 [clips*T, H, W, 3] (clip-major), 'label': int, 'video_index': int}
+
+Randomness ('train', and dense 'val') comes from a per-example `np.random.Generator`: either the caller's
+(`get(index, rng)`) or `np.random.default_rng([seed, epoch, index])`, so a clip is a pure function of
+(seed, epoch, index) and independent of worker assignment (REFERENCE 7.20).
+
+Bad data fails loudly (CorruptVideoError, a ValueError naming the file). Upstream silently substitutes
+frame 1 for an unreadable frame and a random other video for a missing folder (REFERENCE 3.4, 7.11);
+that is not reproduced. With `skip_corrupt=True` a bad video is replaced deterministically by the next
+readable one (index + 1, wrapping), logged, and counted in `skipped` / `skipped_paths` (per process: each
+loader worker holds its own copy of the source).
+"""
+import logging
+import operator
+import os
+
+import numpy as np
+from PIL import Image
+
+from rnl_jax.data import sampling
+from rnl_jax.data.datasets import VideoRecord
+
+log = logging.getLogger(__name__)
+
+
+class CorruptVideoError(ValueError):
+  """A video that cannot be read: missing folder or frame, truncated or non-JPEG frame. `path` = the file."""
+
+  def __init__(self, message, path):
+    super().__init__(message)
+    self.path = path
+
+
+def _as_record(r):
+  return r if isinstance(r, VideoRecord) else VideoRecord(str(r[0]), int(r[1]), int(r[2]))
+
+
+def _missing_frame_message(path, folder, record):
+  """Why a frame file is absent: no folder, or a folder with fewer files than the list's frame count."""
+  if not os.path.isdir(folder):
+    return f'video folder {folder} does not exist (missing frame file {path})'
+  n = len(os.listdir(folder))
+  hint = (f'; the folder holds {n} files but the list says {record.num_frames} frames'
+          if n < record.num_frames else '')
+  return f'missing frame file {path}{hint}'
+
+
+def decode_frame(path):
+  """uint8 [H, W, 3] RGB of one JPEG file; CorruptVideoError naming the file if it cannot be decoded."""
+  try:
+    with Image.open(path, formats=('JPEG',)) as img:
+      img.load()  # decodes now, so truncation raises here (PIL's LOAD_TRUNCATED_IMAGES is left alone)
+      return np.asarray(img.convert('RGB'))
+  except FileNotFoundError:
+    raise
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+
+
+class FrameFolderSource:
+  """Sampled clips of `records` (VideoRecord or (folder, F, label) tuples) read from `root/folder/template`.
+
+  Args:
+    root: frame root the record folders are joined onto (absolute folders stay absolute).
+    records: the (already filtered) list records.
+    template: frame file name with one 1-based integer field, e.g. 'img_{:05d}.jpg'.
+    mode, num_segments, dense, twice_sample, num_clips: as in `sampling.sample_indices`.
+    seed: base seed of the per-example generators.
+    skip_corrupt: replace an unreadable video by the next readable one instead of raising.
+    **sample_kwargs: passed to `sampling.sample_indices` (fix_short, include_last_start).
+  """
+
+  def __init__(self, root, records, template, *, mode, num_segments, dense=False, twice_sample=False,
+               num_clips=sampling.DENSE_TEST_CLIPS, seed=0, skip_corrupt=False, **sample_kwargs):
+    self.root = os.fspath(root)
+    self.records = [_as_record(r) for r in records]
+    try:
+      template.format(1)
+    except (IndexError, KeyError, ValueError) as e:
+      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}') from e
+    self.template = template
+    self.mode = mode
+    self.num_segments = int(num_segments)
+    self.dense = bool(dense)
+    self.twice_sample = bool(twice_sample)
+    self.num_clips = num_clips
+    # Validates mode / dense / twice_sample / num_clips up front (not in a worker, mid-epoch).
+    self.clips_per_video = sampling.num_clips_per_video(mode, dense=dense, twice_sample=twice_sample,
+                                                        num_clips=num_clips)
+    if int(seed) < 0:
+      raise ValueError(f'seed must be >= 0, got {seed}')
+    self.seed = int(seed)
+    self.epoch = 0
+    self.skip_corrupt = bool(skip_corrupt)
+    self.sample_kwargs = sample_kwargs
+    self.skipped = 0
+    self.skipped_paths = []
+    self.random = mode == 'train' or (dense and mode == 'val')
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, index):
+    return self.get(index)
+
+  def set_epoch(self, epoch):
+    """Epoch mixed into the default per-example generators (training draws new clips every epoch)."""
+    self.epoch = int(epoch)
+
+  def example_rng(self, index, epoch=None):
+    """The default generator of one example: `default_rng([seed, epoch, index])`."""
+    return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+
+  def _index(self, index):
+    i = operator.index(index)
+    n = len(self.records)
+    if i < 0:
+      i += n
+    if not 0 <= i < n:
+      raise IndexError(f'index {index} out of range for {n} videos')
+    return i
+
+  def frame_path(self, index, frame):
+    """File of 1-based frame `frame` of record `index`."""
+    return os.path.join(self.root, self.records[index].path, self.template.format(int(frame)))
+
+  def indices(self, index, rng=None, epoch=None):
+    """1-based frame indices [clips, T] of record `index` (rng only used by the random modes)."""
+    record = self.records[index]
+    if self.random and rng is None:
+      rng = self.example_rng(index, epoch)
+    if record.num_frames < 1:
+      folder = os.path.join(self.root, record.path)
+      raise CorruptVideoError(f'video {folder} has num_frames={record.num_frames} in the list', folder)
+    return sampling.sample_indices(record.num_frames, self.num_segments, self.mode, dense=self.dense,
+                                   rng=rng, twice_sample=self.twice_sample, num_clips=self.num_clips,
+                                   **self.sample_kwargs)
+
+  def read(self, index, rng=None, epoch=None):
+    """The example of record `index` without substitution; CorruptVideoError on bad data."""
+    record = self.records[index]
+    idx = self.indices(index, rng, epoch)            # [clips, T]
+    flat = idx.reshape(-1)                           # [clips*T]
+    unique, inverse = np.unique(flat, return_inverse=True)
+    decoded = []
+    for k in unique:                                 # each distinct frame decoded once
+      path = self.frame_path(index, k)
+      try:
+        frame = decode_frame(path)                   # [H, W, 3]
+      except FileNotFoundError:
+        raise CorruptVideoError(
+            _missing_frame_message(path, os.path.join(self.root, record.path), record), path) from None
+      if decoded and frame.shape != decoded[0].shape:
+        raise CorruptVideoError(f'frame {path} is {frame.shape[1]}x{frame.shape[0]} but earlier frames of '
+                                f'the video are {decoded[0].shape[1]}x{decoded[0].shape[0]}', path)
+      decoded.append(frame)
+    frames = np.stack(decoded)[inverse.reshape(-1)]  # [clips*T, H, W, 3]
+    return {'frames': frames, 'label': int(record.label), 'video_index': int(index)}
+
+  def get(self, index, rng=None, epoch=None):
+    """Example `index`; `rng` (np.random.Generator) overrides the default (seed, epoch, index) generator.
+
+    With skip_corrupt, an unreadable video is replaced by the next readable one (index + 1, wrapping);
+    'video_index' is then the replacement's index (its label matches).
+    """
+    index = self._index(index)
+    if not self.skip_corrupt:
+      return self.read(index, rng, epoch)
+    n = len(self.records)
+    for step in range(n):
+      j = (index + step) % n
+      try:
+        return self.read(j, rng, epoch)
+      except CorruptVideoError as e:
+        self.skipped += 1
+        self.skipped_paths.append(e.path)
+        log.warning('skipping unreadable video %d (%s): %s; trying video %d', j, self.records[j].path, e,
+                    (j + 1) % n)
+    raise CorruptVideoError(f'no readable video in {self.root} ({n} records, all unreadable)', self.root)
