@@ -125,7 +125,7 @@ def test_fresh_rnl_equals_fresh_tsm():
   rnl = build_model(Architecture(7, 18, non_local=True), dropout=0.0)
   tsm = build_model(Architecture(7, 18, non_local=False), dropout=0.0)
   v_rnl = rnl.init(jax.random.PRNGKey(0), x)
-  v_tsm = jax.tree.map(lambda a: a, tsm.init(jax.random.PRNGKey(1), x))
+  v_tsm = tsm.init(jax.random.PRNGKey(1), x)
   pretrained = {'params': v_tsm['params'], 'batch_stats': v_tsm['batch_stats']}
   # copy the TSM weights into the RNL model; its NL/gate parts keep their fresh init
   merged = convert.merge_pretrained({k: v_rnl[k] for k in ('params', 'batch_stats')}, pretrained)
