@@ -119,8 +119,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray], shift_div: int = 8,
   (`..._shift8_...`), which `convert_checkpoint` reads.
   """
   if infer_kind(sd, what) != 'tsn':
-    raise ConversionError(f'{what}: a torchvision ImageNet ResNet, not a TSN checkpoint; '
-                          f'convert it with imagenet=True (--imagenet)')
+    raise ConversionError(f'{what}: a torchvision ImageNet ResNet, not a TSN checkpoint; convert it '
+                          f'with --imagenet (convert_imagenet_state_dict)')
   depth = _depth_from_keys(sd, 'base_model.', what)
   if any(re.match(r'^base_model\.layer\d+\.\d+\.(block\.)?conv1\.net\.', k) for k in sd):
     shift_place = 'blockres'
@@ -307,14 +307,16 @@ def shift_div_from_filename(path: str, default: int = 8) -> int:
   return int(m.group(1)) if m else default
 
 
+def _convert_tsn(sd, path: str, shift_div: Optional[int]):
+  """A TSN state_dict read from `path` -> (variables, Architecture); `shift_div` from the file name
+  unless given (infer_architecture refuses an ImageNet ResNet with a message naming --imagenet)."""
+  arch = infer_architecture(sd, shift_div or shift_div_from_filename(path), path)
+  return convert_state_dict(sd, arch, path)
+
+
 def convert_checkpoint(path: str, shift_div: Optional[int] = None):
-  """An original `.pth.tar` -> (variables, Architecture); shift_div from the name unless given."""
-  sd, _ = load_torch_state_dict(path)
-  if infer_kind(sd, path) != 'tsn':
-    raise ConversionError(f'{path}: a torchvision ImageNet ResNet, not a TSN checkpoint; '
-                          f'convert it with --imagenet')
-  div = shift_div or shift_div_from_filename(path)
-  return convert_state_dict(sd, infer_architecture(sd, div, path), path)
+  """An original `.pth.tar` -> (variables, Architecture)."""
+  return _convert_tsn(load_torch_state_dict(path)[0], path, shift_div)
 
 
 def convert_to_directory(src: str, dst: str, *, imagenet: bool = False,
@@ -334,9 +336,7 @@ def convert_to_directory(src: str, dst: str, *, imagenet: bool = False,
                                source=os.path.abspath(src), overwrite=overwrite)
     summary = {'kind': 'imagenet_backbone', 'depth': depth}
   else:
-    div = shift_div or shift_div_from_filename(src)
-    arch = infer_architecture(sd, div, src)
-    variables, _ = convert_state_dict(sd, arch, src)
+    variables, arch = _convert_tsn(sd, src, shift_div)
     checkpoint.save_checkpoint(dst, variables, architecture=arch, source=os.path.abspath(src),
                                overwrite=overwrite)
     summary = {'kind': 'tsn', 'architecture': arch.to_dict(),

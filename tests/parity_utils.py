@@ -1,4 +1,6 @@
 """Helpers for comparing the Flax model with PyTorch results: eval, one train step, key lookup."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,19 +39,22 @@ def lookup(tree, path):
   return np.asarray(tree)
 
 
-def flax_value(variables_or_grads, arch, torch_key, collection='params'):
-  """The Flax leaf (or gradient) that corresponds to a PyTorch state_dict key, in Flax layout."""
+@functools.lru_cache(maxsize=None)
+def _key_map(arch):
+  """{torch key: (collection, Flax path, Flax shape)} of `arch` (computed once per architecture)."""
   from rnl_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  kmap = convert.key_map(convert.abstract_variables(build_model(arch, dropout=0.0)), arch)
-  col, path, _ = kmap[torch_key]
+  return convert.key_map(convert.abstract_variables(build_model(arch, dropout=0.0)), arch)
+
+
+def flax_value(variables_or_grads, arch, torch_key):
+  """The Flax leaf (or gradient) that corresponds to a PyTorch state_dict key, in Flax layout."""
+  col, path, _ = _key_map(arch)[torch_key]
   tree = variables_or_grads[col] if col in variables_or_grads else variables_or_grads
   return lookup(tree, path)
 
 
 def torch_in_flax_layout(arch, torch_key, value):
-  from rnl_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  kmap = convert.key_map(convert.abstract_variables(build_model(arch, dropout=0.0)), arch)
-  return convert.torch_to_flax(torch_key, value, kmap[torch_key][2])
+  return convert.torch_to_flax(torch_key, value, _key_map(arch)[torch_key][2])
 
 
 def rel_l2(a, b):
