@@ -1,5 +1,6 @@
 """Random-access source of sampled, decoded frame clips from TSM frame folders (REFERENCE 3.1, 3.3, 3.4).
 
+`ClipSource` holds what every source shares (sampling, decoding each wanted frame once, skip_corrupt);
 `FrameFolderSource` implements `__len__` / `__getitem__`, so it can back a grain `MapDataset.source`
 (or any index-based loader). For record i it samples 1-based frame indices with `sampling.sample_indices`,
 decodes only those JPEG frames (each distinct frame once) and returns
@@ -63,28 +64,30 @@ def decode_frame(path):
     raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
 
 
-class FrameFolderSource:
-  """Sampled clips of `records` (VideoRecord or (folder, F, label) tuples) read from `root/folder/template`.
+class ClipSource:
+  """Base of the random-access clip sources: sampling, decode-each-frame-once, skip_corrupt.
+
+  A subclass holds `records` (one per video, with `.label` and, where the list gives it,
+  `.num_frames`) and implements `open_video(index)`, returning a handle with
+
+    num_frames: int             frames of the video (from the list, or read from the container)
+    decode(numbers) -> uint8 [K, H, W, 3] for sorted distinct 1-based frame numbers, raising
+                                CorruptVideoError (naming the file) for anything unreadable
+    close()
+
+  and `video_path(index)` (the path named in errors and in `skipped_paths`).
 
   Args:
-    root: frame root the record folders are joined onto (absolute folders stay absolute).
     records: the (already filtered) list records.
-    template: frame file name with one 1-based integer field, e.g. 'img_{:05d}.jpg'.
     mode, num_segments, dense, twice_sample, num_clips: as in `sampling.sample_indices`.
     seed: base seed of the per-example generators.
     skip_corrupt: replace an unreadable video by the next readable one instead of raising.
     **sample_kwargs: passed to `sampling.sample_indices` (fix_short, include_last_start).
   """
 
-  def __init__(self, root, records, template, *, mode, num_segments, dense=False, twice_sample=False,
+  def __init__(self, records, *, mode, num_segments, dense=False, twice_sample=False,
                num_clips=sampling.DENSE_TEST_CLIPS, seed=0, skip_corrupt=False, **sample_kwargs):
-    self.root = os.fspath(root)
-    self.records = [_as_record(r) for r in records]
-    try:
-      template.format(1)
-    except (IndexError, KeyError, ValueError) as e:
-      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}') from e
-    self.template = template
+    self.records = list(records)
     self.mode = mode
     self.num_segments = int(num_segments)
     self.dense = bool(dense)
@@ -103,11 +106,24 @@ class FrameFolderSource:
     self.skipped_paths = []
     self.random = mode == 'train' or (dense and mode == 'val')
 
+  # -- to implement ---------------------------------------------------------------------------------
+
+  def open_video(self, index):
+    raise NotImplementedError
+
+  def video_path(self, index):
+    raise NotImplementedError
+
+  # -- shared ---------------------------------------------------------------------------------------
+
   def __len__(self):
     return len(self.records)
 
   def __getitem__(self, index):
     return self.get(index)
+
+  def label(self, index):
+    return int(self.records[index].label)
 
   def set_epoch(self, epoch):
     """Epoch mixed into the default per-example generators (training draws new clips every epoch)."""
@@ -126,42 +142,29 @@ class FrameFolderSource:
       raise IndexError(f'index {index} out of range for {n} videos')
     return i
 
-  def frame_path(self, index, frame):
-    """File of 1-based frame `frame` of record `index`."""
-    return os.path.join(self.root, self.records[index].path, self.template.format(int(frame)))
-
-  def indices(self, index, rng=None, epoch=None):
-    """1-based frame indices [clips, T] of record `index` (rng only used by the random modes)."""
-    record = self.records[index]
+  def sample(self, index, num_frames, rng=None, epoch=None):
+    """1-based frame indices [clips, T] of video `index` with `num_frames` frames."""
     if self.random and rng is None:
       rng = self.example_rng(index, epoch)
-    if record.num_frames < 1:
-      folder = os.path.join(self.root, record.path)
-      raise CorruptVideoError(f'video {folder} has num_frames={record.num_frames} in the list', folder)
-    return sampling.sample_indices(record.num_frames, self.num_segments, self.mode, dense=self.dense,
+    if num_frames < 1:
+      path = self.video_path(index)
+      raise CorruptVideoError(f'video {path} has no frames (num_frames={num_frames})', path)
+    return sampling.sample_indices(num_frames, self.num_segments, self.mode, dense=self.dense,
                                    rng=rng, twice_sample=self.twice_sample, num_clips=self.num_clips,
                                    **self.sample_kwargs)
 
   def read(self, index, rng=None, epoch=None):
-    """The example of record `index` without substitution; CorruptVideoError on bad data."""
-    record = self.records[index]
-    idx = self.indices(index, rng, epoch)            # [clips, T]
-    flat = idx.reshape(-1)                           # [clips*T]
-    unique, inverse = np.unique(flat, return_inverse=True)
-    decoded = []
-    for k in unique:                                 # each distinct frame decoded once
-      path = self.frame_path(index, k)
-      try:
-        frame = decode_frame(path)                   # [H, W, 3]
-      except FileNotFoundError:
-        raise CorruptVideoError(
-            _missing_frame_message(path, os.path.join(self.root, record.path), record), path) from None
-      if decoded and frame.shape != decoded[0].shape:
-        raise CorruptVideoError(f'frame {path} is {frame.shape[1]}x{frame.shape[0]} but earlier frames of '
-                                f'the video are {decoded[0].shape[1]}x{decoded[0].shape[0]}', path)
-      decoded.append(frame)
-    frames = np.stack(decoded)[inverse.reshape(-1)]  # [clips*T, H, W, 3]
-    return {'frames': frames, 'label': int(record.label), 'video_index': int(index)}
+    """The example of video `index` without substitution; CorruptVideoError on bad data."""
+    video = self.open_video(index)
+    try:
+      idx = self.sample(index, video.num_frames, rng, epoch)  # [clips, T]
+      flat = idx.reshape(-1)                                  # [clips*T]
+      unique, inverse = np.unique(flat, return_inverse=True)
+      decoded = video.decode(unique)                          # [K, H, W, 3], each frame once
+    finally:
+      video.close()
+    frames = decoded[inverse.reshape(-1)]                     # [clips*T, H, W, 3]
+    return {'frames': frames, 'label': self.label(index), 'video_index': int(index)}
 
   def get(self, index, rng=None, epoch=None):
     """Example `index`; `rng` (np.random.Generator) overrides the default (seed, epoch, index) generator.
@@ -180,6 +183,75 @@ class FrameFolderSource:
       except CorruptVideoError as e:
         self.skipped += 1
         self.skipped_paths.append(e.path)
-        log.warning('skipping unreadable video %d (%s): %s; trying video %d', j, self.records[j].path, e,
+        log.warning('skipping unreadable video %d (%s): %s; trying video %d', j, self.video_path(j), e,
                     (j + 1) % n)
-    raise CorruptVideoError(f'no readable video in {self.root} ({n} records, all unreadable)', self.root)
+    raise CorruptVideoError(f'no readable video among the {n} records of {type(self).__name__}',
+                            self.video_path(index))
+
+
+def stack_frames(frames, path_of):
+  """np.stack of decoded frames [K, H, W, 3]; CorruptVideoError naming `path_of(k)` if frame k's size differs."""
+  for k, frame in enumerate(frames[1:], 1):
+    if frame.shape != frames[0].shape:
+      path = path_of(k)
+      raise CorruptVideoError(f'frame {path} is {frame.shape[1]}x{frame.shape[0]} but earlier frames of '
+                              f'the video are {frames[0].shape[1]}x{frames[0].shape[0]}', path)
+  return np.stack(frames)
+
+
+class _FolderVideo:
+  """Handle of one frame folder: F from the list, frames decoded from their JPEG files."""
+
+  def __init__(self, source, index):
+    self.source = source
+    self.index = index
+    self.num_frames = source.records[index].num_frames
+
+  def decode(self, numbers):
+    src, record = self.source, self.source.records[self.index]
+    frames = []
+    for k in numbers:
+      path = src.frame_path(self.index, k)
+      try:
+        frames.append(decode_frame(path))                # [H, W, 3]
+      except FileNotFoundError:
+        raise CorruptVideoError(
+            _missing_frame_message(path, os.path.join(src.root, record.path), record), path) from None
+    return stack_frames(frames, lambda k: src.frame_path(self.index, numbers[k]))  # [K, H, W, 3]
+
+  def close(self):
+    pass
+
+
+class FrameFolderSource(ClipSource):
+  """Sampled clips of `records` (VideoRecord or (folder, F, label) tuples) read from `root/folder/template`.
+
+  Args:
+    root: frame root the record folders are joined onto (absolute folders stay absolute).
+    records: the (already filtered) list records.
+    template: frame file name with one 1-based integer field, e.g. 'img_{:05d}.jpg'.
+    **kwargs: as `ClipSource` (mode, num_segments, dense, twice_sample, num_clips, seed, skip_corrupt).
+  """
+
+  def __init__(self, root, records, template, **kwargs):
+    super().__init__([_as_record(r) for r in records], **kwargs)
+    self.root = os.fspath(root)
+    try:
+      template.format(1)
+    except (IndexError, KeyError, ValueError) as e:
+      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}') from e
+    self.template = template
+
+  def video_path(self, index):
+    return os.path.join(self.root, self.records[index].path)
+
+  def open_video(self, index):
+    return _FolderVideo(self, index)
+
+  def frame_path(self, index, frame):
+    """File of 1-based frame `frame` of record `index`."""
+    return os.path.join(self.root, self.records[index].path, self.template.format(int(frame)))
+
+  def indices(self, index, rng=None, epoch=None):
+    """1-based frame indices [clips, T] of record `index` (rng only used by the random modes)."""
+    return self.sample(index, self.records[index].num_frames, rng, epoch)
