@@ -1,0 +1,298 @@
+"""grain input pipelines: training clips and multi-view evaluation batches from any `ClipSource`.
+
+Training (`train_dataset` / `train_iterator`): a grain `MapDataset` over video indices, shuffled with a
+new permutation every epoch (`shuffle().repeat()`), then `random_map` decodes and augments one clip
+with a generator seeded by (seed, global position). Each process then takes its own contiguous block
+of every global batch (`HostBlocks`), so
+
+* a clip is a pure function of (seed, global position): the same seed gives the same batches for any
+  `num_workers` and `num_threads`, and the global batch holds the same clips in the same order for any
+  number of processes (process p holds rows [p*B/P, (p+1)*B/P) of it);
+* the iterator is a grain `DatasetIterator` whose `get_state()` / `set_state()` (or
+  `grain.checkpoint.CheckpointSave/Restore` inside an orbax manager) resume on the exact next batch.
+  A state saved with N workers restores only into a pipeline with N workers (a grain limitation).
+
+Epochs are not padded or truncated: batch k holds global positions [k*B, (k+1)*B) of the endless
+sequence of per-epoch permutations, so an epoch boundary may fall inside a batch (the original drops
+each epoch's last partial batch instead; every video is still seen once per epoch here).
+
+Evaluation (`EvalBatches`): every video gives `clips x crops` views (`transforms.test_views`: 1 crop =
+the validation centre crop, 3 = full-res three-crop, 10 = oversampling), decoded once per video.
+Views are flattened, in the original's order (crop, then clip), into fixed-size batches that carry
+`video_index`, `view_index` and a `mask` (0 for padding). Each process evaluates a contiguous block of
+videos and all processes yield the same number of batches (trailing batches may be all padding), so a
+jitted, sharded eval step sees one static shape and per-video scores can be summed by `video_index`,
+never by batch position.
+
+Batches are host-local numpy dicts, uint8 frames (normalisation happens on the device):
+  train: frames [B, T, S, S, 3] uint8, label [B] int32, video_index [B] int32, skipped [B] int32
+  eval:  frames [B, T, S, S, 3] uint8, label, video_index, view_index [B] int32, mask [B] bool
+`skipped` counts the unreadable videos replaced to make each example (`skip_corrupt=True`); the
+trainer sums and logs it (the sources live in worker processes, so their own counters are not visible).
+
+No JAX import here: the pipeline runs in grain worker processes.
+"""
+import dataclasses
+import math
+from typing import Optional
+
+from absl import flags
+import grain
+import numpy as np
+
+from rnl_jax.data import transforms
+
+LABEL_DTYPE = np.int32
+
+
+def _init_worker(worker_index, worker_count):
+  """grain worker start-up: one OpenCV thread per worker (its own pool would oversubscribe the cores)."""
+  del worker_index, worker_count
+  import cv2  # pylint: disable=import-outside-toplevel
+  cv2.setNumThreads(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainAugment:
+  """Training view settings (REFERENCE 4.1): multi-scale crop to `input_size`, optional flip."""
+  input_size: int = transforms.INPUT_SIZE
+  flip: bool = True
+  scales: tuple = transforms.SCALES
+  max_distort: int = 1
+  resize: str = 'cv2'
+
+  def __post_init__(self):
+    if self.resize not in transforms.RESIZE_METHODS:
+      raise ValueError(f'resize must be one of {transforms.RESIZE_METHODS}, got {self.resize!r}')
+    if self.input_size < 1:
+      raise ValueError(f'input_size must be >= 1, got {self.input_size}')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalViews:
+  """Evaluation views (REFERENCE 4.2, 4.3): short side to `scale_size`, then `num_crops` crops.
+
+  num_crops: 1 (centre, the validation view), 3 (GroupFullResSample), 5 or 10 (GroupOverSample).
+  full_res: crops of `scale_size` instead of `input_size` (the original's 256 full-res test mode).
+  """
+  num_crops: int = 1
+  full_res: bool = False
+  scale_size: int = transforms.SCALE_SIZE
+  input_size: int = transforms.INPUT_SIZE
+
+  def __post_init__(self):
+    if self.num_crops not in (1, 3, 5, 10):
+      raise ValueError(f'num_crops must be 1, 3, 5 or 10, got {self.num_crops}')
+
+  @property
+  def size(self):
+    return self.scale_size if self.full_res else self.input_size
+
+
+class TrainClip:
+  """random_map transform: video index + generator -> one augmented training clip (picklable)."""
+
+  def __init__(self, source, augment):
+    if source.clips_per_video != 1:
+      raise ValueError(f'training needs one clip per video, the source gives {source.clips_per_video} '
+                       f'(mode={source.mode!r})')
+    self.source = source
+    self.augment = augment
+
+  def __call__(self, index, rng):
+    a = self.augment
+    before = self.source.skipped
+    ex = self.source.get(int(index), rng)                        # frames [T, H, W, 3]
+    frames = transforms.train_views(ex['frames'], rng, flip=a.flip, input_size=a.input_size,
+                                    scales=a.scales, max_distort=a.max_distort, resize=a.resize)
+    return {'frames': frames,                                    # [T, S, S, 3] uint8
+            'label': LABEL_DTYPE(ex['label']),
+            'video_index': LABEL_DTYPE(ex['video_index']),
+            'skipped': LABEL_DTYPE(self.source.skipped - before)}
+
+
+class EvalVideo:
+  """map transform: video index -> all views of the video, [V, T, S, S, 3] (picklable)."""
+
+  def __init__(self, source, views):
+    self.source = source
+    self.views = views
+
+  def __call__(self, index):
+    v = self.views
+    ex = self.source.get(int(index))                             # frames [clips*T, H, W, 3]
+    out = transforms.test_views(ex['frames'], v.num_crops, v.full_res, v.scale_size, v.input_size)
+    crops, n, s = out.shape[:3]                                  # [crops, clips*T, S, S, 3]
+    t = self.source.num_segments
+    frames = out.reshape(crops * (n // t), t, s, s, 3)           # [V, T, S, S, 3], crop-major
+    return {'frames': frames, 'label': LABEL_DTYPE(ex['label']),
+            'video_index': LABEL_DTYPE(ex['video_index'])}
+
+
+class HostBlocks(grain.MapDataset):
+  """This process's rows of every global batch: element m -> global position
+  (m // local) * (local * count) + index * local + m % local, so that concatenating the local batches
+  of processes 0..count-1 gives the single-process global batch, row for row."""
+
+  _MUTATES_ELEMENT_SPEC = False
+
+  def __init__(self, parent, process_index, process_count, local_batch_size):
+    super().__init__(parent)
+    if not 0 <= process_index < process_count:
+      raise ValueError(f'process_index {process_index} not in [0, {process_count})')
+    self._index = process_index
+    self._count = process_count
+    self._local = local_batch_size
+    self._length = len(parent) // (local_batch_size * process_count) * local_batch_size
+
+  def __len__(self):
+    return self._length
+
+  def _global(self, m):
+    block, row = divmod(m, self._local)
+    return block * self._local * self._count + self._index * self._local + row
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    with self._stats.record_self_time():
+      g = self._global(index % self._length)
+    return self._parent[g]
+
+  def __str__(self):
+    return f'HostBlocks(process {self._index} of {self._count}, {self._local} rows per batch)'
+
+
+def split_batch(global_batch_size, process_count):
+  """Rows per process; the global batch must divide evenly (every process feeds the same shapes)."""
+  if global_batch_size < 1:
+    raise ValueError(f'global batch size must be >= 1, got {global_batch_size}')
+  if global_batch_size % process_count:
+    raise ValueError(f'global batch size {global_batch_size} is not divisible by the {process_count} '
+                     'processes')
+  return global_batch_size // process_count
+
+
+def train_dataset(source, augment, *, global_batch_size, seed, num_epochs=None, process_index=0,
+                  process_count=1):
+  """Unbatched `MapDataset` of this process's training clips (see the module docstring).
+
+  num_epochs: None repeats forever (the trainer counts steps).
+  """
+  local = split_batch(global_batch_size, process_count)
+  if len(source) < 1:
+    raise ValueError('the training source holds no videos')
+  ds = grain.MapDataset.range(len(source)).seed(int(seed)).shuffle().repeat(num_epochs)
+  ds = ds.random_map(TrainClip(source, augment))                # seeded by global position
+  return HostBlocks(ds, process_index, process_count, local)
+
+
+def _to_iter(ds, num_workers, num_threads, prefetch):
+  """MapDataset -> IterDataset, decoded by `num_workers` processes x `num_threads` threads each."""
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, num_threads),
+                                            prefetch_buffer_size=max(1, prefetch)))
+  if num_workers > 0:
+    if not flags.FLAGS.is_parsed():
+      # grain reads absl flags when starting workers; outside `app.run` (tests, notebooks) they are
+      # unparsed, so take their defaults.
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers),
+                        worker_init_fn=_init_worker)
+  return it
+
+
+def train_iterator(source, augment, *, global_batch_size, seed, num_workers=0, num_threads=1,
+                   prefetch=8, num_epochs=None, process_index=0, process_count=1):
+  """Checkpointable iterator of host-local training batches [B/P, T, S, S, 3] (batched after the
+  worker prefetch, so the batch order does not depend on the worker count)."""
+  local = split_batch(global_batch_size, process_count)
+  ds = train_dataset(source, augment, global_batch_size=global_batch_size, seed=seed,
+                     num_epochs=num_epochs, process_index=process_index, process_count=process_count)
+  it = _to_iter(ds, num_workers, num_threads, prefetch).batch(local, drop_remainder=True)
+  return iter(it)
+
+
+def host_video_range(num_videos, process_index, process_count):
+  """[start, stop) of the contiguous block of videos process `process_index` evaluates."""
+  per = -(-num_videos // process_count)
+  return min(num_videos, process_index * per), min(num_videos, (process_index + 1) * per)
+
+
+class EvalBatches:
+  """Iterable of fixed-size host-local batches of evaluation views (see the module docstring).
+
+  Args:
+    source: a ClipSource in mode 'val' or 'test' (its clips per video x `views.num_crops` views).
+    views: EvalViews.
+    batch_size: views per local batch (the global eval batch / process count).
+    num_workers, num_threads, prefetch: decoding parallelism (grain).
+    process_index, process_count: this process's block of videos.
+  """
+
+  def __init__(self, source, views, batch_size, *, num_workers=0, num_threads=1, prefetch=4,
+               process_index=0, process_count=1):
+    if batch_size < 1:
+      raise ValueError(f'eval batch size must be >= 1, got {batch_size}')
+    self.source = source
+    self.views = views
+    self.batch_size = int(batch_size)
+    self.num_workers, self.num_threads, self.prefetch = num_workers, num_threads, prefetch
+    self.num_videos = len(source)
+    self.views_per_video = source.clips_per_video * views.num_crops
+    self.start, self.stop = host_video_range(self.num_videos, process_index, process_count)
+    per_process = -(-self.num_videos // process_count)
+    # The same count on every process: the largest block's views, in whole batches.
+    self.num_batches = -(-per_process * self.views_per_video // self.batch_size)
+
+  def __len__(self):
+    return self.num_batches
+
+  def _empty(self):
+    s, t = self.views.size, self.source.num_segments
+    b = self.batch_size
+    return {'frames': np.zeros((b, t, s, s, 3), np.uint8), 'label': np.zeros(b, LABEL_DTYPE),
+            'video_index': np.full(b, -1, LABEL_DTYPE), 'view_index': np.full(b, -1, LABEL_DTYPE),
+            'mask': np.zeros(b, bool)}
+
+  def __iter__(self):
+    ds = grain.MapDataset.range(self.start, self.stop).map(EvalVideo(self.source, self.views))
+    videos = iter(_to_iter(ds, self.num_workers, self.num_threads, self.prefetch))
+    batch, row, emitted = self._empty(), 0, 0
+    try:
+      for video in videos:
+        for v, frames in enumerate(video['frames']):             # [T, S, S, 3]
+          batch['frames'][row] = frames
+          batch['label'][row] = video['label']
+          batch['video_index'][row] = video['video_index']
+          batch['view_index'][row] = v
+          batch['mask'][row] = True
+          row += 1
+          if row == self.batch_size:
+            yield batch
+            batch, row, emitted = self._empty(), 0, emitted + 1
+    finally:
+      close = getattr(videos, 'close', None)
+      if close is not None:
+        close()
+    if row:
+      yield batch
+      emitted += 1
+    for _ in range(emitted, self.num_batches):
+      yield self._empty()
+
+
+def views_per_step_to_batch(views_per_step: Optional[int], views_per_video, process_count):
+  """Local eval batch from a global views-per-step setting (None: one video's views per process)."""
+  if views_per_step is None:
+    return views_per_video
+  return split_batch(int(views_per_step), process_count)
+
+
+def epoch_of(step, global_batch_size, num_videos):
+  """Epoch (float) reached after `step` training steps."""
+  return step * global_batch_size / num_videos
+
+
+def steps_per_epoch(global_batch_size, num_videos):
+  """Training steps per epoch, rounded up (the last batch of an epoch may spill into the next)."""
+  return max(1, math.ceil(num_videos / global_batch_size))
