@@ -17,12 +17,14 @@ that is not reproduced. With `skip_corrupt=True` a bad video is replaced determi
 readable one (index + 1, wrapping), logged, and counted in `skipped` / `skipped_paths` (per process: each
 loader worker holds its own copy of the source).
 """
+import io
 import logging
 import operator
 import os
 
 import numpy as np
 from PIL import Image
+import simplejpeg
 
 from rnl_jax.data import sampling
 from rnl_jax.data.datasets import VideoRecord
@@ -52,16 +54,51 @@ def _missing_frame_message(path, folder, record):
   return f'missing frame file {path}{hint}'
 
 
-def decode_frame(path):
-  """uint8 [H, W, 3] RGB of one JPEG file; CorruptVideoError naming the file if it cannot be decoded."""
+DECODERS = ('simplejpeg', 'simplejpeg_fast', 'pil')
+
+
+def _decode_pil(data):
+  with Image.open(io.BytesIO(data), formats=('JPEG',)) as img:
+    img.load()  # decodes now, so truncation raises here (PIL's LOAD_TRUNCATED_IMAGES is left alone)
+    return np.asarray(img.convert('RGB'))
+
+
+def decode_jpeg(data, path, decoder='simplejpeg'):
+  """uint8 [H, W, 3] RGB of JPEG bytes; CorruptVideoError naming `path` if they cannot be decoded.
+
+  decoder:
+    'pil': Pillow, the original's decoder.
+    'simplejpeg': libjpeg-turbo with Pillow's settings (accurate integer IDCT, fancy upsampling):
+      the same pixels as Pillow (tested on baseline, progressive, 4:2:0/4:2:2/4:4:4 and grayscale
+      files), ~3x faster. Files it cannot read (e.g. CMYK) fall back to Pillow.
+    'simplejpeg_fast': fast IDCT and plain upsampling (~20% faster again; pixels differ by a few grey
+      levels, which training augmentation does not care about; never use it for val/test).
+  """
+  if decoder == 'pil':
+    try:
+      return _decode_pil(data)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+      raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+  if decoder not in DECODERS:
+    raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
+  fast = decoder == 'simplejpeg_fast'
   try:
-    with Image.open(path, formats=('JPEG',)) as img:
-      img.load()  # decodes now, so truncation raises here (PIL's LOAD_TRUNCATED_IMAGES is left alone)
-      return np.asarray(img.convert('RGB'))
-  except FileNotFoundError:
-    raise
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+    frame = simplejpeg.decode_jpeg(data, colorspace='RGB', fastdct=fast, fastupsample=fast)
+  except ValueError:
+    return decode_jpeg(data, path, 'pil')   # not a JPEG simplejpeg reads: let Pillow decide (and name it)
+  if frame.ndim == 2:
+    frame = np.repeat(frame[..., None], 3, axis=-1)
+  return frame
+
+
+def decode_frame(path, decoder='pil'):
+  """uint8 [H, W, 3] RGB of one JPEG file; CorruptVideoError naming the file if it cannot be decoded.
+
+  FileNotFoundError passes through (the caller says which video lacks the frame).
+  """
+  with open(path, 'rb') as f:
+    data = f.read()
+  return decode_jpeg(data, path, decoder)
 
 
 class ClipSource:
@@ -213,7 +250,7 @@ class _FolderVideo:
     for k in numbers:
       path = src.frame_path(self.index, k)
       try:
-        frames.append(decode_frame(path))                # [H, W, 3]
+        frames.append(decode_frame(path, src.decoder))   # [H, W, 3]
       except FileNotFoundError:
         raise CorruptVideoError(
             _missing_frame_message(path, os.path.join(src.root, record.path), record), path) from None
@@ -230,11 +267,15 @@ class FrameFolderSource(ClipSource):
     root: frame root the record folders are joined onto (absolute folders stay absolute).
     records: the (already filtered) list records.
     template: frame file name with one 1-based integer field, e.g. 'img_{:05d}.jpg'.
+    decoder: JPEG decoder, see `decode_jpeg` ('simplejpeg' gives Pillow's pixels, faster).
     **kwargs: as `ClipSource` (mode, num_segments, dense, twice_sample, num_clips, seed, skip_corrupt).
   """
 
-  def __init__(self, root, records, template, **kwargs):
+  def __init__(self, root, records, template, decoder='simplejpeg', **kwargs):
     super().__init__([_as_record(r) for r in records], **kwargs)
+    if decoder not in DECODERS:
+      raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
+    self.decoder = decoder
     self.root = os.fspath(root)
     try:
       template.format(1)
