@@ -187,6 +187,66 @@ def parse_list_file(path, num_classes=None, delimiter=None):
   return records
 
 
+@dataclasses.dataclass(frozen=True)
+class VideoFileRecord:
+  """One line of a raw-video list: video file (relative to a root, or absolute), 0-based label and the
+  list's frame count if it gives one (a hint only: video sources count the frames in the container)."""
+  path: str
+  label: int
+  num_frames: Optional[int] = None
+
+
+def parse_video_list_file(path, num_classes=None):
+  """Records of a raw-video list file, in file order; blank lines skipped.
+
+  Lines are `<path> <label>` or `<path> <num_frames> <label>`, whitespace-separated and split from the
+  right, so the path may contain spaces. A line whose second-to-last field is an integer is read as the
+  3-field form (a path ending in ` <integer>` must therefore be given with its frame count).
+
+  Args:
+    path: the list file.
+    num_classes: if given, labels must lie in [0, num_classes).
+  Returns:
+    list of `VideoFileRecord`.
+  Raises:
+    ValueError naming the file and 1-based line number for a line with fewer than 2 fields, a
+    non-integer label, a negative frame count or an out-of-range label.
+  """
+  path = os.fspath(path)
+  with open(path) as f:
+    lines = f.read().splitlines()
+  records = []
+  for lineno, raw in enumerate(lines, 1):
+    line = raw.strip()
+    if not line:
+      continue
+    where = f'{path}:{lineno}'
+    parts = line.rsplit(None, 2)
+    if len(parts) < 2:
+      raise ValueError(f'{where}: expected `path label` or `path num_frames label` separated by spaces, '
+                       f'got {raw!r}')
+    num_frames = None
+    if len(parts) == 3:
+      try:
+        num_frames = int(parts[1])
+      except ValueError:  # the path contains a space: `path with spaces label`
+        parts = line.rsplit(None, 1)
+      else:
+        parts = [parts[0], parts[2]]
+    video, label_str = parts
+    try:
+      label = int(label_str)
+    except ValueError:
+      raise ValueError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+    if num_frames is not None and num_frames < 0:
+      raise ValueError(f'{where}: negative frame count {num_frames} (line {raw!r})')
+    if label < 0 or (num_classes is not None and label >= num_classes):
+      bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
+      raise ValueError(f'{where}: label {label} outside {bound} (line {raw!r})')
+    records.append(VideoFileRecord(video, label, num_frames))
+  return records
+
+
 def filter_records(records, mode, remove_missing=True):
   """Drops records upstream drops (F < 3, except ensemble testing; REFERENCE 3.1, 7.11).
 
