@@ -1,0 +1,407 @@
+"""Packs a frame-folder (or video-file) dataset into ArrayRecord shards read by `ArrayRecordSource`.
+
+    python -m rnl_jax.data.pack --list train.txt --root DIR/frames --out OUT/train
+        [--template img_{:05d}.jpg] [--shards N] [--workers N] [--classes classes.txt]
+        [--skip_corrupt] [--verify decode|header] [--overwrite]
+    python -m rnl_jax.data.pack --videos --list videos.txt --root VIDEO_DIR --out OUT/train [--quality 90]
+
+Frame folders: the list is `<folder> <num_frames> <label>` (`datasets.parse_list_file`, space or comma);
+frames 1..num_frames (`root/folder/template`) are stored as their original JPEG bytes. Each frame is
+decoded once with Pillow (`--verify decode`, the default) or only its JPEG header is parsed
+(`--verify header`: faster, misses truncated entropy data), and all frames must share one size.
+Videos (`--videos`): the list is `<path> <label>` or `<path> <num_frames> <label>`; every frame is decoded
+with PyAV and stored as a JPEG (cv2, quality 90). The decoded count is stored; a differing list count is
+reported and listed in the index (`frame_count_mismatches`).
+
+Output (format in `rnl_jax/data/arrayrecord.py`): `OUT-00000-of-000NN.array_record` ... and `OUT.json`.
+Records keep the list order (shard s holds a contiguous block of list lines). Shards are written under
+temporary names and renamed once all are complete; the index is written last, so an interrupted run
+leaves no index. A missing or unreadable folder/video stops the run with an error naming it; with
+`--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
+"""
+import argparse
+import collections
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from rnl_jax.data import arrayrecord, datasets
+from rnl_jax.data.sources import CorruptVideoError, _missing_frame_message
+
+DEFAULT_TEMPLATE = 'img_{:05d}.jpg'
+DEFAULT_QUALITY = 90
+RECORDS_PER_SHARD = 1000  # --shards default: ceil(N / this)
+VERIFY = ('decode', 'header')
+
+
+class PackError(ValueError):
+  """The packer cannot go on (bad list, unreadable input without --skip_corrupt, existing output)."""
+
+
+Task = collections.namedtuple('Task', 'path num_frames label root template videos verify quality')
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading one input (runs in worker processes: module-level, argument-only)
+
+
+def _jpeg_size(path, data, verify):
+  """(width, height) of a frame's JPEG bytes (decoded if verify='decode'); CorruptVideoError naming it."""
+  try:
+    if verify == 'decode':
+      return arrayrecord.decode_jpeg_pil(data).shape[1::-1]  # the reader's decoder (= sources.decode_frame)
+    with Image.open(io.BytesIO(data), formats=('JPEG',)) as img:
+      return img.size
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+
+
+def read_frame_folder(folder, num_frames, template, verify='decode'):
+  """(JPEG bytes of frames 1..num_frames, width, height) of a frame folder; CorruptVideoError naming it."""
+  if num_frames < 1:
+    raise CorruptVideoError(f'video folder {folder}: the list gives {num_frames} frames', folder)
+  if not os.path.isdir(folder):
+    raise CorruptVideoError(f'video folder {folder} does not exist', folder)
+  frames, size = [], None
+  for k in range(1, num_frames + 1):
+    path = os.path.join(folder, template.format(k))
+    try:
+      with open(path, 'rb') as f:
+        data = f.read()
+    except FileNotFoundError:
+      record = datasets.VideoRecord(folder, num_frames, 0)
+      raise CorruptVideoError(_missing_frame_message(path, folder, record), path) from None
+    except OSError as e:  # permissions, I/O errors
+      raise CorruptVideoError(f'cannot read frame {path}: {e}', path) from e
+    wh = _jpeg_size(path, data, verify)
+    if size is None:
+      size = wh
+    elif wh != size:
+      raise CorruptVideoError(f'frame {path} is {wh[0]}x{wh[1]} but frame 1 of {folder} is '
+                              f'{size[0]}x{size[1]}', path)
+    frames.append(data)
+  return frames, int(size[0]), int(size[1])
+
+
+def encode_jpeg(frame, quality=DEFAULT_QUALITY):
+  """JPEG bytes of a uint8 [H, W, 3] RGB frame (cv2/libjpeg-turbo, 4:2:0)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+  if not ok:
+    raise ValueError('cv2.imencode failed')
+  return buf.tobytes()
+
+
+def read_video(path, quality=DEFAULT_QUALITY):
+  """(JPEG bytes of every decoded frame, width, height) of a video file; CorruptVideoError naming it."""
+  import av  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise CorruptVideoError(f'video file {path} does not exist', path)
+  frames, size = [], None
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise CorruptVideoError(f'video file {path} has no video stream', path)
+      for frame in container.decode(video=0):
+        rgb = frame.to_ndarray(format='rgb24')                      # [H, W, 3]
+        wh = (rgb.shape[1], rgb.shape[0])
+        if size is None:
+          size = wh
+        elif wh != size:
+          raise CorruptVideoError(f'video {path}: frame {len(frames) + 1} is {wh[0]}x{wh[1]}, frame 1 is '
+                                  f'{size[0]}x{size[1]}', path)
+        frames.append(encode_jpeg(rgb, quality))
+  except (av.error.FFmpegError, OSError) as e:
+    raise CorruptVideoError(f'cannot decode video {path}: {type(e).__name__}: {e}', path) from e
+  if not frames:
+    raise CorruptVideoError(f'video {path} has no decodable frames', path)
+  return frames, int(size[0]), int(size[1])
+
+
+def pack_one(task):
+  """('ok', record bytes, num_frames, width, height) or ('corrupt', message, path) of one list entry."""
+  full = os.path.join(task.root, task.path)
+  try:
+    if task.videos:
+      frames, width, height = read_video(full, task.quality)
+    else:
+      frames, width, height = read_frame_folder(full, task.num_frames, task.template, task.verify)
+  except CorruptVideoError as e:
+    return ('corrupt', str(e), e.path)
+  meta = {'path': task.path, 'label': int(task.label), 'width': width, 'height': height,
+          'kind': 'videos' if task.videos else 'frames'}
+  return ('ok', arrayrecord.encode_record(frames, meta), len(frames), width, height)
+
+
+def _ordered_map(fn, items, workers):
+  """fn over items in order; workers > 1: 'spawn' processes with at most 4 tasks per worker in flight."""
+  if workers <= 1:
+    for item in items:
+      yield fn(item)
+    return
+  ctx = multiprocessing.get_context('spawn')
+  with ctx.Pool(workers) as pool:  # leaving the block (also on error / generator close) terminates it
+    items = iter(items)
+    pending = collections.deque(pool.apply_async(fn, (x,)) for x in itertools.islice(items, 4 * workers))
+    while pending:
+      result = pending.popleft().get()
+      for x in itertools.islice(items, 1):
+        pending.append(pool.apply_async(fn, (x,)))
+      yield result
+
+
+# ----------------------------------------------------------------------------------------------------
+# lists
+
+
+def parse_video_list(path, num_classes=None):
+  """`VideoRecord`s (num_frames None where not given) of a video list, lines `<path> [<num_frames>] <label>`.
+
+  Split from the right, so paths may contain spaces; a line whose second-to-last field is an integer has
+  a frame count (the same rule as `datasets.parse_video_list_file` of the video source).
+  """
+  path = os.fspath(path)
+  with open(path) as f:
+    lines = f.read().splitlines()
+  records = []
+  for lineno, raw in enumerate(lines, 1):
+    line = raw.strip()
+    if not line:
+      continue
+    where = f'{path}:{lineno}'
+    parts = line.rsplit(None, 2)
+    if len(parts) < 2:
+      raise PackError(f'{where}: expected `<video path> <label>` or `<video path> <num_frames> <label>`, '
+                      f'got {raw!r}')
+    num_frames = None
+    if len(parts) == 3:
+      try:
+        num_frames = int(parts[1])
+      except ValueError:  # the path contains a space
+        parts = line.rsplit(None, 1)
+      else:
+        parts = [parts[0], parts[2]]
+    try:
+      label = int(parts[1])
+    except ValueError:
+      raise PackError(f'{where}: label {parts[1]!r} is not an integer (line {raw!r})') from None
+    if num_frames is not None and num_frames < 0:
+      raise PackError(f'{where}: negative frame count {num_frames} (line {raw!r})')
+    if label < 0 or (num_classes is not None and label >= num_classes):
+      bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
+      raise PackError(f'{where}: label {label} outside {bound} (line {raw!r})')
+    records.append(datasets.VideoRecord(parts[0], num_frames, label))
+  return records
+
+
+def shard_bounds(num_records, num_shards):
+  """[S + 1] list-line boundaries: shard s holds lines bounds[s]:bounds[s + 1] (sizes differ by <= 1)."""
+  return [(s * num_records) // num_shards for s in range(num_shards + 1)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# packing
+
+
+def _write_json(path, obj):
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, separators=(',', ':'))
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def _remove(paths):
+  for p in paths:
+    try:
+      os.remove(p)
+    except FileNotFoundError:
+      pass
+
+
+def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_shards=None, workers=1,
+         classes_file=None, skip_corrupt=False, verify='decode', quality=DEFAULT_QUALITY, overwrite=False,
+         progress=True):
+  """Writes `out-SSSSS-of-NNNNN.array_record` shards and `out.json`; returns a summary dict.
+
+  Args: as the command-line flags (module doc). num_shards None: ceil(N / RECORDS_PER_SHARD).
+  Raises:
+    PackError naming the file for a bad list, an unreadable input (unless skip_corrupt), an existing
+    index (unless overwrite) or no records at all.
+  """
+  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  start_time = time.perf_counter()
+  if verify not in VERIFY:
+    raise PackError(f'verify must be one of {VERIFY}, got {verify!r}')
+  if not videos:
+    try:
+      template.format(1)
+    except (IndexError, KeyError, ValueError):
+      raise PackError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", '
+                      f'got {template!r}') from None
+  out = os.fspath(out)
+  index_file = arrayrecord.index_path(out)
+  if os.path.exists(index_file) and not overwrite:
+    raise PackError(f'{index_file} exists; pass --overwrite to replace the packed dataset')
+  classes = datasets.read_class_names(classes_file) if classes_file else None
+  num_classes = len(classes) if classes else None
+  try:
+    records = (parse_video_list(list_file, num_classes) if videos
+               else datasets.parse_list_file(list_file, num_classes))
+  except ValueError as e:
+    raise PackError(str(e)) from None
+  if not records:
+    raise PackError(f'{list_file}: no records')
+  n = len(records)
+  num_shards = int(num_shards) if num_shards else max(1, math.ceil(n / RECORDS_PER_SHARD))
+  if not 1 <= num_shards <= n:
+    raise PackError(f'--shards must be in [1, {n}] for {n} records, got {num_shards}')
+  bounds = shard_bounds(n, num_shards)
+  finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
+  temps = [f'{p}.tmp-{os.getpid()}' for p in finals]
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  root = os.fspath(root)
+  tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
+           for r in records)
+
+  cols = {'path': [], 'num_frames': [], 'label': [], 'width': [], 'height': []}
+  counts = [0] * num_shards
+  skipped, mismatches = [], []
+  total_bytes = 0
+  writer, shard = None, -1
+  results = _ordered_map(pack_one, tasks, int(workers))
+  bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
+  try:
+    for i, result in enumerate(bar):
+      if i == bounds[shard + 1]:  # first line of the next shard (every shard holds >= 1 line)
+        if writer is not None:
+          done, writer = writer, None
+          _close_writer(done, temps[shard])
+        shard += 1
+        writer = ArrayRecordWriter(temps[shard], arrayrecord.WRITER_OPTIONS)
+        if not writer.ok():
+          raise PackError(f'cannot create {temps[shard]}')
+      record = records[i]
+      if result[0] == 'corrupt':
+        message = result[1]
+        if not skip_corrupt:
+          raise PackError(f'{message} (list {list_file}, entry {record.path!r}); pass --skip_corrupt to '
+                          f'leave unreadable videos out')
+        skipped.append({'path': record.path, 'error': message})
+        bar.set_postfix(skipped=len(skipped))
+        continue
+      _, data, num_frames, width, height = result
+      if videos and record.num_frames is not None and record.num_frames != num_frames:
+        mismatches.append({'path': record.path, 'list': record.num_frames, 'decoded': num_frames})
+      writer.write(data)
+      total_bytes += len(data)
+      counts[shard] += 1
+      for key, value in zip(cols, (record.path, num_frames, record.label, width, height)):
+        cols[key].append(value)
+    if not cols['path']:
+      raise PackError(f'{list_file}: none of the {n} entries is readable')
+    done, writer = writer, None
+    _close_writer(done, temps[shard])
+  except BaseException:
+    if writer is not None:
+      writer.close()
+    results.close()
+    _remove(temps)
+    raise
+  finally:
+    bar.close()
+
+  # Commit: drop the old index (so no index ever points at a mix), old shards, then rename and index.
+  old = None
+  if os.path.exists(index_file):
+    try:
+      old = arrayrecord.read_index(index_file)
+    except (ValueError, KeyError, OSError):
+      old = None
+    os.remove(index_file)
+  if old:
+    folder = os.path.dirname(os.path.abspath(index_file))
+    keep = {os.path.abspath(p) for p in finals}
+    _remove(p for p in (os.path.join(folder, e['file']) for e in old['shards']) if p not in keep)
+  for tmp, final in zip(temps, finals):
+    os.replace(tmp, final)
+  num_records = len(cols['path'])
+  index = {
+      'format': arrayrecord.FORMAT_NAME, 'format_version': arrayrecord.FORMAT_VERSION,
+      'kind': 'videos' if videos else 'frames', 'num_records': num_records,
+      'shards': [{'file': os.path.basename(p), 'num_records': c} for p, c in zip(finals, counts)],
+      'classes': classes, 'records': cols, 'skipped': skipped,
+      'source': {'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
+                 'template': None if videos else template, 'verify': None if videos else verify,
+                 'jpeg_quality': int(quality) if videos else None},
+  }
+  if videos:
+    index['frame_count_mismatches'] = mismatches
+  _write_json(index_file, index)
+  seconds = time.perf_counter() - start_time
+  return {'index': index_file, 'num_records': num_records, 'num_shards': num_shards,
+          'skipped': len(skipped), 'frame_count_mismatches': len(mismatches), 'bytes': total_bytes,
+          'seconds': round(seconds, 2), 'videos_per_second': round(n / seconds, 1)}
+
+
+def _close_writer(writer, path):
+  ok = writer.ok()
+  writer.close()
+  if not ok:
+    raise PackError(f'writing {path} failed')
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='python -m rnl_jax.data.pack', description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--list', required=True, help='list file: `<folder> <num_frames> <label>` per line '
+                      '(with --videos: `<path> [<num_frames>] <label>`)')
+  parser.add_argument('--root', default='', help='folder the list paths are joined onto')
+  parser.add_argument('--out', required=True,
+                      help='output prefix: writes PREFIX-*-of-*.array_record and PREFIX.json')
+  parser.add_argument('--template', default=DEFAULT_TEMPLATE, help='frame file name, 1-based')
+  parser.add_argument('--videos', action='store_true', help='the list holds video files (decoded with PyAV)')
+  parser.add_argument('--shards', type=int, default=None,
+                      help=f'number of shards (default: one per {RECORDS_PER_SHARD} videos)')
+  parser.add_argument('--workers', type=int, default=1, help='reader processes (spawn)')
+  parser.add_argument('--classes', default=None,
+                      help='class-name file (line i = label i), stored in the index')
+  parser.add_argument('--skip_corrupt', action='store_true',
+                      help='leave unreadable folders/videos out (listed in the index) instead of stopping')
+  parser.add_argument('--verify', choices=VERIFY, default='decode',
+                      help='decode every frame (default) or only parse its JPEG header')
+  parser.add_argument('--quality', type=int, default=DEFAULT_QUALITY, help='JPEG quality of --videos frames')
+  parser.add_argument('--overwrite', action='store_true', help='replace an existing packed dataset')
+  parser.add_argument('--no_progress', action='store_true', help='no progress bar')
+  args = parser.parse_args(argv)
+  # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
+  # `pack_one` under the package path.
+  from rnl_jax.data import pack as packer  # pylint: disable=g-import-not-at-top,import-self
+  try:
+    summary = packer.pack(args.list, args.root, args.out, template=args.template, videos=args.videos,
+                          num_shards=args.shards, workers=args.workers, classes_file=args.classes,
+                          skip_corrupt=args.skip_corrupt, verify=args.verify, quality=args.quality,
+                          overwrite=args.overwrite, progress=not args.no_progress)
+  except (packer.PackError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    raise SystemExit(2) from None
+  if summary['skipped']:
+    print(f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in {summary["index"]})',
+          file=sys.stderr)
+  if summary['frame_count_mismatches']:
+    print(f'{summary["frame_count_mismatches"]} videos decoded to another frame count than the list gives '
+          f'(the decoded count is stored; listed in {summary["index"]})', file=sys.stderr)
+  print(json.dumps(summary))
+  return summary
+
+
+if __name__ == '__main__':
+  main()
