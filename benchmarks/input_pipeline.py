@@ -17,7 +17,7 @@ with 224 px output:
   frames_test3     FrameFolderSource test mode, 3 full-res 256 crops (views counted as clips)
   mp4_k250_train   VideoFileSource (keyframe every 250) + train_views
   mp4_k30_train    VideoFileSource (keyframe every 30) + train_views
-  arrayrecord_train ArrayRecordSource + train_views
+  arrayrecord_train ArrayRecordSource (one record per frame, the frame folders' JPEG bytes) + train_views
 
 Prints clips/s per core (clips / process CPU seconds) and wall clips/s. Figures depend on the JPEG
 content: noisy frames decode slower than smooth synthetic ones, so these data are on the slow side.
@@ -59,6 +59,15 @@ def textured_video(rng, num_frames):
   return frames
 
 
+def _packed(index_file, num_videos):
+  """Whether `index_file` is a readable ArrayRecord index (current format) of `num_videos` videos."""
+  from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
+  try:
+    return arrayrecord.read_index(index_file)['num_videos'] == num_videos
+  except (OSError, ValueError):  # absent, or an older format: (re)pack
+    return False
+
+
 def make_data(root, num_videos, num_frames, kinds):
   """Frame folders (always), mp4s and ArrayRecord shards (when asked) under `root`; list records."""
   rng = np.random.default_rng(0)
@@ -84,11 +93,10 @@ def make_data(root, num_videos, num_frames, kinds):
     records.append((name, num_frames, v % 10))
   with open(os.path.join(root, 'list.txt'), 'w') as f:
     f.writelines(f'{n} {c} {l}\n' for n, c, l in records)
-  if 'arrayrecord' in kinds and not os.path.exists(os.path.join(root, 'ar', 'bench.json')):
+  if 'arrayrecord' in kinds and not _packed(os.path.join(root, 'ar', 'bench.json'), len(records)):
     from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
-    os.makedirs(os.path.join(root, 'ar'), exist_ok=True)
-    pack.pack_frame_folders(os.path.join(root, 'list.txt'), os.path.join(root, 'frames'),
-                            os.path.join(root, 'ar', 'bench'), template=TEMPLATE)
+    pack.pack(os.path.join(root, 'list.txt'), os.path.join(root, 'frames'), os.path.join(root, 'ar', 'bench'),
+              template=TEMPLATE, verify='header', overwrite=True, progress=False)
   return records
 
 

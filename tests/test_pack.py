@@ -20,6 +20,8 @@ TEMPLATE = 'img_{:05d}.jpg'
 NUM_FRAMES = 12
 # Frame counts of the list (folders hold 12 frames; the list may use fewer): short, equal to T, long.
 LIST_FRAMES = (12, 5, 2, 8, 3, 12, 7, 10)
+NUM_RECORDS = len(LIST_FRAMES) + sum(LIST_FRAMES)  # a metadata record and F frame records per video
+POSITIONS = tuple(int(p) for p in np.cumsum((0,) + LIST_FRAMES[:-1]) + np.arange(len(LIST_FRAMES)))
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +35,8 @@ def data(tmp_path_factory):
   summary = pack.main(['--list', str(root / 'list.txt'), '--root', str(frames), '--out',
                        str(root / 'one' / 'train'), '--shards', '1', '--classes',
                        str(root / 'synth' / 'classes.txt'), '--no_progress'])
-  assert summary['num_records'] == len(LIST_FRAMES) and summary['num_shards'] == 1
+  assert summary['num_videos'] == len(LIST_FRAMES) and summary['num_shards'] == 1
+  assert summary['num_records'] == NUM_RECORDS
   return {'root': root, 'frames': frames, 'list': root / 'list.txt', 'prefix': root / 'one' / 'train',
           'records': datasets.parse_list_file(root / 'list.txt')}
 
@@ -60,19 +63,17 @@ def copy_frames(data, dst):
 # record format
 
 
-def test_record_roundtrip_and_bad_bytes():
-  frames = [b'\xff\xd8first\xff\xd9', b'', b'third frame']
-  data = arrayrecord.encode_record(frames, {'path': 'v/1', 'label': 3})
-  rec = arrayrecord.parse_record(data)
-  assert rec.meta == {'path': 'v/1', 'label': 3, 'num_frames': 3} and rec.num_frames == 3
-  assert [bytes(rec.frame(k)) for k in (1, 2, 3)] == frames
-  with pytest.raises(IndexError):
-    rec.frame(0)
-  bad = [b'XXXX' + data[4:], data[:10], data[:-1], data + b'x',
-         data[:4] + (2).to_bytes(2, 'little') + data[6:]]
-  for b, match in zip(bad, ('magic', 'shorter', 'offset', 'offset', 'version')):
+def test_meta_record_roundtrip_and_bad_bytes():
+  meta = {'path': 'v/1', 'label': 3, 'num_frames': 7, 'width': 4, 'height': 2, 'kind': 'frames'}
+  data = arrayrecord.encode_meta_record(meta)
+  assert arrayrecord.parse_meta_record(data) == meta
+  bad = [b'\xff\xd8' + data[2:], data[:10], data[:-1], data + b'x',
+         data[:4] + (3).to_bytes(2, 'little') + data[6:], data[:4] + (1).to_bytes(2, 'little') + data[6:],
+         data[:8] + (6).to_bytes(4, 'little') + data[12:]]
+  for b, match in zip(bad, ('magic', 'shorter', 'header says', 'header says', 'version 3',
+                            r'version 1.*re-pack it with python -m rnl_jax.data.pack', 'frame count')):
     with pytest.raises(RecordFormatError, match=match):
-      arrayrecord.parse_record(b)
+      arrayrecord.parse_meta_record(b)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -84,11 +85,23 @@ def test_index_records_and_classes(data):
   assert [(r.path, r.num_frames, r.label) for r in src.records] == \
       [(r.path, r.num_frames, r.label) for r in data['records']]
   assert [(r.shard, r.position, r.width, r.height) for r in src.records] == \
-      [(0, i, 32, 32) for i in range(len(LIST_FRAMES))]
+      [(0, p, 32, 32) for p in POSITIONS]
   assert src.classes == list(synthetic.CLASSES) and src.kind == 'frames'
   index = json.loads(open(f'{data["prefix"]}.json').read())
-  assert index['format_version'] == arrayrecord.FORMAT_VERSION and index['num_records'] == len(LIST_FRAMES)
-  assert index['shards'] == [{'file': 'train-00000-of-00001.array_record', 'num_records': len(LIST_FRAMES)}]
+  assert index['format_version'] == arrayrecord.FORMAT_VERSION == 2
+  assert (index['num_videos'], index['num_records']) == (len(LIST_FRAMES), NUM_RECORDS)
+  assert index['shards'] == [{'file': 'train-00000-of-00001.array_record', 'num_videos': len(LIST_FRAMES),
+                              'num_records': NUM_RECORDS}]
+  # The layout: metadata record at `position`, then frame k's original JPEG bytes at position + k.
+  reader = src.reader(0)
+  assert reader.num_records() == NUM_RECORDS
+  r = src.records[3]
+  meta = arrayrecord.parse_meta_record(reader.read([r.position])[0])
+  assert meta == {'path': r.path, 'label': r.label, 'num_frames': r.num_frames, 'width': 32, 'height': 32,
+                  'kind': 'frames'}
+  stored = reader.read(list(range(r.position + 1, r.position + 1 + r.num_frames)))
+  assert stored == [(data['frames'] / r.path / TEMPLATE.format(k)).read_bytes()
+                    for k in range(1, r.num_frames + 1)]
 
 
 @pytest.mark.parametrize('kw', [dict(mode='val', num_segments=4), dict(mode='test', num_segments=4),
@@ -112,12 +125,13 @@ def test_train_clips_identical_for_the_same_rng(data):
     assert np.array_equal(x, b.get(i, rng=np.random.default_rng(100 + i))['frames'])
 
 
-def test_simplejpeg_decoder_matches_pillow(data):
-  pytest.importorskip('simplejpeg')
-  # Holds for the libjpeg-turbo builds installed here (module doc); a failure means the builds differ.
-  for mode in ('test', 'train'):
-    assert_same_clips(ArrayRecordSource(data['prefix'], mode=mode, num_segments=4, decoder='simplejpeg'),
-                      ArrayRecordSource(data['prefix'], mode=mode, num_segments=4))
+@pytest.mark.parametrize('decoder', ['pil', 'simplejpeg_fast'])
+def test_decoders_as_frame_folders(data, decoder):
+  kw = dict(mode='train', num_segments=4, decoder=decoder)
+  assert_same_clips(ArrayRecordSource(data['prefix'], **kw), folder_source(data, **kw))
+  if decoder == 'pil':  # the default ('simplejpeg') gives Pillow's pixels
+    assert_same_clips(ArrayRecordSource(data['prefix'], **kw), ArrayRecordSource(data['prefix'], mode='train',
+                                                                                 num_segments=4))
   with pytest.raises(ValueError, match='decoder'):
     ArrayRecordSource(data['prefix'], mode='test', num_segments=4, decoder='cv2')
 
@@ -146,19 +160,24 @@ def test_cli_subprocess_shards_workers_and_specs(data, tmp_path):
   three = ArrayRecordSource(out, mode='test', num_segments=4)
   one = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
   assert [r.shard for r in three.records] == [0, 0, 1, 1, 1, 2, 2, 2]
+  assert [r.position for r in three.records] == [0, 13, 0, 3, 12, 0, 13, 21]  # 1 + F records per video
+  assert [three.reader(s).num_records() for s in range(3)] == [13 + 6, 3 + 9 + 4, 13 + 8 + 11]
   for i in range(len(one)):  # byte-identical records, whatever the shard
     r1, r3 = one.records[i], three.records[i]
-    assert one.reader(r1.shard).read([r1.position]) == three.reader(r3.shard).read([r3.position])
+    assert one.reader(r1.shard).read(list(range(r1.position, r1.position + 1 + r1.num_frames))) == \
+        three.reader(r3.shard).read(list(range(r3.position, r3.position + 1 + r3.num_frames)))
   assert_same_clips(three, one)
   # a glob of the shards, and one shard alone (its slice of the index)
   assert_same_clips(ArrayRecordSource(f'{out}-*.array_record', mode='test', num_segments=4), one)
   middle = ArrayRecordSource(shards[1], mode='test', num_segments=4)
   assert [r.path for r in middle.records] == [r.path for r in one.records[2:5]]
   assert np.array_equal(middle[0]['frames'], one[2]['frames'])
-  # without an index, the records are listed from the records themselves
+  # without an index, the videos are listed from their metadata records
   os.remove(f'{out}.json')
   scanned = ArrayRecordSource(f'{out}-*.array_record', mode='test', num_segments=4)
   assert scanned.index_file is None and scanned.classes is None
+  assert [(r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in scanned.records] == \
+      [(r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in three.records]
   assert_same_clips(scanned, one)
 
 
@@ -218,8 +237,9 @@ def test_corrupt_jpeg_in_record(data, tmp_path):
   with pytest.raises(CorruptVideoError) as e:
     src[3]
   shard = f'{out}-00000-of-00001.array_record'
-  assert e.value.path == f'{shard} record 3 (video train_000003)'
-  assert 'frame 5' in str(e.value) and shard in str(e.value) and 'train_000003' in str(e.value)
+  assert e.value.path == f'{shard} record {POSITIONS[3]} (video train_000003)'
+  assert str(e.value).startswith(f'cannot decode JPEG frame 5 (record {POSITIONS[3] + 5}) of {e.value.path}')
+  assert 'runcated' in str(e.value)
   for i in (0, 1, 2, 4):
     src[i]
   skip = ArrayRecordSource(out, mode='test', num_segments=8, skip_corrupt=True)
@@ -229,21 +249,25 @@ def test_corrupt_jpeg_in_record(data, tmp_path):
 
 
 def test_damaged_shard_bytes(data, tmp_path):
-  """A flipped byte inside a record fails ArrayRecord's checksum: CorruptVideoError naming the record."""
+  """A flipped byte inside a frame record fails ArrayRecord's checksum when (only when) that frame is read."""
   out = tmp_path / 'p' / 'train'
   pack.pack(data['list'], data['frames'], out, progress=False)
   shard = f'{out}-00000-of-00001.array_record'
   blob = bytearray(open(shard, 'rb').read())
-  frame = (data['frames'] / 'train_000006' / TEMPLATE.format(2)).read_bytes()
-  at = blob.find(frame)
-  assert at > 0  # stored as-is, uncompressed
-  blob[at + len(frame) // 2] ^= 0xFF
+  for k in (2, 3):  # of train_000006 (F = 7)
+    frame = (data['frames'] / 'train_000006' / TEMPLATE.format(k)).read_bytes()
+    at = blob.find(frame)
+    assert at > 0 and blob.count(frame) == 1  # stored as-is, uncompressed
+    blob[at + len(frame) // 2] ^= 0xFF
   open(shard, 'wb').write(bytes(blob))
-  src = ArrayRecordSource(out, mode='test', num_segments=4)
-  with pytest.raises(CorruptVideoError, match=r'record 6 \(video train_000006\)'):
+  src = ArrayRecordSource(out, mode='test', num_segments=4)  # frames 1, 3, 5, 7
+  with pytest.raises(CorruptVideoError, match=rf'cannot read record {POSITIONS[6] + 3} \(frame 3\) of '
+                     rf'{shard} record {POSITIONS[6]} \(video train_000006\).*hash mismatch'):
     src[6]
   intact = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
   assert np.array_equal(src[5]['frames'], intact[5]['frames'])
+  one = ArrayRecordSource(out, mode='test', num_segments=1)  # frame 4 only: the damaged ones are not read
+  assert np.array_equal(one[6]['frames'], folder_source(data, mode='test', num_segments=1)[6]['frames'])
 
 
 def test_index_and_shards_must_match(data, tmp_path):
@@ -252,10 +276,47 @@ def test_index_and_shards_must_match(data, tmp_path):
   short.write_text(''.join(data['list'].read_text().splitlines(keepends=True)[:3]))
   pack.pack(short, data['frames'], out, progress=False)
   shutil.copy(f'{data["prefix"]}-00000-of-00001.array_record', f'{out}-00000-of-00001.array_record')
-  with pytest.raises(ValueError, match='holds 8 records.*expects 3'):
+  with pytest.raises(ValueError, match=f'holds {NUM_RECORDS} records.*expects 22'):
     ArrayRecordSource(out, mode='test', num_segments=4)
+  # Same counts, other videos: the metadata record read with each clip says so.
+  index = json.loads(open(f'{data["prefix"]}.json').read())
+  index['videos']['path'][1], index['videos']['label'][1] = 'elsewhere', 9
+  (tmp_path / 'edited.json').write_text(json.dumps(index))
+  shutil.copy(f'{data["prefix"]}-00000-of-00001.array_record', tmp_path / index['shards'][0]['file'])
+  edited = ArrayRecordSource(tmp_path / 'edited.json', mode='test', num_segments=4)
+  with pytest.raises(CorruptVideoError, match="holds 'train_000001'.*index says 'elsewhere'.*do not belong"):
+    edited[1]
+  assert np.array_equal(edited[2]['frames'], folder_source(data, mode='test', num_segments=4)[2]['frames'])
+  index['videos']['position'][2] += 1
+  (tmp_path / 'edited.json').write_text(json.dumps(index))
+  with pytest.raises(ValueError, match=r'inconsistent index.*video 2 \(train_000002\) at position 20'):
+    ArrayRecordSource(tmp_path / 'edited.json', mode='test', num_segments=4)
   with pytest.raises(FileNotFoundError, match='no ArrayRecord index or shards'):
     ArrayRecordSource(tmp_path / 'nothing', mode='test', num_segments=4)
+
+
+def test_format_1_asks_to_repack(data, tmp_path):
+  """Format-1 sets (one record per video) are not readable: index and records say to re-pack."""
+  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+  old = {'format': arrayrecord.FORMAT_NAME, 'format_version': 1, 'kind': 'frames', 'num_records': 1,
+         'shards': [{'file': 'train-00000-of-00001.array_record', 'num_records': 1}],
+         'records': {'path': ['a'], 'num_frames': [1], 'label': [0]}}
+  (tmp_path / 'train.json').write_text(json.dumps(old))
+  shard = tmp_path / 'train-00000-of-00001.array_record'
+  writer = ArrayRecordWriter(str(shard), arrayrecord.WRITER_OPTIONS)
+  writer.write(b'RNLV' + (1).to_bytes(2, 'little') + bytes(10) + b'{}')  # a format-1 record header
+  writer.close()
+  repack = r're-pack it with python -m rnl_jax.data.pack'
+  with pytest.raises(ValueError, match=rf'train\.json: index format_version 1.*{repack}'):
+    ArrayRecordSource(tmp_path / 'train', mode='test', num_segments=4)
+  os.rename(tmp_path / 'train.json', tmp_path / 'old.json')
+  with pytest.raises(ValueError, match=rf'record 0 is not a readable video metadata record.*{repack}'):
+    ArrayRecordSource(shard, mode='test', num_segments=4)
+  # --overwrite replaces a format-1 set, its shards included
+  os.rename(tmp_path / 'old.json', tmp_path / 'train.json')
+  pack.pack(data['list'], data['frames'], tmp_path / 'train', num_shards=2, overwrite=True, progress=False)
+  assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / 'train*'))) == \
+      ['train-00000-of-00002.array_record', 'train-00001-of-00002.array_record', 'train.json']
 
 
 def test_pack_missing_and_short_folders(data, tmp_path, capsys):
@@ -271,12 +332,12 @@ def test_pack_missing_and_short_folders(data, tmp_path, capsys):
   assert not glob.glob(f'{out}*')  # nothing left behind
 
   summary = pack.main(args + ['--skip_corrupt', '--shards', '2'])
-  assert summary['skipped'] == 1 and summary['num_records'] == len(LIST_FRAMES) - 1
+  assert summary['skipped'] == 1 and summary['num_videos'] == len(LIST_FRAMES) - 1
   assert 'skipped 1 unreadable' in capsys.readouterr().err
   index = arrayrecord.read_index(f'{out}.json')
   assert [s['path'] for s in index['skipped']] == ['train_000002']
   assert 'does not exist' in index['skipped'][0]['error']
-  assert [s['num_records'] for s in index['shards']] == [3, 4]
+  assert [(s['num_videos'], s['num_records']) for s in index['shards']] == [(3, 3 + 12 + 5 + 8), (4, 4 + 32)]
   src = ArrayRecordSource(out, mode='test', num_segments=4)
   assert 'train_000002' not in [r.path for r in src.records]
   intact = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
@@ -328,7 +389,7 @@ def test_pack_videos(tmp_path, capsys):
   out = tmp_path / 'p' / 'v'
   summary = pack.main(['--videos', '--list', str(tmp_path / 'two.txt'), '--root', str(vids), '--out',
                        str(out), '--no_progress'])
-  assert summary['num_records'] == 2
+  assert summary['num_videos'] == 2 and summary['num_records'] == 2 + 10 + 7
   src = ArrayRecordSource(out, mode='test', num_segments=10)
   assert [(r.path, r.num_frames, r.label, r.width, r.height) for r in src.records] == \
       [('a.mp4', 10, 1, 48, 32), ('b.mp4', 7, 0, 48, 32)]
@@ -345,7 +406,7 @@ def test_pack_videos(tmp_path, capsys):
   assert '1 videos decoded to another frame count' in capsys.readouterr().err
   index = arrayrecord.read_index(tmp_path / 'q' / 'v.json')
   assert index['frame_count_mismatches'] == [{'path': 'a.mp4', 'list': 12, 'decoded': 10}]
-  assert index['records']['num_frames'] == [10, 7]
+  assert index['videos']['num_frames'] == [10, 7]
   (tmp_path / 'missing.txt').write_text('a.mp4 1\nnope.mp4 0\n')
   with pytest.raises(pack.PackError, match=f'video file {vids / "nope.mp4"} does not exist'):
     pack.pack(tmp_path / 'missing.txt', vids, tmp_path / 'r' / 'v', videos=True, progress=False)

@@ -1,63 +1,70 @@
-"""Videos packed into ArrayRecord shards (one record per video) and a random-access clip source over them.
+"""Videos packed into ArrayRecord shards (one record per frame) and a random-access clip source over them.
 
 Why: a frame-folder dataset is millions of small files (slow to copy, list and open on network storage);
-packing stores each video's JPEG frames in one record of a few large shard files, while a training example
-still decodes only its sampled frames. `python -m rnl_jax.data.pack` writes the shards; `ArrayRecordSource`
-reads them with the same sampling, decode-once and skip_corrupt behaviour as `FrameFolderSource` (it is a
-`ClipSource`), and the same pixels: frames of a frame folder are stored as the original JPEG bytes, never
-re-encoded, and decoded with Pillow exactly like `sources.decode_frame`.
+packing stores the JPEG frames as records of a few large shard files, while a training example still
+reads and decodes only its sampled frames. `python -m rnl_jax.data.pack` writes the shards;
+`ArrayRecordSource` reads them with the same sampling, decode-once and skip_corrupt behaviour as
+`FrameFolderSource` (it is a `ClipSource`), and the same pixels: frames of a frame folder are stored as the
+original JPEG bytes, never re-encoded, and decoded by `sources.decode_jpeg` with the same decoder.
 
 Files (written by pack.py):
 
     PREFIX-00000-of-000NN.array_record ...   ArrayRecord shards, writer options WRITER_OPTIONS
-                                             ('group_size:1,uncompressed': one record per chunk for random
-                                             access; JPEG does not compress further)
+                                             ('group_size:1,uncompressed': one record per chunk, so one
+                                             frame is read without its neighbours; JPEG does not compress
+                                             further)
     PREFIX.json                              the index, written last (its presence marks a complete set)
 
-The index (JSON object, format_version 1):
+Shard layout (format version 2): each video is 1 + F consecutive records of one shard (a video is never
+split across shards), in list order:
 
-    format: 'rnl_jax.arrayrecord', format_version: 1, kind: 'frames' | 'videos'
-    num_records: N
-    shards: [{'file': name relative to the index's folder, 'num_records': n}, ...]
+    position p          the video's metadata record (below)
+    position p + k      frame k (1-based, k = 1..F): the JPEG bytes as they are in the frame folder
+                        (videos: cv2-encoded JPEG of the decoded frame)
+
+so a clip reads its metadata record and its T sampled frame records, nothing else (one range read per
+run of consecutive positions). Each record is its own chunk with ArrayRecord's (riegeli's) checksums, so
+damaged bytes fail the read of that record, and only a clip that reads it.
+
+Metadata record (all integers little-endian; no pickle anywhere: loading a pickle runs code from the file):
+
+    offset 0   4 bytes   magic b'RNLV'
+           4   uint16    record format version (2)
+           6   uint16    flags (0)
+           8   uint32    F, number of frames (the F records that follow)
+          12   uint32    M, length of the metadata
+          16   M bytes   UTF-8 JSON object: path (the list's folder or video path), label, num_frames (= F),
+                         width, height (of frame 1), kind ('frames' | 'videos')
+
+It is read with every clip and checked against the index (path, label, F), so an index that does not belong
+to its shards fails loudly instead of serving another video's frames; it also lets shards without their
+index be listed (`load_dataset` hops from one metadata record to the next).
+
+The index (JSON object, format_version 2):
+
+    format: 'rnl_jax.arrayrecord', format_version: 2, kind: 'frames' | 'videos'
+    num_videos: N, num_records: sum over videos of 1 + F (records in all shards)
+    shards: [{'file': name relative to the index's folder, 'num_videos': n, 'num_records': r}, ...]
     classes: [name of label 0, ...] or null
-    records: {'path': [...], 'num_frames': [...], 'label': [...], 'width': [...], 'height': [...]}
-             one column entry per record, in global order (shard 0 first, then position in the shard),
-             so building `source.records` reads no record
+    videos: {'path': [...], 'label': [...], 'num_frames': [...], 'width': [...], 'height': [...],
+             'shard': [...], 'position': [...]}
+            one column entry per video, in global order (shard 0 first), `position` = the metadata record's
+            position in its shard (frames at position + 1 .. position + F); building `source.records`
+            reads no record
     skipped: [{'path', 'error'}, ...]   list entries the packer skipped (--skip_corrupt)
     source: how the shards were made (list file, root, template, verify, JPEG quality of videos)
 
-A global record index i maps to (shard s, position i - sum of the earlier shards' num_records).
+Version 1 (one record per video holding all its frames) is not readable: reading its index or records
+raises an error asking to re-pack.
 
-One record (all integers little-endian):
-
-    offset 0   4 bytes   magic b'RNLV'
-           4   uint16    record format version (1)
-           6   uint16    flags (0)
-           8   uint32    F, number of frames
-          12   uint32    M, length of the metadata
-          16   M bytes   metadata, UTF-8 JSON object: path (the list's folder or video path), label,
-                         num_frames (= F), width, height (of frame 1), kind ('frames' | 'videos')
-      16 + M   8(F+1)    uint64 offsets o_0 = 0 <= o_1 <= ... <= o_F of the frames in the payload
-  16+M+8(F+1)  o_F bytes payload: the JPEG bytes of frames 1..F concatenated; frame k (1-based) is
-                         payload[o_{k-1}:o_k]
-
-so decoding frame k parses only the header, the offset table and its own bytes (no other frame is touched).
-No pickle anywhere (loading a pickle runs code from the data file).
-
-Decoders: 'pil' (default) is `sources.decode_frame`'s code on the stored bytes, so clips are pixel-identical
-to FrameFolderSource's. 'simplejpeg' (optional package, ~1.8x faster per 340x256 frame) gave identical
-pixels to Pillow for baseline/progressive, 4:2:0/4:2:2/4:4:4 and greyscale JPEGs with Pillow 13.0
-(libjpeg-turbo 3.2) and simplejpeg 1.9 (both ISLOW DCT, fancy upsampling); CMYK JPEGs differ, so those go
-to Pillow. Other builds may round differently: tests/test_pack.py checks equality on the installed ones.
-
-Cost: ArrayRecord reads whole records, so every clip reads all F frames' bytes of its video (~1 GB/s,
-e.g. ~7 ms for a 300-frame 340x256 video of 3.8 MB) although it decodes only T of them. On one core, 8-frame
-TSN clips: F = 48 about 80 clips/s (Pillow) / 110 (simplejpeg) vs 120 from frame folders; F = 300 about
-60 / 75 vs 120-170. Long videos pay most; the gain is in file counts and sequential storage, not CPU.
+Cost: per clip T + 1 range reads of ~20 us each (40 kB frames) and T JPEG decodes, the same work as
+frame folders: 8-frame TSN train clips of 340x256 frames on one core, 300-frame videos 122 clips/s vs 119
+from frame folders (format 1, reading whole videos: 28-50), 48-frame videos 122 vs 120 (format 1: 103).
+Memory: an open ArrayRecordReader holds its shard's chunk offsets, about 8 bytes per record, i.e. a few MB
+per 1000 videos of 300 frames in every process that reads the shard.
 """
 import dataclasses
 import glob
-import io
 import json
 import logging
 import os
@@ -66,112 +73,68 @@ import struct
 import threading
 
 import numpy as np
-from PIL import Image
 
-from rnl_jax.data import datasets
+from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
 from rnl_jax.data.sources import ClipSource, CorruptVideoError, stack_frames
 
 log = logging.getLogger(__name__)
 
 MAGIC = b'RNLV'
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 FORMAT_NAME = 'rnl_jax.arrayrecord'
-FORMAT_VERSION = 1  # of the index JSON
+FORMAT_VERSION = 2  # of the index JSON
 SHARD_SUFFIX = '.array_record'
 WRITER_OPTIONS = 'group_size:1,uncompressed'
 READER_OPTIONS = 'readahead_buffer_size:0,max_parallelism:0'  # random access (ArrayRecordReader docs)
-DECODERS = ('pil', 'simplejpeg')
+READ_BUFFER = 1 << 14  # bytes; measured: 16 kB reads 40 kB frames ~7% faster than 64 kB, 256 kB ~35% slower
+DECODERS = sources.DECODERS
+REPACK = ('written by an older rnl_jax (format 1: one record per video); re-pack it with '
+          'python -m rnl_jax.data.pack')
 _HEADER = struct.Struct('<4sHHII')  # magic, version, flags, num_frames, meta_len: 16 bytes
 _SHARD_RE = re.compile(r'^(?P<prefix>.*)-(?P<shard>\d{5})-of-(?P<num>\d{5})' + re.escape(SHARD_SUFFIX) + '$')
+INDEX_COLUMNS = ('path', 'label', 'num_frames', 'width', 'height', 'shard', 'position')
 
 
 class RecordFormatError(ValueError):
-  """Bytes that are not a valid record of this format."""
+  """Bytes that are not a valid metadata record of this format."""
 
 
 # ----------------------------------------------------------------------------------------------------
-# the record format
+# the metadata record
 
 
-def encode_record(frames, meta):
-  """Record bytes of one video: `frames` = JPEG bytes of frames 1..F, `meta` = JSON-able dict.
-
-  `meta['num_frames']` is set to F.
-  """
-  frames = [bytes(f) if not isinstance(f, bytes) else f for f in frames]
-  meta = dict(meta, num_frames=len(frames))
-  text = json.dumps(meta, sort_keys=True, separators=(',', ':')).encode('utf-8')
-  offsets = np.zeros(len(frames) + 1, '<u8')                       # [F + 1]
-  np.cumsum(np.fromiter(map(len, frames), np.uint64, len(frames)), out=offsets[1:])
-  header = _HEADER.pack(MAGIC, RECORD_VERSION, 0, len(frames), len(text))
-  return b''.join([header, text, offsets.tobytes(), *frames])
+def encode_meta_record(meta):
+  """Metadata record bytes of one video; `meta` = JSON-able dict with 'num_frames' (F, an int >= 0)."""
+  num_frames = int(meta['num_frames'])
+  text = json.dumps(dict(meta, num_frames=num_frames), sort_keys=True, separators=(',', ':')).encode('utf-8')
+  return _HEADER.pack(MAGIC, RECORD_VERSION, 0, num_frames, len(text)) + text
 
 
-class ParsedRecord:
-  """A validated view of one record's bytes: `meta`, `num_frames`, `frame(k)` (JPEG bytes, 1-based k)."""
-
-  def __init__(self, data):
-    view = memoryview(data)
-    if len(view) < _HEADER.size:
-      raise RecordFormatError(f'record of {len(view)} bytes is shorter than the {_HEADER.size}-byte header')
-    magic, version, _, num_frames, meta_len = _HEADER.unpack_from(view)
-    if magic != MAGIC:
-      raise RecordFormatError(f'bad magic {bytes(magic)!r} (expected {MAGIC!r}): not an rnl_jax video record')
-    if version != RECORD_VERSION:
-      raise RecordFormatError(f'record format version {version}, this code reads version {RECORD_VERSION}')
-    table = _HEADER.size + meta_len
-    payload = table + 8 * (num_frames + 1)
-    if len(view) < payload:
-      raise RecordFormatError(f'record of {len(view)} bytes is shorter than its header, metadata and '
-                              f'offset table ({payload} bytes)')
-    try:
-      self.meta = json.loads(bytes(view[_HEADER.size:table]).decode('utf-8'))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-      raise RecordFormatError(f'unreadable record metadata: {e}') from None
-    if not isinstance(self.meta, dict) or self.meta.get('num_frames') != num_frames:
-      raise RecordFormatError(f'metadata {self.meta!r} does not match the header frame count {num_frames}')
-    self.offsets = np.frombuffer(view[table:payload], '<u8')   # [F + 1]
-    if (self.offsets[0] != 0 or np.any(np.diff(self.offsets.astype(np.int64)) < 0)
-        or int(self.offsets[-1]) != len(view) - payload):
-      raise RecordFormatError(f'bad frame offset table (payload of {len(view) - payload} bytes, '
-                              f'offsets from {int(self.offsets[0])} to {int(self.offsets[-1])})')
-    self.num_frames = num_frames
-    self._payload = view[payload:]
-
-  def frame(self, number):
-    """JPEG bytes (memoryview) of 1-based frame `number`."""
-    if not 1 <= number <= self.num_frames:
-      raise IndexError(f'frame {number} outside 1..{self.num_frames}')
-    return self._payload[int(self.offsets[number - 1]):int(self.offsets[number])]
-
-
-def parse_record(data):
-  """`ParsedRecord` of record bytes; RecordFormatError if they are not a valid record."""
-  return ParsedRecord(data)
-
-
-# ----------------------------------------------------------------------------------------------------
-# JPEG decoding
-
-
-def decode_jpeg_pil(data):
-  """uint8 [H, W, 3] RGB; the same calls as `sources.decode_frame`, so the same pixels."""
-  with Image.open(io.BytesIO(data), formats=('JPEG',)) as img:
-    img.load()  # decodes now, so truncation raises here
-    return np.asarray(img.convert('RGB'))
-
-
-def decode_jpeg_simplejpeg(data):
-  """uint8 [H, W, 3] RGB via libjpeg-turbo (simplejpeg, strict); CMYK/YCCK via Pillow (simplejpeg differs)."""
-  import simplejpeg  # pylint: disable=g-import-not-at-top  (optional dependency)
-  if simplejpeg.decode_jpeg_header(data)[2] not in ('YCbCr', 'Gray'):
-    return decode_jpeg_pil(data)
-  return simplejpeg.decode_jpeg(data, colorspace='RGB', fastdct=False, fastupsample=False, strict=True)
-
-
-_DECODE = {'pil': decode_jpeg_pil, 'simplejpeg': decode_jpeg_simplejpeg}
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+def parse_meta_record(data):
+  """The metadata dict of a metadata record's bytes; RecordFormatError if they are not one."""
+  view = memoryview(data)
+  if len(view) < _HEADER.size:
+    raise RecordFormatError(f'record of {len(view)} bytes is shorter than the {_HEADER.size}-byte header')
+  magic, version, _, num_frames, meta_len = _HEADER.unpack_from(view)
+  if magic != MAGIC:
+    raise RecordFormatError(f'bad magic {bytes(magic)!r} (expected {MAGIC!r}): not an rnl_jax video '
+                            f'metadata record')
+  if version == 1:
+    raise RecordFormatError(f'record format version 1, this code reads version {RECORD_VERSION}: shard '
+                            f'{REPACK}')
+  if version != RECORD_VERSION:
+    raise RecordFormatError(f'record format version {version}, this code reads version {RECORD_VERSION}')
+  if len(view) != _HEADER.size + meta_len:
+    raise RecordFormatError(f'metadata record of {len(view)} bytes, its header says '
+                            f'{_HEADER.size + meta_len}')
+  try:
+    meta = json.loads(bytes(view[_HEADER.size:]).decode('utf-8'))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise RecordFormatError(f'unreadable record metadata: {e}') from None
+  if not isinstance(meta, dict) or meta.get('num_frames') != num_frames:
+    raise RecordFormatError(f'metadata {meta!r} does not match the header frame count {num_frames}')
+  return meta
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -192,14 +155,14 @@ def open_reader(path):
   from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise FileNotFoundError(f'ArrayRecord shard {path} does not exist')
-  reader = ArrayRecordReader(os.fspath(path), READER_OPTIONS, file_reader_buffer_size=1 << 16)
+  reader = ArrayRecordReader(os.fspath(path), READER_OPTIONS, file_reader_buffer_size=READ_BUFFER)
   if not reader.ok():
     raise ValueError(f'{path} is not a readable ArrayRecord file (truncated or not ArrayRecord)')
   return reader
 
 
 def read_index(path):
-  """The index JSON at `path`, checked for format name and version."""
+  """The index JSON at `path`, checked for format name, version and consistency (ValueError naming it)."""
   with open(path) as f:
     try:
       index = json.load(f)
@@ -208,21 +171,54 @@ def read_index(path):
   if not isinstance(index, dict) or index.get('format') != FORMAT_NAME:
     raise ValueError(f'{path}: not an {FORMAT_NAME} index (format={index.get("format")!r})'
                      if isinstance(index, dict) else f'{path}: not an {FORMAT_NAME} index')
-  if index.get('format_version') != FORMAT_VERSION:
-    raise ValueError(f'{path}: index format_version {index.get("format_version")}, this code reads '
-                     f'{FORMAT_VERSION}')
-  cols = index['records']
-  n = index['num_records']
-  if any(len(cols[k]) != n for k in ('path', 'num_frames', 'label')) or \
-      sum(s['num_records'] for s in index['shards']) != n:
-    raise ValueError(f'{path}: inconsistent index (num_records {n}, record columns and shard counts '
-                     f'disagree)')
+  version = index.get('format_version')
+  if version == 1:
+    raise ValueError(f'{path}: index format_version 1, this code reads {FORMAT_VERSION}: the dataset was '
+                     f'{REPACK}')
+  if version != FORMAT_VERSION:
+    raise ValueError(f'{path}: index format_version {version}, this code reads {FORMAT_VERSION}')
+  try:
+    _check_layout(index)
+  except (KeyError, TypeError, ValueError) as e:
+    raise ValueError(f'{path}: inconsistent index: {type(e).__name__}: {e}') from None
   return index
+
+
+def _check_layout(index):
+  """ValueError unless the index's columns, shard counts and positions describe consecutive videos."""
+  cols, n = index['videos'], int(index['num_videos'])
+  if any(len(cols[k]) != n for k in INDEX_COLUMNS):
+    raise ValueError(f'num_videos {n} but columns of {[len(cols[k]) for k in INDEX_COLUMNS]} entries')
+  frames = np.asarray(cols['num_frames'], np.int64).reshape(-1)      # [N]
+  shard = np.asarray(cols['shard'], np.int64).reshape(-1)            # [N]
+  position = np.asarray(cols['position'], np.int64).reshape(-1)      # [N]
+  num_shards = len(index['shards'])
+  if n and (np.any(frames < 0) or np.any(np.diff(shard) < 0) or shard[0] < 0 or shard[-1] >= num_shards):
+    raise ValueError('negative frame counts or shard numbers out of order')
+  videos = np.bincount(shard, minlength=num_shards)                         # [S]
+  records = np.bincount(shard, weights=frames + 1, minlength=num_shards)    # [S]
+  for s, entry in enumerate(index['shards']):
+    if (int(entry['num_videos']), int(entry['num_records'])) != (int(videos[s]), int(records[s])):
+      raise ValueError(f'shard {entry["file"]} lists {entry["num_videos"]} videos / {entry["num_records"]} '
+                       f'records, the columns give {int(videos[s])} / {int(records[s])}')
+  # Within a shard, video i + 1 starts right after video i's F frames; the first at position 0.
+  first = np.ones(n, bool)
+  first[1:] = shard[1:] != shard[:-1]
+  expected = np.empty(n, np.int64)
+  expected[first] = 0
+  expected[1:][~first[1:]] = (position[:-1] + frames[:-1] + 1)[~first[1:]]
+  if np.any(position != expected):
+    i = int(np.flatnonzero(position != expected)[0])
+    raise ValueError(f'video {i} ({cols["path"][i]}) at position {int(position[i])}, expected '
+                     f'{int(expected[i])}')
+  if sum(int(e['num_records']) for e in index['shards']) != int(index['num_records']):
+    raise ValueError('num_records differs from the sum over the shards')
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PackedRecord(VideoRecord):
-  """A `VideoRecord` (path, num_frames, label) plus where it lives: shard number and position in it."""
+  """A `VideoRecord` (path, num_frames, label) plus where it lives: shard number (in the source's `shards`)
+  and position of its metadata record; frame k is the record at position + k."""
   shard: int
   position: int
   width: int = 0
@@ -232,41 +228,43 @@ class PackedRecord(VideoRecord):
 def _index_records(index, index_file, only=None):
   """(shard paths, their record counts, records) of an index; `only` = absolute shard paths to keep."""
   folder = os.path.dirname(os.path.abspath(index_file))
-  cols = index['records']
-  widths, heights = cols.get('width'), cols.get('height')
-  shards, counts, records, start = [], [], [], 0
-  for entry in index['shards']:
+  cols = index['videos']
+  keep, shards, counts = {}, [], []
+  for s, entry in enumerate(index['shards']):
     path = os.path.join(folder, entry['file'])
-    count = int(entry['num_records'])
     if only is None or os.path.abspath(path) in only:
-      s = len(shards)
+      keep[s] = len(shards)
       shards.append(path)
-      counts.append(count)
-      records.extend(
-          PackedRecord(cols['path'][i], int(cols['num_frames'][i]), int(cols['label'][i]), shard=s,
-                       position=i - start, width=int(widths[i]) if widths else 0,
-                       height=int(heights[i]) if heights else 0)
-          for i in range(start, start + count))
-    start += count
+      counts.append(int(entry['num_records']))
+  records = [
+      PackedRecord(str(cols['path'][i]), int(cols['num_frames'][i]), int(cols['label'][i]),
+                   shard=keep[cols['shard'][i]], position=int(cols['position'][i]),
+                   width=int(cols['width'][i]), height=int(cols['height'][i]))
+      for i in range(int(index['num_videos'])) if cols['shard'][i] in keep]
   return shards, counts, records
 
 
 def _scan_records(shards):
-  """(shards, counts, records) of index-less shards, from every record's metadata (reads every record)."""
+  """(shards, counts, records) of index-less shards, from their metadata records (hops over the frames)."""
   counts, records = [], []
   for s, path in enumerate(shards):
     reader = open_reader(path)
     try:
       counts.append(reader.num_records())
-      for position in range(counts[-1]):
+      position = 0
+      while position < counts[-1]:
         try:
-          meta = parse_record(reader.read([position])[0]).meta
+          meta = parse_meta_record(reader.read([position])[0])
         except (RuntimeError, RecordFormatError) as e:
-          raise ValueError(f'{path}: record {position} is unreadable ({e}); cannot list the shard '
-                           f'without its index') from None
+          raise ValueError(f'{path}: record {position} is not a readable video metadata record ({e}); '
+                           f'cannot list the shard without its index') from None
         records.append(PackedRecord(str(meta['path']), int(meta['num_frames']), int(meta['label']),
                                     shard=s, position=position, width=int(meta.get('width', 0)),
                                     height=int(meta.get('height', 0))))
+        position += 1 + int(meta['num_frames'])
+      if position != counts[-1]:
+        raise ValueError(f'{path}: the last video ({records[-1].path}) runs past the shard\'s '
+                         f'{counts[-1]} records (truncated shard?)')
     finally:
       reader.close()
   return shards, counts, records
@@ -277,7 +275,7 @@ def load_dataset(spec):
 
   `spec`: an index `PREFIX.json`; a `PREFIX` with `PREFIX.json` beside it; or a shard file / glob pattern
   of shard files (sorted by name). For shards, the index of their prefix supplies the records if it lists
-  them all (a subset of an index's shards is fine); otherwise every record is read to list them.
+  them all (a subset of an index's shards is fine); otherwise the shards' metadata records are read.
   """
   spec = os.fspath(spec)
   if not glob.has_magic(spec) and (spec.endswith('.json') or os.path.isfile(index_path(spec))):
@@ -296,7 +294,7 @@ def load_dataset(spec):
     wanted = {os.path.abspath(p) for p in shards}
     if wanted <= {os.path.abspath(os.path.join(folder, e['file'])) for e in index['shards']}:
       return ipath, index, *_index_records(index, ipath, only=wanted)
-  log.warning('no index lists the shards %s; reading every record to list them', spec)
+  log.warning('no index lists the shards %s; reading their metadata records to list them', spec)
   return None, None, *_scan_records(shards)
 
 
@@ -305,72 +303,95 @@ def load_dataset(spec):
 
 
 class _PackedVideo:
-  """Handle of one record: read once, frames decoded from their own bytes."""
+  """Handle of one packed video: F from the index; `decode` reads the metadata and wanted frame records."""
 
   def __init__(self, source, index):
     self.source = source
     self.index = index
-    record = source.records[index]
-    where = source.video_path(index)
+    self.num_frames = source.records[index].num_frames
+
+  def _read(self, positions):
+    """Records at sorted distinct `positions` of the video's shard; CorruptVideoError naming a bad one.
+
+    One range read per run of consecutive positions: `read(start, end)` costs ~20 us per 40 kB record,
+    `read([p, ...])` twice that (array_record 0.8.6), and both are stateless (safe across threads).
+    """
+    src, record = self.source, self.source.records[self.index]
+    reader = src.reader(record.shard)
+    out, start = [], 0
     try:
-      data = source.reader(record.shard).read([record.position])[0]
-    except RuntimeError as e:  # riegeli: chunk hash mismatch, truncated file, ...
-      raise CorruptVideoError(f'cannot read {where}: {e}', where) from None
-    try:
-      self.record = parse_record(data)
-    except RecordFormatError as e:
-      raise CorruptVideoError(f'bad record {where}: {e}', where) from None
-    meta = self.record.meta
-    if (self.record.num_frames, meta.get('label'), meta.get('path')) != (
-        record.num_frames, record.label, record.path):
-      raise CorruptVideoError(
-          f'{where} holds {meta.get("path")!r} (F={self.record.num_frames}, label {meta.get("label")}) '
-          f'but the index says {record.path!r} (F={record.num_frames}, label {record.label}): '
-          f'index and shards do not belong together', where)
-    self.num_frames = self.record.num_frames
+      for i in range(1, len(positions) + 1):
+        if i == len(positions) or positions[i] != positions[i - 1] + 1:
+          out.extend(reader.read(positions[start], positions[i - 1] + 1))
+          start = i
+      return out
+    except RuntimeError as e:  # riegeli: chunk hash mismatch, truncated file, position out of range, ...
+      error, bad = e, positions[start]
+      for p in positions[start:]:  # which one? (error path only)
+        try:
+          reader.read(p, p + 1)
+        except RuntimeError as e1:
+          error, bad = e1, p
+          break
+    where = src.video_path(self.index)
+    what = ('metadata record' if bad == record.position else
+            f'record {bad} (frame {bad - record.position})')
+    raise CorruptVideoError(f'cannot read {what} of {where}: {error}', where) from None
 
   def decode(self, numbers):
-    src = self.source
+    src, record = self.source, self.source.records[self.index]
     where = src.video_path(self.index)
+    numbers = [int(k) for k in numbers]
+    if numbers and not 1 <= min(numbers) <= max(numbers) <= record.num_frames:
+      raise IndexError(f'frames {numbers} outside 1..{record.num_frames} of {where}')
+    data = self._read([record.position] + [record.position + k for k in numbers])
+    try:
+      meta = parse_meta_record(data[0])
+    except RecordFormatError as e:
+      raise CorruptVideoError(f'bad metadata record of {where}: {e}', where) from None
+    if (meta['num_frames'], meta.get('label'), meta.get('path')) != (
+        record.num_frames, record.label, record.path):
+      raise CorruptVideoError(
+          f'{where} holds {meta.get("path")!r} (F={meta["num_frames"]}, label {meta.get("label")}) but the '
+          f'index says {record.path!r} (F={record.num_frames}, label {record.label}): index and shards do '
+          f'not belong together', where)
     frames = []
-    for k in numbers:
+    for k, jpeg in zip(numbers, data[1:]):
+      name = f'{k} (record {record.position + k}) of {where}'  # 'cannot decode JPEG frame {name}: ...'
       try:
-        frames.append(src.decode_jpeg(self.record.frame(int(k))))        # [H, W, 3]
-      except _DECODE_ERRORS as e:
-        raise CorruptVideoError(f'cannot decode JPEG frame {int(k)} of {where}: {type(e).__name__}: {e}',
-                                where) from e
-    return stack_frames(frames, lambda j: f'{where} frame {int(numbers[j])}')  # [K, H, W, 3]
+        frames.append(sources.decode_jpeg(jpeg, name, src.decoder))       # [H, W, 3]
+      except CorruptVideoError as e:
+        raise CorruptVideoError(str(e), where) from e  # path: the video, as in skipped_paths
+    return stack_frames(frames, lambda j: f'{where} frame {numbers[j]}')   # [K, H, W, 3]
 
   def close(self):
-    self.record = None
+    pass
 
 
 class ArrayRecordSource(ClipSource):
-  """Sampled clips of packed videos, by global record index (a grain `MapDataset.source`).
+  """Sampled clips of packed videos, by global video index (a grain `MapDataset.source`).
 
   Args:
     spec: index `PREFIX.json`, `PREFIX`, a shard file or a glob pattern of shards (see `load_dataset`).
-    decoder: 'pil' (pixel-identical to FrameFolderSource) or 'simplejpeg' (faster; see module doc).
+    decoder: JPEG decoder, see `sources.decode_jpeg` ('simplejpeg', the default, gives Pillow's pixels, as
+      FrameFolderSource's default; 'simplejpeg_fast' approximate, training only; 'pil').
     filter_short: drop records upstream drops (F < 3 unless mode 'test' with remove_missing=False, as
-      `datasets.filter_records`); `dropped` counts them. Off: every packed record is served.
+      `datasets.filter_records`); `dropped` counts them. Off: every packed video is served.
     remove_missing: as `datasets.filter_records`, used with filter_short.
     check_shards: open every shard now and check its record count against the index (fails early, in
       the main process, instead of in a loader worker).
     **kwargs: as `ClipSource` (mode, num_segments, dense, twice_sample, num_clips, seed, skip_corrupt,
       fix_short, include_last_start).
 
-  Attributes: records (`PackedRecord`s: path, num_frames, label, shard, position), classes (names or
-  None), shards (paths), index_file. Readers are opened lazily per process and dropped when pickled, so
-  the source can be sent to spawned loader workers.
+  Attributes: records (`PackedRecord`s: path, num_frames, label, shard, position, width, height), classes
+  (names or None), kind, shards (paths), shard_counts (records per shard), index_file. Readers are opened
+  lazily per process and dropped when pickled, so the source can be sent to spawned loader workers.
   """
 
-  def __init__(self, spec, *, decoder='pil', filter_short=False, remove_missing=True, check_shards=True,
-               **kwargs):
+  def __init__(self, spec, *, decoder='simplejpeg', filter_short=False, remove_missing=True,
+               check_shards=True, **kwargs):
     if decoder not in DECODERS:
       raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
-    if decoder == 'simplejpeg':
-      # fail now, not in a loader worker, if the optional package is absent
-      import simplejpeg  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     self.index_file, index, self.shards, self.shard_counts, records = load_dataset(spec)
     self.classes = index.get('classes') if index else None
     self.kind = index.get('kind') if index else None
@@ -379,7 +400,6 @@ class ArrayRecordSource(ClipSource):
     if filter_short:
       self.records, self.dropped = datasets.filter_records(self.records, self.mode, remove_missing)
     self.decoder = decoder
-    self.decode_jpeg = _DECODE[decoder]
     self._readers = {}
     self._pid = os.getpid()
     self._lock = threading.Lock()
@@ -400,12 +420,11 @@ class ArrayRecordSource(ClipSource):
 
   def __getstate__(self):
     state = self.__dict__.copy()
-    del state['_readers'], state['_lock'], state['decode_jpeg']
+    del state['_readers'], state['_lock']
     return state
 
   def __setstate__(self, state):
     self.__dict__.update(state)
-    self.decode_jpeg = _DECODE[self.decoder]
     self._readers = {}
     self._pid = os.getpid()
     self._lock = threading.Lock()
@@ -437,5 +456,5 @@ class ArrayRecordSource(ClipSource):
     return _PackedVideo(self, index)
 
   def indices(self, index, rng=None, epoch=None):
-    """1-based frame indices [clips, T] of record `index` (from the index: no record is read)."""
+    """1-based frame indices [clips, T] of video `index` (from the index: no record is read)."""
     return self.sample(index, self.records[index].num_frames, rng, epoch)

@@ -6,16 +6,18 @@
     python -m rnl_jax.data.pack --videos --list videos.txt --root VIDEO_DIR --out OUT/train [--quality 90]
 
 Frame folders: the list is `<folder> <num_frames> <label>` (`datasets.parse_list_file`, space or comma);
-frames 1..num_frames (`root/folder/template`) are stored as their original JPEG bytes. Each frame is
-decoded once with Pillow (`--verify decode`, the default) or only its JPEG header is parsed
+frames 1..num_frames (`root/folder/template`) are stored as their original JPEG bytes, one record per
+frame. Each frame is decoded once with the reader's default decoder (`sources.decode_jpeg`, 'simplejpeg'
+with Pillow as fallback: `--verify decode`, the default) or only its JPEG header is parsed
 (`--verify header`: faster, misses truncated entropy data), and all frames must share one size.
 Videos (`--videos`): the list is `<path> <label>` or `<path> <num_frames> <label>`; every frame is decoded
 with PyAV and stored as a JPEG (cv2, quality 90). The decoded count is stored; a differing list count is
 reported and listed in the index (`frame_count_mismatches`).
 
-Output (format in `rnl_jax/data/arrayrecord.py`): `OUT-00000-of-000NN.array_record` ... and `OUT.json`.
-Records keep the list order (shard s holds a contiguous block of list lines). Shards are written under
-temporary names and renamed once all are complete; the index is written last, so an interrupted run
+Output (format version 2, in `rnl_jax/data/arrayrecord.py`): `OUT-00000-of-000NN.array_record` ... and
+`OUT.json`. Each video is a metadata record followed by its F frame records; videos keep the list order
+(shard s holds a contiguous block of list lines; a video is never split across shards). Shards are written
+under temporary names and renamed once all are complete; the index is written last, so an interrupted run
 leaves no index. A missing or unreadable folder/video stops the run with an error naming it; with
 `--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
 """
@@ -33,7 +35,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from rnl_jax.data import arrayrecord, datasets
+from rnl_jax.data import arrayrecord, datasets, sources
 from rnl_jax.data.sources import CorruptVideoError, _missing_frame_message
 
 DEFAULT_TEMPLATE = 'img_{:05d}.jpg'
@@ -57,10 +59,12 @@ def _jpeg_size(path, data, verify):
   """(width, height) of a frame's JPEG bytes (decoded if verify='decode'); CorruptVideoError naming it."""
   try:
     if verify == 'decode':
-      return arrayrecord.decode_jpeg_pil(data).shape[1::-1]  # the reader's decoder (= sources.decode_frame)
+      return sources.decode_jpeg(data, path).shape[1::-1]  # the reader's default decoder; raises naming path
     with Image.open(io.BytesIO(data), formats=('JPEG',)) as img:
       return img.size
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    if isinstance(e, CorruptVideoError):
+      raise
     raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
 
 
@@ -127,7 +131,7 @@ def read_video(path, quality=DEFAULT_QUALITY):
 
 
 def pack_one(task):
-  """('ok', record bytes, num_frames, width, height) or ('corrupt', message, path) of one list entry."""
+  """('ok', metadata record, [frame JPEG bytes], width, height) or ('corrupt', message, path) of one entry."""
   full = os.path.join(task.root, task.path)
   try:
     if task.videos:
@@ -136,9 +140,9 @@ def pack_one(task):
       frames, width, height = read_frame_folder(full, task.num_frames, task.template, task.verify)
   except CorruptVideoError as e:
     return ('corrupt', str(e), e.path)
-  meta = {'path': task.path, 'label': int(task.label), 'width': width, 'height': height,
-          'kind': 'videos' if task.videos else 'frames'}
-  return ('ok', arrayrecord.encode_record(frames, meta), len(frames), width, height)
+  meta = {'path': task.path, 'label': int(task.label), 'num_frames': len(frames), 'width': width,
+          'height': height, 'kind': 'videos' if task.videos else 'frames'}
+  return ('ok', arrayrecord.encode_meta_record(meta), frames, width, height)
 
 
 def _ordered_map(fn, items, workers):
@@ -273,8 +277,9 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
   tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
            for r in records)
 
-  cols = {'path': [], 'num_frames': [], 'label': [], 'width': [], 'height': []}
-  counts = [0] * num_shards
+  cols = {key: [] for key in arrayrecord.INDEX_COLUMNS}
+  videos_in = [0] * num_shards   # per shard
+  records_in = [0] * num_shards  # per shard: videos + frames
   skipped, mismatches = [], []
   total_bytes = 0
   writer, shard = None, -1
@@ -299,13 +304,18 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
         skipped.append({'path': record.path, 'error': message})
         bar.set_postfix(skipped=len(skipped))
         continue
-      _, data, num_frames, width, height = result
+      _, meta, frames, width, height = result
+      num_frames = len(frames)
       if videos and record.num_frames is not None and record.num_frames != num_frames:
         mismatches.append({'path': record.path, 'list': record.num_frames, 'decoded': num_frames})
-      writer.write(data)
-      total_bytes += len(data)
-      counts[shard] += 1
-      for key, value in zip(cols, (record.path, num_frames, record.label, width, height)):
+      position = records_in[shard]
+      for data in (meta, *frames):  # the metadata record, then frames 1..F at position + 1..position + F
+        writer.write(data)
+        total_bytes += len(data)
+      videos_in[shard] += 1
+      records_in[shard] += 1 + num_frames
+      for key, value in zip(arrayrecord.INDEX_COLUMNS,
+                            (record.path, int(record.label), num_frames, width, height, shard, position)):
         cols[key].append(value)
     if not cols['path']:
       raise PackError(f'{list_file}: none of the {n} entries is readable')
@@ -321,25 +331,26 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     bar.close()
 
   # Commit: drop the old index (so no index ever points at a mix), old shards, then rename and index.
-  old = None
+  old = []
   if os.path.exists(index_file):
-    try:
-      old = arrayrecord.read_index(index_file)
-    except (ValueError, KeyError, OSError):
-      old = None
+    try:  # any version's index (a format-1 set is replaced too)
+      with open(index_file) as f:
+        old = [str(e['file']) for e in json.load(f)['shards']]
+    except (ValueError, KeyError, TypeError, OSError):
+      old = []
     os.remove(index_file)
-  if old:
-    folder = os.path.dirname(os.path.abspath(index_file))
-    keep = {os.path.abspath(p) for p in finals}
-    _remove(p for p in (os.path.join(folder, e['file']) for e in old['shards']) if p not in keep)
+  folder = os.path.dirname(os.path.abspath(index_file))
+  keep = {os.path.abspath(p) for p in finals}
+  _remove(p for p in (os.path.join(folder, name) for name in old) if os.path.abspath(p) not in keep)
   for tmp, final in zip(temps, finals):
     os.replace(tmp, final)
-  num_records = len(cols['path'])
+  num_videos, num_records = len(cols['path']), sum(records_in)
   index = {
       'format': arrayrecord.FORMAT_NAME, 'format_version': arrayrecord.FORMAT_VERSION,
-      'kind': 'videos' if videos else 'frames', 'num_records': num_records,
-      'shards': [{'file': os.path.basename(p), 'num_records': c} for p, c in zip(finals, counts)],
-      'classes': classes, 'records': cols, 'skipped': skipped,
+      'kind': 'videos' if videos else 'frames', 'num_videos': num_videos, 'num_records': num_records,
+      'shards': [{'file': os.path.basename(p), 'num_videos': v, 'num_records': r}
+                 for p, v, r in zip(finals, videos_in, records_in)],
+      'classes': classes, 'videos': cols, 'skipped': skipped,
       'source': {'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
                  'template': None if videos else template, 'verify': None if videos else verify,
                  'jpeg_quality': int(quality) if videos else None},
@@ -348,8 +359,9 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     index['frame_count_mismatches'] = mismatches
   _write_json(index_file, index)
   seconds = time.perf_counter() - start_time
-  return {'index': index_file, 'num_records': num_records, 'num_shards': num_shards,
-          'skipped': len(skipped), 'frame_count_mismatches': len(mismatches), 'bytes': total_bytes,
+  return {'index': index_file, 'num_videos': num_videos, 'num_records': num_records,
+          'num_shards': num_shards, 'skipped': len(skipped), 'frame_count_mismatches': len(mismatches),
+          'bytes': total_bytes,
           'seconds': round(seconds, 2), 'videos_per_second': round(n / seconds, 1)}
 
 
