@@ -1,45 +1,53 @@
-"""Entry point: `python main.py --config=configs/tiny.py [--config.model.depth=50 ...]`.
+"""Entry point: `python main.py --config=configs/synthetic.py --workdir=DIR [--config.a.b=value ...]`.
 
-Training and evaluation land with the trainer issue; for now the entry point validates the config,
-builds the model and runs one jitted eval forward on random uint8 clips (a smoke test of the stack).
+Trains and evaluates with `rnl_jax.train.train_and_evaluate`; an interrupted run restarted with the
+same workdir resumes from its last checkpoint. Launch one process per host for multi-host runs
+(see README).
 """
-import time
-
 from absl import app
 from absl import flags
 from absl import logging
+import logging as _pylogging  # noqa: F401  (levels)
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 
 from rnl_jax import config as config_lib
+from rnl_jax import sharding
+from rnl_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config file.',
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Config file.',
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (used by training, later).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.',
+                               required=True)
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for multi-process runs without a cluster '
+    'launcher that JAX detects (SLURM, Open MPI, TPU pods are detected automatically).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job (with '
+                                      '--coordinator_address).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
+
+
+class _QuietLibraries:
+  """absl log filter: INFO lines of orbax (several per checkpoint) are dropped; warnings pass."""
+
+  def filter(self, record):
+    return record.levelno >= _pylogging.WARNING or 'orbax' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   config = _CONFIG.value
-  model = config_lib.model_from_config(config)  # fails on a bad value before compiling anything
-  t, s = config.num_segments, config.image_size
-  clips = jax.random.randint(jax.random.PRNGKey(0), (2, t, s, s, 3), 0, 256).astype(jnp.uint8)
-  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x))(clips)
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  start = time.perf_counter()
-  logits = jax.block_until_ready(forward(variables, clips))
-  compiled = time.perf_counter() - start
-  start = time.perf_counter()
-  jax.block_until_ready(forward(variables, clips))
-  n_params = sum(x.size for x in jax.tree.leaves(variables['params']))
-  logging.info('model %s-R%d, %.2fM parameters, clips %s -> logits %s', config.model.variant,
-               config.model.depth, n_params / 1e6, clips.shape, logits.shape)
-  print(f'{config.model.variant.upper()} ResNet-{config.model.depth}: {n_params:,} parameters; '
-        f'eval forward of {clips.shape} -> {logits.shape}: first call {compiled:.2f} s '
-        f'(with compile), then {time.perf_counter() - start:.3f} s on {jax.devices()[0].platform}. '
-        f'Training arrives with the trainer issue.')
+  config_lib.validate(config)        # a bad value fails here, before JAX starts or data is read
+  sharding.initialize_distributed(config.distributed, _COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value)
+  logging.info('JAX %s on %s: process %d of %d, %d devices', jax.__version__,
+               jax.devices()[0].platform, jax.process_index(), jax.process_count(), jax.device_count())
+  metrics = train.train_and_evaluate(config, _WORKDIR.value)
+  print(f"step {metrics['step']}: val top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, "
+        f"mean class acc {metrics['mean_class_acc']:.4f} over {metrics['num_videos']} videos "
+        f"({metrics['wall_time_s']:.0f} s); results in {_WORKDIR.value}/results.json")
 
 
 if __name__ == '__main__':

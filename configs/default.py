@@ -1,20 +1,85 @@
-"""Defaults shared by every recipe; recipe files override `get_config()` of this module.
+"""Defaults shared by every recipe: the original's Kinetics-400 RNL TSM-R50 8-frame recipe.
 
-Only the model section is used so far (the trainer and input pipeline fill in the rest).
+Recipe files override `get_config()` of this module; any key can be overridden on the command line
+(`--config.optim.base_lr=0.01`). `rnl_jax.config.validate` checks every value before anything compiles.
 """
 import ml_collections
 
 
 def get_config():
   config = ml_collections.ConfigDict()
+  config.seed = 0
+
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rnl'        # 'tsn' (no shift) | 'tsm' | 'rnl' (TSM + region non-local)
   config.model.depth = 50             # ResNet 18 | 34 | 50 | 101
-  config.model.num_classes = 400
   config.model.shift_div = 8
+  config.model.width = 64             # stem / first-stage channels (64 = the released models)
   config.model.dropout = 0.5
-  config.model.query_chunk = 0        # 0: plain [M, M] attention; > 0: queries per chunk
-  config.model.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16'
+  config.model.query_chunk = 0        # 0: plain [M, M] attention; > 0: queries per chunk (less memory)
+  config.model.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (params, BN stats f32)
+
   config.num_segments = 8             # T, frames per clip
-  config.image_size = 224
+  config.image_size = 224             # training / validation crop
+  config.scale_size = 256             # validation / test short side
+
+  # Data (REFERENCE 3). A table dataset (kinetics, something, somethingv2, ucf101, hmdb51, jester,
+  # synthetic) takes its list files, frame template and class count from rnl_jax.data.datasets;
+  # name='custom' needs root, train_list, val_list, num_classes and frame_template.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'kinetics'
+  config.data.root = ''               # dataset root (custom: the frame root); synthetic: '' = WORKDIR/data
+  config.data.format = 'frames'       # 'frames' | 'videos' | 'arrayrecord'
+  config.data.train_list = ''         # '' = the table's; else a path (absolute or relative to cwd)
+  config.data.val_list = ''
+  config.data.num_classes = 400
+  config.data.frame_template = ''     # '' = the table's, e.g. 'img_{:05d}.jpg'
+  config.data.flip = True             # horizontal flip in training (False for Something-Something)
+  config.data.dense_sample = True     # I3D-style dense sampling (Kinetics) instead of TSN segments
+  config.data.skip_corrupt = False    # replace unreadable videos (logged, counted) instead of failing
+  config.data.decoder = 'simplejpeg'  # 'simplejpeg' (Pillow's pixels) | 'simplejpeg_fast' | 'pil'
+  config.data.resize = 'cv2'          # training resize: 'cv2' | 'cv2_linear' | 'pil' (original pixels)
+  config.data.num_workers = 4         # grain worker processes per host (0: decode in the main process)
+  config.data.num_threads = 2         # decoding threads per worker
+  config.data.prefetch = 8
+  config.data.synthetic = ml_collections.ConfigDict()
+  config.data.synthetic.num_train = 2400
+  config.data.synthetic.num_val = 480
+  config.data.synthetic.num_frames = 24
+  config.data.synthetic.size = 64
+
+  # Batch (REFERENCE 5.1): `batch_size` clips per forward (global, the BatchNorm batch), and
+  # `batch_multiplier` forwards accumulated per optimizer step: 16 x 4 = the original's 64 clips.
+  config.batch_size = 16
+  config.batch_multiplier = 4
+  config.eval_batch_size = 16         # views per eval forward (global)
+
+  # Optimiser (REFERENCE 5.2-5.4): lr = base_lr * (batch_size * batch_multiplier) / reference_batch.
+  config.optim = ml_collections.ConfigDict()
+  config.optim.base_lr = 0.02
+  config.optim.reference_batch = 64
+  config.optim.schedule = 'cos'       # 'cos' (with warmup) | 'step'
+  config.optim.warmup_epochs = 5.0
+  config.optim.lr_steps = (20, 40)    # 'step' schedule: epochs after which lr x 0.1
+  config.optim.momentum = 0.9
+  config.optim.weight_decay = 2e-4
+  config.optim.clip_grad_norm = 20.0  # 0: off
+  config.optim.grouping = 'original'  # 'original' (upstream's NL grouping accident) | 'clean'
+  config.optim.fc_lr5 = True          # head lr x5 / x10 (the original turns it off when fine-tuning)
+
+  config.num_epochs = 100.0
+  config.num_train_steps = -1         # > 0 overrides num_epochs (the schedule still uses num_epochs)
+
+  # Initialisation: '' = from scratch (original init), or a converted checkpoint directory.
+  config.init = ml_collections.ConfigDict()
+  config.init.imagenet = ''           # convert_torch_weights.py --imagenet output (backbone only)
+  config.init.checkpoint = ''         # a converted/trained RNL checkpoint (fine-tuning)
+  config.init.new_head = False        # re-initialise new_fc (different classes)
+
+  # Loop, logging, checkpoints.
+  config.log_every_steps = 50
+  config.eval_every_epochs = 1.0      # 0: only at the end
+  config.checkpoint_every_steps = 1000  # plus one at every evaluation and at the end
+  config.keep_checkpoints = 3
+  config.distributed = 'auto'         # jax.distributed.initialize: 'auto' | 'on' | 'off'
   return config

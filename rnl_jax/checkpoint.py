@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any, Optional, Tuple
 
+import jax
 import orbax.checkpoint as ocp
 
 from rnl_jax.models.resnet import ResNet
@@ -40,8 +41,9 @@ def save_checkpoint(directory: str, variables, *, architecture: Optional[Archite
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, VARIABLES_DIR), variables, force=overwrite)
     ckptr.wait_until_finished()
-  with open(os.path.join(directory, MODEL_FILE), 'w') as f:  # written last: marks a complete save
-    json.dump(meta, f, indent=1)
+  if jax.process_index() == 0:  # written last: marks a complete save
+    with open(os.path.join(directory, MODEL_FILE), 'w') as f:
+      json.dump(meta, f, indent=1)
   return directory
 
 

@@ -1,25 +1,107 @@
-"""From an ml_collections config to model objects, validating values before anything compiles."""
+"""From an ml_collections config to model objects, validating every value before anything compiles."""
 import jax.numpy as jnp
 
+from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
+from rnl_jax import optim
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+FORMATS = ('frames', 'videos', 'arrayrecord')
+DISTRIBUTED = ('auto', 'on', 'off')
+
+
+def _fail(key, value, expected):
+  raise ValueError(f'config.{key}={value!r}: expected {expected}')
+
+
+def architecture_from_config(config) -> Architecture:
+  """The Architecture of `config.model` with `config.data.num_classes` classes."""
+  m = config.model
+  try:
+    return Architecture.from_variant(m.variant, config.data.num_classes, m.depth, shift_div=m.shift_div,
+                                     width=m.width)
+  except ValueError as e:
+    raise ValueError(f'config.model / config.data.num_classes: {e}') from None
 
 
 def model_from_config(config) -> TSN:
-  """The TSN described by `config.model`; a bad value raises ValueError naming its key."""
+  """The TSN described by `config.model` (classes from `config.data.num_classes`)."""
   m = config.model
   if m.dtype not in DTYPES:
-    raise ValueError(f'config.model.dtype={m.dtype!r}: expected one of {sorted(DTYPES)}')
+    _fail('model.dtype', m.dtype, f'one of {sorted(DTYPES)}')
   if not 0.0 <= m.dropout < 1.0:
-    raise ValueError(f'config.model.dropout={m.dropout}: expected 0 <= dropout < 1')
+    _fail('model.dropout', m.dropout, '0 <= dropout < 1')
   if m.query_chunk < 0:
-    raise ValueError(f'config.model.query_chunk={m.query_chunk}: expected 0 (plain) or > 0')
+    _fail('model.query_chunk', m.query_chunk, '0 (plain) or > 0')
   if config.num_segments < 1:
-    raise ValueError(f'config.num_segments={config.num_segments}: expected >= 1')
-  try:
-    arch = Architecture.from_variant(m.variant, m.num_classes, m.depth, shift_div=m.shift_div)
-  except ValueError as e:
-    raise ValueError(f'config.model: {e}') from None
-  return build_model(arch, dropout=m.dropout, query_chunk=m.query_chunk or None,
+    _fail('num_segments', config.num_segments, '>= 1')
+  return build_model(architecture_from_config(config), dropout=m.dropout, query_chunk=m.query_chunk or None,
                      normalize_input=True, dtype=DTYPES[m.dtype])
+
+
+def validate(config):
+  """All value checks of the training config (ValueError naming the key); the model's included."""
+  model_from_config(config)
+  d, o = config.data, config.optim
+  if d.name != 'custom':
+    datasets.get_dataset(d.name)      # KeyError listing the known names
+  elif not (d.root and d.train_list and d.val_list and d.frame_template):
+    missing = [k for k in ('root', 'train_list', 'val_list', 'frame_template') if not d[k]]
+    _fail(f'data.{missing[0]}', d[missing[0]], "a value (name='custom' needs root, train_list, "
+          'val_list, num_classes and frame_template)')
+  if d.format not in FORMATS:
+    _fail('data.format', d.format, f'one of {FORMATS}')
+  if d.decoder not in sources.DECODERS:
+    _fail('data.decoder', d.decoder, f'one of {sources.DECODERS}')
+  if d.resize not in transforms.RESIZE_METHODS:
+    _fail('data.resize', d.resize, f'one of {transforms.RESIZE_METHODS}')
+  for key in ('num_workers', 'prefetch'):
+    if d[key] < 0:
+      _fail(f'data.{key}', d[key], '>= 0')
+  if d.num_threads < 1:
+    _fail('data.num_threads', d.num_threads, '>= 1')
+  if d.frame_template:
+    try:
+      ok = d.frame_template.format(1) != d.frame_template.format(2)
+    except (IndexError, KeyError, ValueError):
+      ok = False
+    if not ok:
+      _fail('data.frame_template', d.frame_template, "a template of one integer, e.g. 'img_{:05d}.jpg'")
+  if d.num_classes < 1:
+    _fail('data.num_classes', d.num_classes, '>= 1')
+  for key in ('image_size', 'scale_size', 'batch_size', 'batch_multiplier', 'eval_batch_size'):
+    if config[key] < 1:
+      _fail(key, config[key], '>= 1')
+  if config.image_size > config.scale_size:
+    _fail('image_size', config.image_size, f'<= scale_size ({config.scale_size})')
+  if o.base_lr <= 0:
+    _fail('optim.base_lr', o.base_lr, '> 0')
+  if o.reference_batch < 1:
+    _fail('optim.reference_batch', o.reference_batch, '>= 1')
+  if o.schedule not in optim.SCHEDULES:
+    _fail('optim.schedule', o.schedule, f'one of {optim.SCHEDULES}')
+  if not 0 <= o.warmup_epochs < config.num_epochs:
+    _fail('optim.warmup_epochs', o.warmup_epochs, f'0 <= warmup < num_epochs ({config.num_epochs})')
+  if not 0 <= o.momentum < 1:
+    _fail('optim.momentum', o.momentum, '0 <= momentum < 1')
+  if o.weight_decay < 0:
+    _fail('optim.weight_decay', o.weight_decay, '>= 0')
+  if o.clip_grad_norm < 0:
+    _fail('optim.clip_grad_norm', o.clip_grad_norm, '>= 0 (0: off)')
+  if o.grouping not in optim.GROUPINGS:
+    _fail('optim.grouping', o.grouping, f'one of {optim.GROUPINGS}')
+  if config.num_epochs <= 0:
+    _fail('num_epochs', config.num_epochs, '> 0')
+  if config.num_train_steps == 0 or config.num_train_steps < -1:
+    _fail('num_train_steps', config.num_train_steps, '-1 (from num_epochs) or > 0')
+  for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
+    if config[key] < 1:
+      _fail(key, config[key], '>= 1')
+  if config.eval_every_epochs < 0:
+    _fail('eval_every_epochs', config.eval_every_epochs, '>= 0 (0: only at the end)')
+  if config.distributed not in DISTRIBUTED:
+    _fail('distributed', config.distributed, f'one of {DISTRIBUTED}')
+  if config.init.imagenet and config.init.checkpoint:
+    _fail('init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)")
+  if config.seed < 0:
+    _fail('seed', config.seed, '>= 0')

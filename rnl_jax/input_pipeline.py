@@ -34,13 +34,14 @@ No JAX import here: the pipeline runs in grain worker processes.
 """
 import dataclasses
 import math
+import os
 from typing import Optional
 
 from absl import flags
 import grain
 import numpy as np
 
-from rnl_jax.data import transforms
+from rnl_jax.data import datasets, sampling, sources, transforms
 
 LABEL_DTYPE = np.int32
 
@@ -296,3 +297,76 @@ def epoch_of(step, global_batch_size, num_videos):
 def steps_per_epoch(global_batch_size, num_videos):
   """Training steps per epoch, rounded up (the last batch of an epoch may spill into the next)."""
   return max(1, math.ceil(num_videos / global_batch_size))
+
+
+# ----------------------------------------------------------------------------------------------------
+# From a config (see configs/default.py, `data` section)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPaths:
+  """Where one config's data lives: frame root, list files, frame template, class count."""
+  frame_root: str
+  train_list: str
+  val_list: str
+  template: str
+  num_classes: int
+  classes_file: Optional[str] = None
+
+
+def data_paths(config, root=None):
+  """DataPaths of `config.data`; `root` overrides `config.data.root` (e.g. the synthetic data dir)."""
+  d = config.data
+  root = root or d.root
+  if d.name == 'custom':
+    return DataPaths(root, d.train_list, d.val_list, d.frame_template, d.num_classes)
+  info = datasets.get_dataset(d.name)
+  if not root:
+    raise ValueError(f'config.data.root is empty: set it to the folder holding {info.train_list}')
+  num_classes = info.resolve_num_classes(root) if info.num_classes is None else info.num_classes
+  if num_classes != d.num_classes:
+    raise ValueError(f'config.data.num_classes={d.num_classes} but dataset {d.name!r} has '
+                     f'{num_classes} classes')
+  classes = os.path.join(root, info.classes_file) if info.classes_file else None
+  return DataPaths(info.frame_dir(root), d.train_list or info.list_path(root, 'train'),
+                   d.val_list or info.list_path(root, 'val'), d.frame_template or info.template,
+                   num_classes, classes)
+
+
+def load_split(paths, split, mode=None):
+  """Parsed, filtered records of the 'train' or 'val' list (errors name the file and line)."""
+  path = paths.train_list if split == 'train' else paths.val_list
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{split} list file {path} does not exist (config.data.{split}_list / '
+                            'config.data.root)')
+  records = datasets.parse_list_file(path, paths.num_classes)
+  mode = mode or ('train' if split == 'train' else 'val')
+  kept, dropped = datasets.filter_records(records, mode)
+  if not kept:
+    raise ValueError(f'{path}: no usable videos ({dropped} dropped for having < '
+                     f'{sampling.MIN_NUM_FRAMES} frames)')
+  return kept, dropped
+
+
+def make_source(config, paths, split, mode, **overrides):
+  """The ClipSource of `split` in `mode` ('train' | 'val' | 'test') for `config.data`."""
+  d = config.data
+  records, _ = load_split(paths, split, mode)
+  kwargs = dict(mode=mode, num_segments=config.num_segments, dense=d.dense_sample, seed=config.seed,
+                skip_corrupt=d.skip_corrupt)
+  kwargs.update(overrides)
+  if d.format == 'frames':
+    return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=d.decoder,
+                                     **kwargs)
+  raise ValueError(f'config.data.format={d.format!r} is not wired to the trainer yet')
+
+
+def train_augment(config):
+  d = config.data
+  return TrainAugment(input_size=config.image_size, flip=d.flip, resize=d.resize)
+
+
+def val_views(config):
+  """The original's training-time validation view: short side scale_size, centre crop image_size."""
+  return EvalViews(num_crops=1, full_res=False, scale_size=config.scale_size,
+                   input_size=config.image_size)

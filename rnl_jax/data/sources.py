@@ -278,9 +278,11 @@ class FrameFolderSource(ClipSource):
     self.decoder = decoder
     self.root = os.fspath(root)
     try:
-      template.format(1)
-    except (IndexError, KeyError, ValueError) as e:
-      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}') from e
+      ok = template.format(1) != template.format(2)
+    except (IndexError, KeyError, ValueError):
+      ok = False
+    if not ok:
+      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}')
     self.template = template
 
   def video_path(self, index):

@@ -20,7 +20,7 @@ STAGES = {
     50: (True, (3, 4, 6, 3)),
     101: (True, (3, 4, 23, 3)),
 }
-WIDTHS = (64, 128, 256, 512)
+WIDTHS = (64, 128, 256, 512)   # stage widths of the released models (width=64)
 # (stage, block) -> (channel gate?, region kernel (t, h, w)); REFERENCE 1.4. Positions a shallower
 # network lacks are skipped (ResNet-18 has only layer2.0 and layer3.0).
 NONLOCAL_LAYOUT = {
@@ -110,18 +110,20 @@ class ResNet(nn.Module):
   shift_div: int = 8
   non_local: bool = True
   query_chunk: Optional[int] = None
+  width: int = 64
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     bottleneck, blocks = STAGES[self.depth]
-    x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
+    widths = [w * self.width // 64 for w in WIDTHS]
+    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
                 kernel_init=kaiming_normal_fan_out, name='conv1')(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))  # pads with -inf
     nl = nonlocal_positions(self.depth) if self.non_local else {}
-    in_ch = 64
-    for stage, (width, count) in enumerate(zip(WIDTHS, blocks), start=1):
+    in_ch = self.width
+    for stage, (width, count) in enumerate(zip(widths, blocks), start=1):
       out = 4 * width if bottleneck else width
       for i in range(count):
         stride = 2 if (i == 0 and stage > 1) else 1

@@ -24,6 +24,8 @@ class TSN(nn.Module):
   Attributes:
     num_classes: K.
     depth: ResNet depth, 18 / 34 / 50 / 101.
+    width: channels of the stem and the first stage (64 in every released model; smaller values
+      give CPU-sized networks for experiments, e.g. 16: 1/16 of the FLOPs).
     shift_place: None (TSN), 'blockres' (TSM default) or 'block'.
     shift_div: 1/shift_div of the channels shift each way.
     non_local: insert the channel gate and region non-local blocks (RNL).
@@ -41,6 +43,7 @@ class TSN(nn.Module):
   shift_place: Optional[str] = 'blockres'
   shift_div: int = 8
   non_local: bool = True
+  width: int = 64
   dropout: float = 0.5
   query_chunk: Optional[int] = None
   normalize_input: bool = False
@@ -54,7 +57,7 @@ class TSN(nn.Module):
       x = (x.astype(acc) / 255.0 - jnp.asarray(INPUT_MEAN, acc)) / jnp.asarray(INPUT_STD, acc)
     x = x.astype(self.dtype).reshape(n * t, h, w, c)  # [N*T, H, W, 3]
     f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, self.query_chunk,
-               dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
+               width=self.width, dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
     self.sow('intermediates', 'features', f)
     if self.dropout > 0:
       f = nn.Dropout(self.dropout, deterministic=not train)(f)
@@ -72,6 +75,7 @@ class Architecture:
   shift_place: Optional[str] = 'blockres'
   shift_div: int = 8
   non_local: bool = True
+  width: int = 64
 
   def __post_init__(self):
     if self.depth not in STAGES:
@@ -82,6 +86,8 @@ class Architecture:
       raise ValueError(f'num_classes={self.num_classes} must be >= 1')
     if self.shift_div < 1:
       raise ValueError(f'shift_div={self.shift_div} must be >= 1')
+    if self.width < 8 or self.width % 8:
+      raise ValueError(f'width={self.width} must be a multiple of 8 (64 in the released models)')
 
   @classmethod
   def from_variant(cls, variant: str, num_classes: int, depth: int = 50, **kw):
@@ -98,7 +104,7 @@ def build_model(arch: Architecture, *, dropout: float = 0.5, query_chunk: Option
                 normalize_input: bool = False, dtype: Any = jnp.float32) -> TSN:
   """The TSN for an architecture plus run-time choices that do not change the weights."""
   return TSN(num_classes=arch.num_classes, depth=arch.depth, shift_place=arch.shift_place,
-             shift_div=arch.shift_div, non_local=arch.non_local, dropout=dropout,
+             shift_div=arch.shift_div, non_local=arch.non_local, width=arch.width, dropout=dropout,
              query_chunk=query_chunk, normalize_input=normalize_input, dtype=dtype)
 
 

@@ -1,0 +1,458 @@
+"""`train_and_evaluate(config, workdir)`: the original's training recipe on any number of devices/hosts.
+
+Edges (files, logs, checkpoints, the input pipeline) live in the loop here; `train_step` and
+`eval_step` are pure functions jitted once over a 1-D `data` mesh: parameters replicated, batches
+sharded, so BatchNorm statistics are global-batch statistics (the original's SyncBatchNorm).
+
+One optimizer step = `batch_multiplier` forwards of `batch_size` clips (a `lax.scan`; BatchNorm
+statistics per forward and running stats updated after each, gradients of loss / M summed), then the
+original's SGD (rnl_jax.optim). A step whose loss or gradient norm is not finite leaves the state
+untouched and stops the run with a message naming the step; the last good checkpoint stays.
+
+Workdir layout:
+  config.json        the config and the derived batch / lr / step counts (written at start)
+  checkpoints/<step> orbax: train state (params, batch_stats, opt_state, step, rng) + grain iterator
+                     state per process; the last `keep_checkpoints` are kept; resumed automatically
+  best/              the best model by validation top-1 (rnl_jax.load_checkpoint format)
+  results.json       latest evaluation (step, epoch, top1, top5, mean_class_acc, num_videos,
+                     wall_time_s) plus the history of all evaluations and the best top-1
+  tensorboard/       tensorboardX event files (process 0)
+  data/              the generated synthetic dataset (data.name='synthetic', data.root='')
+"""
+import functools
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from rnl_jax import checkpoint as checkpoint_lib
+from rnl_jax import config as config_lib
+from rnl_jax import convert
+from rnl_jax import input_pipeline
+from rnl_jax import metrics as metrics_lib
+from rnl_jax import optim
+from rnl_jax import sharding
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on (non-finite loss, ...); the message says where."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array          # optimizer steps done
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array           # PRNG key (uint32[2]); dropout keys are folded from it per step/micro-batch
+
+  @property
+  def variables(self):
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+# ----------------------------------------------------------------------------------------------------
+# pure steps
+
+
+def cross_entropy(logits, labels):
+  """Mean softmax cross-entropy over the batch, in float32."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+
+
+def _topk_correct(logits, labels, k):
+  top = jax.lax.top_k(logits, min(k, logits.shape[-1]))[1]     # [B, k]
+  return (top == labels[:, None]).any(axis=-1).mean()
+
+
+def train_step(state, batch, *, model, tx, lr_fn):
+  """One optimizer step over batch['frames'] [M, B, T, S, S, 3] uint8, batch['label'] [M, B]."""
+  num_micro = batch['label'].shape[0]
+  step_rng = jax.random.fold_in(state.rng, state.step)
+
+  def micro_grads(params, batch_stats, frames, labels, i):
+    def loss_fn(params):
+      logits, updated = model.apply({'params': params, 'batch_stats': batch_stats}, frames, train=True,
+                                    rngs={'dropout': jax.random.fold_in(step_rng, i)},
+                                    mutable=['batch_stats'])
+      loss = cross_entropy(logits, labels)
+      return loss / num_micro, (loss, logits, updated['batch_stats'])
+
+    (_, (loss, logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    out = {'loss': loss, 'top1': _topk_correct(logits, labels, 1), 'top5': _topk_correct(logits, labels, 5)}
+    return g, batch_stats, out
+
+  # Micro-batch 0 outside the loop: its gradient starts the sum (adding it to zeros, or running a
+  # single-iteration loop, makes XLA:CPU compile the backward pass several times slower).
+  grads, batch_stats, first = micro_grads(state.params, state.batch_stats, batch['frames'][0],
+                                          batch['label'][0], 0)
+  per_micro = jax.tree.map(lambda x: x[None], first)
+  if num_micro > 1:
+    def body(carry, xs):
+      grads, batch_stats = carry
+      g, batch_stats, out = micro_grads(state.params, batch_stats, *xs)
+      return (jax.tree.map(jnp.add, grads, g), batch_stats), out
+
+    (grads, batch_stats), rest = jax.lax.scan(
+        body, (grads, batch_stats), (batch['frames'][1:], batch['label'][1:], jnp.arange(1, num_micro)))
+    per_micro = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), per_micro, rest)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  loss = per_micro['loss'].mean()
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_state = state.replace(step=state.step + jnp.where(finite, 1, 0), params=keep(params, state.params),
+                            batch_stats=keep(batch_stats, state.batch_stats),
+                            opt_state=keep(opt_state, state.opt_state))
+  metrics = {'loss': loss, 'top1': per_micro['top1'].mean(), 'top5': per_micro['top5'].mean(),
+             'grad_norm': grad_norm, 'lr': lr_fn(state.step), 'finite': finite}
+  return new_state, metrics
+
+
+def eval_step(variables, batch, *, model):
+  """Per-view logits [B, K] (float32) and the batch's bookkeeping, returned replicated."""
+  logits = model.apply(variables, batch['frames'], train=False).astype(jnp.float32)
+  return {'logits': logits, 'label': batch['label'], 'video_index': batch['video_index'],
+          'mask': batch['mask']}
+
+
+# ----------------------------------------------------------------------------------------------------
+# set-up helpers
+
+
+def _is_chief():
+  return jax.process_index() == 0
+
+
+def _write_json(path, obj):
+  if _is_chief():
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _sync(name):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
+def prepare_synthetic(config, workdir):
+  """Generates the synthetic dataset into WORKDIR/data on first use (resumable); returns its root."""
+  from rnl_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  root = config.data.root or os.path.join(workdir, 'data')
+  s = config.data.synthetic
+  if _is_chief():
+    start = time.perf_counter()
+    summary = synthetic.generate(root, s.num_train, s.num_val, num_frames=s.num_frames, height=s.size,
+                                 width=s.size, seed=config.seed,
+                                 workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)))
+    if summary['generated']:
+      logging.info('generated %d synthetic videos in %s (%.1f s)', summary['generated'], root,
+                   time.perf_counter() - start)
+  _sync('synthetic data')
+  return root
+
+
+def initial_variables(model, config, sample):
+  """Fresh variables (the original's init), overlaid with an ImageNet backbone or an RNL checkpoint."""
+  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(config.seed), x, train=False))(sample)
+  variables = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+  if config.init.imagenet:
+    pretrained, meta = checkpoint_lib.restore_variables(config.init.imagenet)
+    if meta['kind'] != 'imagenet_backbone':
+      raise ValueError(f'config.init.imagenet={config.init.imagenet!r} is a {meta["kind"]} checkpoint; '
+                       'expected convert_torch_weights.py --imagenet output')
+    variables = convert.merge_pretrained(variables, pretrained, config.init.imagenet)
+    logging.info('initialised the backbone from %s', config.init.imagenet)
+  elif config.init.checkpoint:
+    pretrained, _ = checkpoint_lib.restore_variables(config.init.checkpoint)
+    if config.init.new_head:
+      pretrained = {k: {n: v for n, v in tree.items() if n != 'new_fc'} for k, tree in pretrained.items()}
+    variables = convert.merge_pretrained(variables, pretrained, config.init.checkpoint)
+    logging.info('initialised from %s%s', config.init.checkpoint,
+                 ' (new head)' if config.init.new_head else '')
+  return variables
+
+
+class _Preemption:
+  """SIGTERM -> save a checkpoint at the end of the current step and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:   # not the main thread: no handler
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Writer:
+  """TensorBoard scalars on process 0 (tensorboardX: no TensorFlow needed)."""
+
+  def __init__(self, logdir):
+    self._writer = None
+    if _is_chief():
+      from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+      self._writer = SummaryWriter(logdir)
+
+  def scalars(self, step, values):
+    if self._writer is not None:
+      for k, v in values.items():
+        self._writer.add_scalar(k, v, step)
+      self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the loop
+
+
+def evaluate(eval_fn, variables, batches, mesh, num_classes):
+  """Video-level metrics of `variables` over the EvalBatches `batches` (all processes together)."""
+  scores = metrics_lib.VideoScores(batches.num_videos, num_classes)
+  for batch in batches:
+    out = jax.device_get(eval_fn(variables, sharding.to_global(batch, mesh)))
+    scores.add(out['logits'], out['label'], out['video_index'], out['mask'])
+  scores.check_complete(batches.views_per_video)
+  return scores.metrics()
+
+
+def _derived(config, num_train_videos):
+  """Batch, lr and step arithmetic of REFERENCE 5.1-5.3 for this run."""
+  step_batch = config.batch_size * config.batch_multiplier
+  lr = optim.scaled_lr(config.optim.base_lr, step_batch, config.optim.reference_batch)
+  micro_per_epoch = num_train_videos / config.batch_size
+  steps_per_epoch = micro_per_epoch / config.batch_multiplier
+  total = (config.num_train_steps if config.num_train_steps > 0
+           else max(1, math.ceil(config.num_epochs * steps_per_epoch)))
+  return {'clips_per_step': step_batch, 'lr': lr, 'micro_batches_per_epoch': micro_per_epoch,
+          'steps_per_epoch': steps_per_epoch, 'num_train_steps': total,
+          'num_train_videos': num_train_videos}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains and evaluates as configured; returns the last evaluation's metrics (dict)."""
+  config_lib.validate(config)                       # before any compilation or data access
+  sharding.initialize_distributed(config.distributed)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  start_time = time.time()
+
+  root = prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
+  paths = input_pipeline.data_paths(config, root)
+  train_source = input_pipeline.make_source(config, paths, 'train', 'train')
+  val_source = input_pipeline.make_source(config, paths, 'val', 'val')
+  for source in (train_source, val_source):   # wrong root / template / format: fail before compiling
+    source.read(0, np.random.default_rng(0))
+  model = config_lib.model_from_config(config)
+  mesh = sharding.make_mesh()
+  sharding.check_batch(config.batch_size, mesh, 'config.batch_size')
+  sharding.check_batch(config.eval_batch_size, mesh, 'config.eval_batch_size')
+
+  d = _derived(config, len(train_source))
+  if d['clips_per_step'] != config.optim.reference_batch:
+    logging.info('linear scaling rule: %d clips per step -> lr %.6g (base_lr %.6g per %d clips)',
+                 d['clips_per_step'], d['lr'], config.optim.base_lr, config.optim.reference_batch)
+  logging.info('%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices / %d '
+               'processes; %.1f steps per epoch, %d steps', len(train_source), len(val_source),
+               d['clips_per_step'], config.batch_size, config.batch_multiplier, mesh.devices.size,
+               jax.process_count(), d['steps_per_epoch'], d['num_train_steps'])
+  _write_json(os.path.join(workdir, 'config.json'),
+              {'config': config.to_dict(), 'derived': d, 'devices': mesh.devices.size,
+               'processes': jax.process_count()})
+
+  lr_fn = optim.lr_schedule(d['lr'], schedule=config.optim.schedule, num_epochs=config.num_epochs,
+                            warmup_epochs=config.optim.warmup_epochs, lr_steps=config.optim.lr_steps,
+                            micro_batches_per_epoch=d['micro_batches_per_epoch'],
+                            batch_multiplier=config.batch_multiplier)
+  t, s = config.num_segments, config.image_size
+  sample = jnp.zeros((1, t, s, s, 3), jnp.uint8)
+  variables = initial_variables(model, config, sample)
+  tx = optim.sgd(variables['params'], lr_fn, momentum=config.optim.momentum,
+                 weight_decay=config.optim.weight_decay, clip_grad_norm=config.optim.clip_grad_norm,
+                 grouping=config.optim.grouping, fc_lr5=config.optim.fc_lr5)
+  replicated = sharding.replicated(mesh)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                     batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
+                     rng=jax.random.PRNGKey(config.seed + 1))
+  state = jax.device_put(state, replicated)
+  del variables
+
+  pindex, pcount = jax.process_index(), jax.process_count()
+  train_iter = input_pipeline.train_iterator(
+      train_source, input_pipeline.train_augment(config), global_batch_size=config.batch_size,
+      seed=config.seed, num_workers=config.data.num_workers, num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch, process_index=pindex, process_count=pcount)
+  eval_batches = input_pipeline.EvalBatches(
+      val_source, input_pipeline.val_views(config), config.eval_batch_size // pcount,
+      num_workers=config.data.num_workers, num_threads=config.data.num_threads, process_index=pindex,
+      process_count=pcount)
+
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True, create=True))
+  results_path = os.path.join(workdir, 'results.json')
+  results = {'history': [], 'best_top1': -1.0}
+  if manager.latest_step() is not None:
+    step0 = manager.latest_step()
+    restored = manager.restore(step0, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)),
+        data=grain.checkpoint.CheckpointRestore(train_iter)))
+    state = restored['state']
+    if os.path.exists(results_path):
+      with open(results_path) as f:
+        results = json.load(f)
+      results['history'] = [h for h in results['history'] if h['step'] <= step0]
+      results['best_top1'] = max([h['top1'] for h in results['history']], default=-1.0)
+    logging.info('resumed from %s at step %d', ckpt_dir, step0)
+
+  batch_sharding = sharding.batch_sharding(mesh, batch_axis=1)
+  p_train = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
+                    in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+                    donate_argnums=0)
+  p_eval = jax.jit(functools.partial(eval_step, model=model),
+                   in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
+
+  def save(step):
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               data=grain.checkpoint.CheckpointSave(train_iter)),
+                 force=True)
+
+  def run_eval(step):
+    t0 = time.perf_counter()
+    m = evaluate(p_eval, state.variables, eval_batches, mesh, config.data.num_classes)
+    epoch = step * d['clips_per_step'] / d['num_train_videos']
+    m.update(step=step, epoch=epoch, wall_time_s=time.time() - start_time,
+             eval_seconds=time.perf_counter() - t0)
+    logging.info('eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d videos '
+                 '(%.1f s)', step, epoch, m['top1'], m['top5'], m['mean_class_acc'], m['num_videos'],
+                 m['eval_seconds'])
+    writer.scalars(step, {'val/top1': m['top1'], 'val/top5': m['top5'],
+                          'val/mean_class_acc': m['mean_class_acc']})
+    results['history'].append(m)
+    results.update({k: m[k] for k in ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos',
+                                      'wall_time_s')})
+    if m['top1'] > results['best_top1']:
+      results['best_top1'] = m['top1']
+      checkpoint_lib.save_checkpoint(os.path.join(workdir, 'best'), jax.device_get(state.variables),
+                                     architecture=config_lib.architecture_from_config(config),
+                                     source=f'{workdir} step {step}',
+                                     overwrite=True)
+    _write_json(results_path, results)
+    return m
+
+  writer = _Writer(os.path.join(workdir, 'tensorboard'))
+  total = d['num_train_steps']
+  step = int(jax.device_get(state.step))
+  eval_every = config.eval_every_epochs * d['steps_per_epoch']
+  next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
+  pending = None                        # metrics of the previous step, checked one step late
+  window, data_wait, window_start = [], 0.0, time.perf_counter()
+  try:
+    with _Preemption() as preemption:
+      while step < total:
+        t0 = time.perf_counter()
+        micro = [next(train_iter) for _ in range(config.batch_multiplier)]
+        data_wait += time.perf_counter() - t0
+        batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
+        skipped = sum(int(m['skipped'].sum()) for m in micro)
+        state, metrics = p_train(state, sharding.to_global(batch, mesh, batch_axis=1))
+        if pending is not None:
+          _check_finite(pending, step)    # blocks on the previous step only
+        step += 1
+        pending = metrics
+        window.append((metrics, skipped))
+        is_eval = step >= next_eval or step == total
+        is_log = step % config.log_every_steps == 0 or step == total
+        is_save = is_eval or step % config.checkpoint_every_steps == 0 or preemption.requested
+        if is_log or is_eval or is_save:
+          _check_finite(metrics, step)    # never log, evaluate or save a broken state
+          pending = None
+        if is_log:
+          _log_window(writer, window, step, total, data_wait, window_start, d)
+          window, data_wait, window_start = [], 0.0, time.perf_counter()
+        if is_eval:
+          while next_eval <= step:
+            next_eval += eval_every
+          run_eval(step)
+        if is_save:
+          save(step)
+        if preemption.requested:
+          manager.wait_until_finished()
+          logging.warning('SIGTERM: saved step %d to %s; exiting', step, ckpt_dir)
+          raise SystemExit(143)
+    if pending is not None:
+      _check_finite(pending, step)
+    if not results['history'] or results['history'][-1]['step'] != step:
+      run_eval(step)
+      save(step)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    close = getattr(train_iter, 'close', None)
+    if close is not None:
+      close()
+  return {k: results[k] for k in ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos',
+                                  'wall_time_s')}
+
+
+def _check_finite(metrics, step):
+  """Raises TrainingError when optimizer step `step` (1-based) had a non-finite loss or gradient."""
+  if not bool(jax.device_get(metrics['finite'])):
+    loss, norm = jax.device_get((metrics['loss'], metrics['grad_norm']))
+    raise TrainingError(f'non-finite loss {float(loss)} / gradient norm {float(norm)} at step '
+                        f'{step}; the update was not applied and the run stops here (the '
+                        'last checkpoint is intact; lower the lr or check the data)')
+
+
+def _log_window(writer, window, step, total, data_wait, window_start, d):
+  values = jax.device_get([m for m, _ in window])
+  mean = {k: float(np.mean([v[k] for v in values])) for k in ('loss', 'top1', 'top5', 'grad_norm')}
+  seconds = time.perf_counter() - window_start
+  clips = len(window) * d['clips_per_step']
+  mean.update(lr=float(values[-1]['lr']), clips_per_s=clips / seconds,
+              data_wait=data_wait / seconds, skipped=sum(s for _, s in window))
+  eta = (total - step) * seconds / len(window)
+  logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | %.1f '
+               'clips/s, data wait %.0f%%, ETA %s', step, total, step / d['steps_per_epoch'],
+               mean['loss'], mean['top1'], mean['top5'], mean['lr'], mean['grad_norm'],
+               mean['clips_per_s'], 100 * mean['data_wait'], _hms(eta))
+  if mean['skipped']:
+    logging.warning('%d unreadable videos replaced in the last %d steps', mean['skipped'], len(window))
+  writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
+
+
+def _hms(seconds):
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

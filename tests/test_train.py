@@ -1,0 +1,222 @@
+"""Trainer: config errors before compiling, gradient accumulation, end to end, NaN stop, resume."""
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import tiny
+from rnl_jax import load_checkpoint, optim, train
+from rnl_jax.data import synthetic
+
+from conftest import REPO
+
+
+def small_config(**overrides):
+  """The tiny config at its smallest: width-8 ResNet-18 RNL, 4 frames of 32 px, 24/12 videos."""
+  config = tiny.get_config()
+  config.model.width = 8
+  config.data.synthetic.num_train = 24
+  config.data.synthetic.num_val = 12
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_epochs = 2.0
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  for key, value in overrides.items():
+    section, _, name = key.rpartition('.')
+    target = config
+    for part in section.split('.') if section else []:
+      target = target[part]
+    target[name] = value
+  return config
+
+
+# ----------------------------------------------------------------------------------------------------
+# config errors
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('optim.base_lr', -0.1, 'config.optim.base_lr=-0.1'),
+    ('num_segments', 0, 'config.num_segments=0'),
+    ('data.format', 'tfrecord', 'config.data.format'),
+    ('optim.grouping', 'tidy', 'config.optim.grouping'),
+    ('batch_multiplier', 0, 'config.batch_multiplier=0'),
+    ('data.frame_template', 'img.jpg', 'config.data.frame_template'),
+    ('image_size', 300, 'config.image_size=300'),
+])
+def test_bad_values_fail_before_anything_runs(tmp_path, key, value, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    train.train_and_evaluate(small_config(**{key: value}), str(tmp_path))
+  assert not os.listdir(tmp_path)    # nothing generated, nothing compiled
+
+
+def test_custom_dataset_needs_its_keys_and_matching_classes(tmp_path):
+  with pytest.raises(ValueError, match='config.data.root'):
+    train.train_and_evaluate(small_config(**{'data.name': 'custom'}), str(tmp_path / 'a'))
+  data = tmp_path / 'data'
+  synthetic.generate(data, 6, 3, num_frames=6, height=16, width=16)
+  config = small_config(**{'data.name': 'custom', 'data.root': str(data / 'frames'),
+                           'data.train_list': str(data / 'train.txt'),
+                           'data.val_list': str(data / 'val.txt'), 'data.num_classes': 3,
+                           'data.frame_template': 'img_{:05d}.jpg'})
+  with pytest.raises(ValueError, match=r'train\.txt:\d+: label \d+ outside \[0, 3\)'):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+  config.data.num_classes = 12
+  config.data.train_list = str(data / 'missing.txt')
+  with pytest.raises(FileNotFoundError, match='missing.txt'):
+    train.train_and_evaluate(config, str(tmp_path / 'c'))
+
+
+def test_unknown_override_is_rejected_by_main(tmp_path):
+  proc = subprocess.run([sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={tmp_path}',
+                         '--config.optim.lr=0.1'], cwd=REPO, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode != 0
+  assert 'lr' in proc.stderr and ('not found' in proc.stderr or 'KeyError' in proc.stderr)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the step
+
+
+class _Linear(nn.Module):
+  """A per-example model (no cross-example statistics) with a batch_stats counter."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    count = self.variable('batch_stats', 'count', jnp.zeros, ())
+    if train:
+      count.value += 1
+    x = x.reshape(x.shape[0], -1).astype(jnp.float32) / 255.
+    x = nn.Dropout(0.0, deterministic=not train)(x)
+    return nn.Dense(5, name='new_fc')(nn.relu(nn.Dense(16, name='hidden')(x)))
+
+
+def test_accumulated_micro_batches_equal_one_large_batch():
+  """M=4 micro-batches of 2 clips: loss, gradient norm and update equal one 8-clip step."""
+  model = _Linear()
+  rng = np.random.default_rng(0)
+  frames = jnp.asarray(rng.integers(0, 256, (8, 2, 4, 4, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 5, 8), jnp.int32)
+  variables = model.init(jax.random.PRNGKey(0), frames)
+  params = {'base_model': {'hidden': variables['params']['hidden']},
+            'new_fc': variables['params']['new_fc']}
+  apply_model = _Rename(model)
+  tx = optim.sgd(params, 0.1, weight_decay=1e-2, clip_grad_norm=1.0)
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           batch_stats=variables['batch_stats'], opt_state=tx.init(params),
+                           rng=jax.random.PRNGKey(1))
+  step = jax.jit(functools.partial(train.train_step, model=apply_model, tx=tx, lr_fn=lambda s: 0.1))
+  big, m_big = step(state, {'frames': frames[None], 'label': labels[None]})
+  small, m_small = step(state, {'frames': frames.reshape(4, 2, *frames.shape[1:]),
+                                'label': labels.reshape(4, 2)})
+  np.testing.assert_allclose(m_small['loss'], m_big['loss'], rtol=1e-6)
+  np.testing.assert_allclose(m_small['grad_norm'], m_big['grad_norm'], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(small.params), jax.tree.leaves(big.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert int(small.batch_stats['count']) == 4 and int(big.batch_stats['count']) == 1
+  assert int(small.step) == 1
+  assert m_big['grad_norm'] > 1.0      # the clip was active
+
+
+class _Rename:
+  """`_Linear` with its params under base_model/ (the layout optim.param_groups expects)."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def apply(self, variables, x, **kw):
+    p = variables['params']
+    v = {'params': {'hidden': p['base_model']['hidden'], 'new_fc': p['new_fc']},
+         'batch_stats': variables['batch_stats']}
+    return self.model.apply(v, x, **kw)
+
+
+def test_non_finite_step_is_not_applied():
+  model = _Rename(_Linear())
+  frames = jnp.zeros((1, 2, 2, 4, 4, 3), jnp.uint8)
+  variables = model.model.init(jax.random.PRNGKey(0), frames[0])
+  params = {'base_model': {'hidden': variables['params']['hidden']},
+            'new_fc': variables['params']['new_fc']}
+  params['new_fc']['bias'] = params['new_fc']['bias'].at[0].set(jnp.nan)
+  tx = optim.sgd(params, 0.1)
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           batch_stats=variables['batch_stats'], opt_state=tx.init(params),
+                           rng=jax.random.PRNGKey(1))
+  new, metrics = train.train_step(state, {'frames': frames, 'label': jnp.zeros((1, 2), jnp.int32)},
+                                  model=model, tx=tx, lr_fn=lambda s: 0.1)
+  assert not bool(metrics['finite'])
+  assert int(new.step) == 0
+  np.testing.assert_array_equal(new.params['base_model']['hidden']['kernel'],
+                                state.params['base_model']['hidden']['kernel'])
+
+
+# ----------------------------------------------------------------------------------------------------
+# end to end (in process)
+
+
+def _final_state(workdir, step):
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(os.path.join(workdir, 'checkpoints', str(step), 'state'))
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """One tiny run: 2 epochs of 3 steps, evaluated at the end."""
+  workdir = tmp_path_factory.mktemp('run')
+  metrics = train.train_and_evaluate(small_config(), str(workdir))
+  return workdir, metrics
+
+
+def test_end_to_end_outputs(trained):
+  workdir, metrics = trained
+  assert metrics['step'] == 6 and metrics['num_videos'] == 12
+  with open(workdir / 'results.json') as f:
+    results = json.load(f)
+  for key in ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos', 'wall_time_s'):
+    assert key in results
+  assert results['step'] == 6 and results['epoch'] == pytest.approx(2.0)
+  assert 0 <= results['top1'] <= results['top5'] <= 1
+  with open(workdir / 'config.json') as f:
+    saved = json.load(f)
+  assert saved['derived']['clips_per_step'] == 8 and saved['derived']['num_train_steps'] == 6
+  assert saved['config']['model']['width'] == 8
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4', '6']    # every 2 steps, keep 3
+  assert any(f.startswith('events') for f in os.listdir(workdir / 'tensorboard'))
+  model, variables = load_checkpoint(str(workdir / 'best'))             # the best model, loadable
+  clips = np.zeros((1, 4, 32, 32, 3), np.uint8)
+  assert model.apply(variables, clips, train=False).shape == (1, 12)
+
+
+def test_restart_of_a_finished_run_does_nothing(trained):
+  workdir, metrics = trained
+  before = os.path.getmtime(workdir / 'results.json')
+  again = train.train_and_evaluate(small_config(), str(workdir))
+  assert again == metrics
+  assert os.path.getmtime(workdir / 'results.json') == before
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(trained, tmp_path):
+  """Resume the finished run for 2 more epochs at an absurd lr: it blows up; checkpoints survive."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained[0], workdir)
+  config = small_config(**{'optim.base_lr': 1e15, 'optim.clip_grad_norm': 0.0, 'num_epochs': 4.0})
+  with pytest.raises(train.TrainingError, match=r'non-finite loss .* at step \d+') as err:
+    train.train_and_evaluate(config, str(workdir))
+  bad = int(re.search(r'at step (\d+)', str(err.value)).group(1))
+  assert bad > 6
+  steps = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  assert steps[-1] >= 6 and all(s < bad for s in steps)
+  for leaf in jax.tree.leaves(_final_state(workdir, steps[-1])['params']):
+    assert np.isfinite(leaf).all()
