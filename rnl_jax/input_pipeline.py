@@ -349,16 +349,42 @@ def load_split(paths, split, mode=None):
 
 
 def make_source(config, paths, split, mode, **overrides):
-  """The ClipSource of `split` in `mode` ('train' | 'val' | 'test') for `config.data`."""
+  """The ClipSource of `split` in `mode` ('train' | 'val' | 'test') for `config.data`.
+
+  format 'frames': list files of frame folders; 'videos': list files `<path> [num_frames] <label>`
+  of video files under data.root; 'arrayrecord': the split's list key names the packed index
+  (`PREFIX.json` from `python -m rnl_jax.data.pack`).
+  """
   d = config.data
-  records, _ = load_split(paths, split, mode)
   kwargs = dict(mode=mode, num_segments=config.num_segments, dense=d.dense_sample, seed=config.seed,
                 skip_corrupt=d.skip_corrupt)
   kwargs.update(overrides)
   if d.format == 'frames':
+    records, _ = load_split(paths, split, mode)
     return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=d.decoder,
                                      **kwargs)
-  raise ValueError(f'config.data.format={d.format!r} is not wired to the trainer yet')
+  path = paths.train_list if split == 'train' else paths.val_list
+  key = f'config.data.{split}_list'
+  if not d[f'{split}_list']:
+    raise ValueError(f'{key} is empty: format {d.format!r} needs the {split} '
+                     f'{"video list" if d.format == "videos" else "ArrayRecord index"}')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{split} list {path} does not exist ({key})')
+  if d.format == 'videos':
+    from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
+    records = datasets.parse_video_list_file(path, paths.num_classes)
+    if not records:
+      raise ValueError(f'{path}: no videos')
+    return video.VideoFileSource(d.root, records, **kwargs)
+  from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
+  source = arrayrecord.ArrayRecordSource(path, decoder=d.decoder, filter_short=True, **kwargs)
+  labels = [r.label for r in source.records]
+  if not labels:
+    raise ValueError(f'{path}: no usable videos')
+  if max(labels) >= paths.num_classes:
+    raise ValueError(f'{path}: label {max(labels)} outside [0, {paths.num_classes}) '
+                     f'(config.data.num_classes)')
+  return source
 
 
 def train_augment(config):

@@ -188,3 +188,36 @@ def test_corrupt_video_raises_naming_the_file_or_is_skipped_and_counted(data_roo
   assert batch['video_index'][row] == 1                          # the next readable video
   assert batch['label'][row] == skipping.records[1].label
   assert 0 not in batch['video_index']
+
+
+def test_config_formats_give_the_same_clips(tmp_path):
+  """One synthetic dataset as frame folders, mp4 files and ArrayRecord shards, read via the config."""
+  from configs import tiny
+  from rnl_jax.data import pack
+  root = tmp_path / 'syn'
+  synthetic.generate(root, 6, 3, num_frames=12, height=32, width=32, videos=True)
+  for split in ('train', 'val'):
+    pack.pack(str(root / f'{split}.txt'), str(root / 'frames'), str(root / 'ar' / split),
+              progress=False)
+  config = tiny.get_config()
+  config.data.root = str(root)
+  paths = ip.data_paths(config)
+  clips = {}
+  for fmt, lists in [('frames', ('', '')),
+                     ('videos', (root / 'train_videos.txt', root / 'val_videos.txt')),
+                     ('arrayrecord', (root / 'ar' / 'train.json', root / 'ar' / 'val.json'))]:
+    config.data.format = fmt
+    config.data.train_list, config.data.val_list = map(str, lists)
+    paths = ip.data_paths(config)
+    src = ip.make_source(config, paths, 'val', 'val')
+    clips[fmt] = np.stack([src.get(i)['frames'] for i in range(len(src))])
+    assert [src.label(i) for i in range(len(src))] == [r.label for r in src.records]
+    batch = next(ip.train_iterator(ip.make_source(config, paths, 'train', 'train'),
+                                   ip.train_augment(config), global_batch_size=2, seed=0))
+    assert batch['frames'].shape == (2, config.num_segments, 32, 32, 3)
+  np.testing.assert_array_equal(clips['arrayrecord'], clips['frames'])   # same JPEG bytes
+  assert np.abs(clips['videos'].astype(int) - clips['frames']).mean() < 4  # H.264 re-encoding
+  config.data.format = 'videos'
+  config.data.val_list = ''
+  with pytest.raises(ValueError, match='config.data.val_list is empty'):
+    ip.make_source(config, ip.data_paths(config), 'val', 'val')

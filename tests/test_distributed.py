@@ -1,0 +1,150 @@
+"""The trainer as users run it (`python main.py` subprocesses): kill -9 and resume bit-identically,
+8 fake devices and 2 processes (jax.distributed, CPU collectives) matching 1 device / 1 process."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from rnl_jax.data import synthetic
+
+from conftest import REPO
+
+NUM_TRAIN, NUM_VAL, BATCH = 24, 12, 8
+TOTAL = 4 * NUM_TRAIN // BATCH          # 4 epochs of 3 steps
+
+
+def _command(workdir, data, *extra):
+  return [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}',
+          '--config.model.width=8', f'--config.data.root={data}',
+          f'--config.data.synthetic.num_train={NUM_TRAIN}', f'--config.data.synthetic.num_val={NUM_VAL}',
+          f'--config.batch_size={BATCH}', f'--config.eval_batch_size={BATCH}', '--config.num_epochs=4',
+          '--config.checkpoint_every_steps=2', '--config.keep_checkpoints=10',
+          '--config.eval_every_epochs=2', *extra]
+
+
+def _env(devices=1):
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env.pop('JAX_PLATFORMS', None)
+  return env
+
+
+def _run(cmd, devices=1, timeout=600):
+  proc = subprocess.run(cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _state(workdir, step):
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(os.path.join(workdir, 'checkpoints', str(step), 'state'))
+
+
+def _leaves(tree, prefix=''):
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_leaves(v, f'{prefix}/{k}'))
+    return out
+  return {prefix: np.asarray(tree)}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  root = tmp_path_factory.mktemp('data')
+  synthetic.generate(root, NUM_TRAIN, NUM_VAL, num_frames=12, height=40, width=40)
+  return root
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data):
+  """An uninterrupted single-device run of TOTAL steps."""
+  workdir = tmp_path_factory.mktemp('reference')
+  _run(_command(workdir, data))
+  return workdir
+
+
+def test_sigkill_mid_run_then_restart_is_bit_identical(reference, data, tmp_path):
+  workdir = tmp_path / 'killed'
+  proc = subprocess.Popen(_command(workdir, data), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  ckpts = workdir / 'checkpoints'
+  deadline = time.time() + 600
+  try:
+    # Kill as soon as a checkpoint past the first exists (orbax renames a finished save into place).
+    while time.time() < deadline and proc.poll() is None:
+      done = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if ckpts.exists() else []
+      if any(s >= 4 for s in done):
+        break
+      time.sleep(0.05)
+    assert proc.poll() is None, 'the run ended before it could be killed: ' + proc.stderr.read()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  killed_at = max(int(s) for s in os.listdir(ckpts) if s.isdigit())
+  assert killed_at < TOTAL
+  out = _run(_command(workdir, data))
+  assert f'resumed from {ckpts} at step {killed_at}' in out.stderr
+  expected, got = _leaves(_state(reference, TOTAL)), _leaves(_state(workdir, TOTAL))
+  assert expected.keys() == got.keys()
+  for k in expected:
+    np.testing.assert_array_equal(got[k], expected[k], err_msg=k)   # bit-identical on CPU
+
+
+def _assert_close(reference, workdir, step):
+  expected, got = _leaves(_state(reference, step)), _leaves(_state(workdir, step))
+  assert expected.keys() == got.keys()
+  for k in expected:
+    if k.startswith(('/opt_state', '/rng', '/step')) and expected[k].dtype.kind != 'f':
+      np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+    else:
+      np.testing.assert_allclose(got[k], expected[k], rtol=2e-4, atol=2e-6, err_msg=k)
+
+
+def test_eight_devices_match_one(reference, data, tmp_path):
+  """Same global batch of 8 clips on 8 fake CPU devices: BatchNorm over the global batch, so the
+  parameters after 2 steps equal the single-device run's up to summation order."""
+  out = _run(_command(tmp_path, data, '--config.num_train_steps=2'), devices=8)
+  assert 'on 8 devices / 1 processes' in out.stderr
+  _assert_close(reference, tmp_path, 2)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(reference, data, tmp_path):
+  """2 processes x 1 device joined by jax.distributed.initialize (gloo CPU collectives), each feeding
+  its half of every global batch, give the single-process parameters."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _command(tmp_path, data, '--config.num_train_steps=2', f'--coordinator_address=127.0.0.1:{port}',
+               '--num_processes=2', f'--process_id={i}'),
+      cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=600))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'on 2 devices / 2 processes' in outs[0][1]
+  _assert_close(reference, tmp_path, 2)
+  # Each process saved its own input-pipeline position next to the shared state.
+  data_dir = tmp_path / 'checkpoints' / '2' / 'data'
+  assert len([f for f in os.listdir(data_dir) if f.endswith('.json')]) == 2
