@@ -11,7 +11,7 @@ def get_config():
   config = default.get_config()
   config.model.depth = 18
   config.model.width = 16
-  config.model.dropout = 0.5
+  config.model.dropout = 0.0          # 0.5 on a 128-d feature kept the scratch runs at chance
   config.num_segments = 4
   config.image_size = 48
   config.scale_size = 56
@@ -27,10 +27,10 @@ def get_config():
   config.batch_size = 32
   config.batch_multiplier = 1
   config.eval_batch_size = 64
-  config.optim.base_lr = 0.02         # per 64 clips -> 0.01 at 32 (linear scaling)
+  config.optim.base_lr = 0.004        # per 64 clips -> 0.002 at 32; >= 0.01 at 32 spikes the loss (probes)
   config.optim.weight_decay = 1e-4
-  config.optim.warmup_epochs = 1.0
-  config.num_epochs = 6.0
+  config.optim.warmup_epochs = 0.0
+  config.num_epochs = 8.0
   config.log_every_steps = 25
   config.eval_every_epochs = 2.0
   config.checkpoint_every_steps = 100
