@@ -1,6 +1,8 @@
 """Config -> model: bad values fail with the key's name before anything compiles."""
 import pytest
 
+import importlib
+
 from configs import default, tiny
 from rnl_jax import config as config_lib
 
@@ -11,7 +13,7 @@ from rnl_jax import config as config_lib
     ('model.query_chunk', -1, 'config.model.query_chunk'),
     ('model.variant', 'i3d', "variant='i3d'"),
     ('model.depth', 42, 'depth=42'),
-    ('model.num_classes', 0, 'num_classes=0'),
+    ('data.num_classes', 0, 'num_classes=0'),
     ('num_segments', 0, 'config.num_segments'),
 ])
 def test_bad_values_name_the_key(key, value, message):
@@ -26,3 +28,32 @@ def test_default_is_the_original_rnl_r50():
   model = config_lib.model_from_config(default.get_config())
   assert (model.depth, model.shift_place, model.non_local, model.num_classes) == (50, 'blockres', True, 400)
   assert model.normalize_input  # the host ships uint8 pixels
+
+
+RECIPES = ['k400_8f', 'k400_16f', 'sthv1_8f', 'sthv1_16f', 'sthv2_8f', 'ucf101_8f', 'synthetic', 'tiny']
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_recipes_validate(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config_lib.validate(config)
+
+
+@pytest.mark.parametrize('name,frames,dense,flip,wd,dropout,warmup,epochs,classes', [
+    ('k400_8f', 8, True, True, 2e-4, 0.5, 5, 100, 400),
+    ('k400_16f', 16, True, True, 2e-4, 0.5, 5, 100, 400),
+    ('sthv1_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
+    ('sthv1_16f', 16, False, False, 1e-3, 0.8, 1, 50, 174),
+    ('sthv2_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
+])
+def test_recipes_are_the_original_commands(name, frames, dense, flip, wd, dropout, warmup, epochs,
+                                           classes):
+  """REFERENCE 5.8: 16 clips per forward x 4 accumulated = 64 per step at lr 0.02, cosine, clip 20."""
+  c = importlib.import_module(f'configs.{name}').get_config()
+  assert (c.num_segments, c.data.dense_sample, c.data.flip) == (frames, dense, flip)
+  assert (c.optim.weight_decay, c.model.dropout, c.optim.warmup_epochs, c.num_epochs) == (
+      wd, dropout, warmup, epochs)
+  assert c.data.num_classes == classes
+  assert (c.batch_size, c.batch_multiplier, c.optim.base_lr, c.optim.reference_batch) == (16, 4, 0.02, 64)
+  assert (c.optim.schedule, c.optim.momentum, c.optim.clip_grad_norm) == ('cos', 0.9, 20.0)
+  assert (c.model.variant, c.model.depth, c.model.width, c.optim.grouping) == ('rnl', 50, 64, 'original')

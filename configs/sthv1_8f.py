@@ -1,0 +1,18 @@
+"""Something-Something V1, RNL TSM-R50, 8 frames, TSN sampling (REFERENCE 5.8).
+
+wd 1e-3, dropout 0.8, 1 warmup epoch, cosine, 50 epochs, no flip (labels are direction-sensitive).
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = 'something'
+  config.data.num_classes = 174
+  config.data.dense_sample = False
+  config.data.flip = False
+  config.model.dropout = 0.8
+  config.optim.weight_decay = 1e-3
+  config.optim.warmup_epochs = 1.0
+  config.num_epochs = 50.0
+  return config

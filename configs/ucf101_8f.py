@@ -1,0 +1,24 @@
+"""UCF101 split 1, fine-tuned from a Kinetics RNL checkpoint (8 frames, TSN sampling).
+
+Set init.checkpoint to a converted Kinetics RNL checkpoint (convert_torch_weights.py). The head is
+re-initialised for 101 classes and, as the original does when fine-tuning (`--tune_from`), gets no
+x5/x10 learning-rate boost. A short schedule with a lower lr, as is usual for UCF101 fine-tuning.
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = 'ucf101'
+  config.data.num_classes = 101
+  config.data.dense_sample = False
+  config.data.flip = True
+  config.model.dropout = 0.8
+  config.init.checkpoint = ''         # e.g. ckpt/k400_rnl_8f
+  config.init.new_head = True
+  config.optim.fc_lr5 = False
+  config.optim.base_lr = 0.001
+  config.optim.weight_decay = 5e-4
+  config.optim.warmup_epochs = 0.0
+  config.num_epochs = 10.0
+  return config
