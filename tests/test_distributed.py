@@ -17,16 +17,17 @@ from rnl_jax.data import synthetic
 from conftest import REPO
 
 NUM_TRAIN, NUM_VAL, BATCH = 24, 12, 8
-TOTAL = 4 * NUM_TRAIN // BATCH          # 4 epochs of 3 steps
+EPOCHS = 8
+TOTAL = EPOCHS * NUM_TRAIN // BATCH     # 8 epochs of 3 steps
 
 
 def _command(workdir, data, *extra):
   return [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}',
           '--config.model.width=8', f'--config.data.root={data}',
           f'--config.data.synthetic.num_train={NUM_TRAIN}', f'--config.data.synthetic.num_val={NUM_VAL}',
-          f'--config.batch_size={BATCH}', f'--config.eval_batch_size={BATCH}', '--config.num_epochs=4',
-          '--config.checkpoint_every_steps=2', '--config.keep_checkpoints=10',
-          '--config.eval_every_epochs=2', *extra]
+          f'--config.batch_size={BATCH}', f'--config.eval_batch_size={BATCH}', f'--config.num_epochs={EPOCHS}',
+          '--config.checkpoint_every_steps=2', '--config.keep_checkpoints=20',
+          '--config.eval_every_epochs=4', *extra]
 
 
 def _env(devices=1):
@@ -74,29 +75,45 @@ def reference(tmp_path_factory, data):
   return workdir
 
 
-def test_sigkill_mid_run_then_restart_is_bit_identical(reference, data, tmp_path):
-  workdir = tmp_path / 'killed'
-  proc = subprocess.Popen(_command(workdir, data), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-  ckpts = workdir / 'checkpoints'
+def _steps(ckpts):
+  return sorted(int(s) for s in os.listdir(ckpts) if s.isdigit()) if ckpts.exists() else []
+
+
+def _start_and_signal(cmd, ckpts, after_step, sig):
+  """Starts a run, sends `sig` once a checkpoint past `after_step` exists; returns (code, stderr)."""
+  proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
   deadline = time.time() + 600
   try:
-    # Kill as soon as a checkpoint past the first exists (orbax renames a finished save into place).
-    while time.time() < deadline and proc.poll() is None:
-      done = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if ckpts.exists() else []
-      if any(s >= 4 for s in done):
-        break
+    # orbax renames a finished save into place, so a listed step is a complete checkpoint
+    while time.time() < deadline and proc.poll() is None and not any(
+        s > after_step for s in _steps(ckpts)):
       time.sleep(0.05)
-    assert proc.poll() is None, 'the run ended before it could be killed: ' + proc.stderr.read()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.poll() is None, 'the run ended before the signal: ' + proc.stderr.read()[-2000:]
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=300)
   finally:
     if proc.poll() is None:
       proc.kill()
-  killed_at = max(int(s) for s in os.listdir(ckpts) if s.isdigit())
+  return proc.returncode, err
+
+
+def test_sigkill_and_sigterm_then_restart_is_bit_identical(reference, data, tmp_path):
+  """kill -9 mid-run, restart, SIGTERM (save and exit), restart: the final parameters, BatchNorm
+  statistics and optimizer state equal the uninterrupted run's bit for bit."""
+  workdir = tmp_path / 'killed'
+  ckpts = workdir / 'checkpoints'
+  code, _ = _start_and_signal(_command(workdir, data), ckpts, 2, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  killed_at = _steps(ckpts)[-1]
   assert killed_at < TOTAL
+  code, err = _start_and_signal(_command(workdir, data), ckpts, killed_at, signal.SIGTERM)
+  assert f'resumed from {ckpts} at step {killed_at}' in err
+  assert code == 143, err[-2000:]
+  termed_at = _steps(ckpts)[-1]
+  assert f'SIGTERM: saved step {termed_at}' in err and killed_at < termed_at < TOTAL
   out = _run(_command(workdir, data))
-  assert f'resumed from {ckpts} at step {killed_at}' in out.stderr
+  assert f'resumed from {ckpts} at step {termed_at}' in out.stderr
   expected, got = _leaves(_state(reference, TOTAL)), _leaves(_state(workdir, TOTAL))
   assert expected.keys() == got.keys()
   for k in expected:
