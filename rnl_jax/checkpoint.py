@@ -25,7 +25,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(directory: str, variables, *, architecture: Optional[Architecture] = None,
-                    kind: str = 'tsn', depth: Optional[int] = None, source: Optional[str] = None,
+                    kind: str = 'tsn', depth: Optional[int] = None, width: int = 64,
+                    source: Optional[str] = None,
                     overwrite: bool = False) -> str:
   """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`."""
   directory = os.path.abspath(directory)
@@ -37,6 +38,7 @@ def save_checkpoint(directory: str, variables, *, architecture: Optional[Archite
     meta['architecture'] = architecture.to_dict()
   else:
     meta['depth'] = depth
+    meta['width'] = width
   variables = {k: variables[k] for k in ('params', 'batch_stats')}
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, VARIABLES_DIR), variables, force=overwrite)
@@ -68,7 +70,8 @@ def restore_variables(directory: str):
     arch = Architecture(**meta['architecture'])
     abstract = abstract_variables(build_model(arch, dropout=0.0), (1, 1, 32, 32, 3))
   elif meta['kind'] == 'imagenet_backbone':
-    abstract = abstract_variables(ResNet(meta['depth'], 1, shift_place=None, non_local=False), (1, 32, 32, 3))
+    backbone = ResNet(meta['depth'], 1, shift_place=None, non_local=False, width=meta.get('width', 64))
+    abstract = abstract_variables(backbone, (1, 32, 32, 3))
     abstract = {col: {'base_model': tree} for col, tree in abstract.items()}
   else:
     raise CheckpointError(f'{directory}: unknown checkpoint kind {meta["kind"]!r}')

@@ -220,3 +220,41 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(trained, t
   assert steps[-1] >= 6 and all(s < bad for s in steps)
   for leaf in jax.tree.leaves(_final_state(workdir, steps[-1])['params']):
     assert np.isfinite(leaf).all()
+
+
+def _flat(tree):
+  return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_initialisation_from_imagenet_backbone_and_fine_tuning(trained, tmp_path):
+  """init.imagenet overlays a backbone-only checkpoint (head, shift-free RNL parts stay fresh);
+  init.checkpoint + new_head takes a trained model's backbone and a fresh head for other classes."""
+  from rnl_jax import checkpoint as checkpoint_lib
+  from rnl_jax import config as config_lib
+  from rnl_jax.models.resnet import ResNet
+  config = small_config()
+  model = config_lib.model_from_config(config)
+  sample = jnp.zeros((1, 4, 32, 32, 3), jnp.uint8)
+  backbone = ResNet(18, num_segments=1, shift_place=None, non_local=False, width=8)
+  imagenet = backbone.init(jax.random.PRNGKey(7), jnp.zeros((1, 32, 32, 3)), train=False)
+  imagenet = {col: {'base_model': imagenet[col]} for col in ('params', 'batch_stats')}
+  checkpoint_lib.save_checkpoint(str(tmp_path / 'imagenet'), imagenet, kind='imagenet_backbone', depth=18,
+                                 width=8)
+  config.init.imagenet = str(tmp_path / 'imagenet')
+  variables = train.initial_variables(model, config, sample)
+  fresh = jax.jit(lambda x: model.init(jax.random.PRNGKey(config.seed), x, train=False))(sample)
+  got, pre, new = _flat(variables), _flat(imagenet), _flat(fresh)
+  for k, v in got.items():
+    np.testing.assert_array_equal(v, pre[k] if k in pre else new[k], err_msg=k)
+  assert any('nl' in k for k in got if k not in pre)            # RNL parts are not in ImageNet weights
+
+  config = small_config(**{'data.num_classes': 5, 'init.checkpoint': str(trained[0] / 'best'),
+                           'init.new_head': True})
+  model = config_lib.model_from_config(config)
+  variables = _flat(train.initial_variables(model, config, sample))
+  best, _ = checkpoint_lib.restore_variables(str(trained[0] / 'best'))
+  best = _flat(best)
+  assert variables["['params']['new_fc']['kernel']"].shape[-1] == 5
+  for k, v in variables.items():
+    if 'new_fc' not in k:
+      np.testing.assert_array_equal(v, best[k], err_msg=k)
