@@ -34,7 +34,7 @@ def converted(parity_state_dict):
 def test_architecture_inferred(converted):
   _, arch = converted
   assert arch.to_dict() == {'num_classes': 400, 'depth': 50, 'shift_place': 'blockres',
-                            'shift_div': 8, 'non_local': True}
+                            'shift_div': 8, 'non_local': True, 'width': 64}
 
 
 @pytest.mark.parametrize('query_chunk', [None, 1000])
