@@ -359,9 +359,11 @@ def make_source(config, paths, split, mode, **overrides):
   kwargs = dict(mode=mode, num_segments=config.num_segments, dense=d.dense_sample, seed=config.seed,
                 skip_corrupt=d.skip_corrupt)
   kwargs.update(overrides)
+  # data.decoder applies to training; validation and test always decode Pillow's exact pixels.
+  decoder = d.decoder if mode == 'train' else ('pil' if d.decoder == 'pil' else 'simplejpeg')
   if d.format == 'frames':
     records, _ = load_split(paths, split, mode)
-    return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=d.decoder,
+    return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=decoder,
                                      **kwargs)
   path = paths.train_list if split == 'train' else paths.val_list
   key = f'config.data.{split}_list'
@@ -377,7 +379,7 @@ def make_source(config, paths, split, mode, **overrides):
       raise ValueError(f'{path}: no videos')
     return video.VideoFileSource(d.root, records, **kwargs)
   from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
-  source = arrayrecord.ArrayRecordSource(path, decoder=d.decoder, filter_short=True, **kwargs)
+  source = arrayrecord.ArrayRecordSource(path, decoder=decoder, filter_short=True, **kwargs)
   labels = [r.label for r in source.records]
   if not labels:
     raise ValueError(f'{path}: no usable videos')

@@ -110,7 +110,7 @@ def train_step(state, batch, *, model, tx, lr_fn):
     per_micro = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), per_micro, rest)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   loss = per_micro['loss'].mean()
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)

@@ -216,6 +216,11 @@ def test_config_formats_give_the_same_clips(tmp_path):
                                    ip.train_augment(config), global_batch_size=2, seed=0))
     assert batch['frames'].shape == (2, config.num_segments, 32, 32, 3)
   np.testing.assert_array_equal(clips['arrayrecord'], clips['frames'])   # same JPEG bytes
+  # The fast training decoder never reaches validation / test views.
+  config.data.format, config.data.train_list, config.data.val_list = 'frames', '', ''
+  config.data.decoder = 'simplejpeg_fast'
+  assert ip.make_source(config, ip.data_paths(config), 'train', 'train').decoder == 'simplejpeg_fast'
+  assert ip.make_source(config, ip.data_paths(config), 'val', 'test').decoder == 'simplejpeg'
   assert np.abs(clips['videos'].astype(int) - clips['frames']).mean() < 4  # H.264 re-encoding
   config.data.format = 'videos'
   config.data.val_list = ''
