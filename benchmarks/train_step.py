@@ -35,10 +35,13 @@ def main():
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--dtype', default=None, help='float32 | bfloat16 (default: the config)')
   parser.add_argument('--query_chunk', type=int, default=None)
+  parser.add_argument('--variant', default=None, help='tsn | tsm | rnl (default: the config)')
   args = parser.parse_args()
   config = load_config(args.config)
   if args.dtype:
     config.model.dtype = args.dtype
+  if args.variant:
+    config.model.variant = args.variant
   if args.query_chunk is not None:
     config.model.query_chunk = args.query_chunk
   batch = args.batch or config.batch_size
