@@ -167,43 +167,10 @@ def _ordered_map(fn, items, workers):
 
 
 def parse_video_list(path, num_classes=None):
-  """`VideoRecord`s (num_frames None where not given) of a video list, lines `<path> [<num_frames>] <label>`.
-
-  Split from the right, so paths may contain spaces; a line whose second-to-last field is an integer has
-  a frame count (the same rule as `datasets.parse_video_list_file` of the video source).
-  """
-  path = os.fspath(path)
-  with open(path) as f:
-    lines = f.read().splitlines()
-  records = []
-  for lineno, raw in enumerate(lines, 1):
-    line = raw.strip()
-    if not line:
-      continue
-    where = f'{path}:{lineno}'
-    parts = line.rsplit(None, 2)
-    if len(parts) < 2:
-      raise PackError(f'{where}: expected `<video path> <label>` or `<video path> <num_frames> <label>`, '
-                      f'got {raw!r}')
-    num_frames = None
-    if len(parts) == 3:
-      try:
-        num_frames = int(parts[1])
-      except ValueError:  # the path contains a space
-        parts = line.rsplit(None, 1)
-      else:
-        parts = [parts[0], parts[2]]
-    try:
-      label = int(parts[1])
-    except ValueError:
-      raise PackError(f'{where}: label {parts[1]!r} is not an integer (line {raw!r})') from None
-    if num_frames is not None and num_frames < 0:
-      raise PackError(f'{where}: negative frame count {num_frames} (line {raw!r})')
-    if label < 0 or (num_classes is not None and label >= num_classes):
-      bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
-      raise PackError(f'{where}: label {label} outside {bound} (line {raw!r})')
-    records.append(datasets.VideoRecord(parts[0], num_frames, label))
-  return records
+  """`VideoRecord`s (num_frames None where not given) of a video list `<path> [<num_frames>] <label>`,
+  parsed by `datasets.parse_video_list_file` (the video source's own rule; errors name file:line)."""
+  return [datasets.VideoRecord(r.path, r.num_frames, r.label)
+          for r in datasets.parse_video_list_file(path, num_classes)]
 
 
 def shard_bounds(num_records, num_shards):
