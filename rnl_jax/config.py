@@ -62,10 +62,8 @@ def validate(config):
     _fail('data.num_threads', d.num_threads, '>= 1')
   if d.frame_template:
     try:
-      ok = d.frame_template.format(1) != d.frame_template.format(2)
-    except (IndexError, KeyError, ValueError):
-      ok = False
-    if not ok:
+      sources.check_template(d.frame_template)
+    except ValueError:
       _fail('data.frame_template', d.frame_template, "a template of one integer, e.g. 'img_{:05d}.jpg'")
   if d.num_classes < 1:
     _fail('data.num_classes', d.num_classes, '>= 1')

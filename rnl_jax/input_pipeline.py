@@ -33,7 +33,6 @@ trainer sums and logs it (the sources live in worker processes, so their own cou
 No JAX import here: the pipeline runs in grain worker processes.
 """
 import dataclasses
-import math
 import os
 from typing import Optional
 
@@ -280,23 +279,6 @@ class EvalBatches:
       emitted += 1
     for _ in range(emitted, self.num_batches):
       yield self._empty()
-
-
-def views_per_step_to_batch(views_per_step: Optional[int], views_per_video, process_count):
-  """Local eval batch from a global views-per-step setting (None: one video's views per process)."""
-  if views_per_step is None:
-    return views_per_video
-  return split_batch(int(views_per_step), process_count)
-
-
-def epoch_of(step, global_batch_size, num_videos):
-  """Epoch (float) reached after `step` training steps."""
-  return step * global_batch_size / num_videos
-
-
-def steps_per_epoch(global_batch_size, num_videos):
-  """Training steps per epoch, rounded up (the last batch of an epoch may spill into the next)."""
-  return max(1, math.ceil(num_videos / global_batch_size))
 
 
 # ----------------------------------------------------------------------------------------------------

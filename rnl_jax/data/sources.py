@@ -236,6 +236,16 @@ def stack_frames(frames, path_of):
   return np.stack(frames)
 
 
+def check_template(template):
+  """ValueError unless `template` formats one integer into distinct names (e.g. 'img_{:05d}.jpg')."""
+  try:
+    ok = template.format(1) != template.format(2)
+  except (IndexError, KeyError, ValueError):
+    ok = False
+  if not ok:
+    raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}')
+
+
 class _FolderVideo:
   """Handle of one frame folder: F from the list, frames decoded from their JPEG files."""
 
@@ -277,12 +287,7 @@ class FrameFolderSource(ClipSource):
       raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
     self.decoder = decoder
     self.root = os.fspath(root)
-    try:
-      ok = template.format(1) != template.format(2)
-    except (IndexError, KeyError, ValueError):
-      ok = False
-    if not ok:
-      raise ValueError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", got {template!r}')
+    check_template(template)
     self.template = template
 
   def video_path(self, index):
