@@ -17,6 +17,6 @@ def test_model_code_never_imports_torch():
 
 def test_data_modules_do_not_import_jax():
   proc = _run('import sys, rnl_jax.data.sampling, rnl_jax.data.transforms, rnl_jax.data.synthetic, '
-              'rnl_jax.data.datasets, rnl_jax.data.sources; '
+              'rnl_jax.data.datasets, rnl_jax.data.sources, rnl_jax.data.prepare; '
               'assert "jax" not in sys.modules and "torch" not in sys.modules, "jax/torch imported"')
   assert proc.returncode == 0, proc.stderr

@@ -25,6 +25,8 @@ class DatasetInfo:
   `num_classes` is None when the class count comes from `classes_file` (the synthetic dataset).
   `flip` is False where the label depends on left/right (Something-Something, Jester, synthetic).
   `delimiter` is what upstream expects ('comma' only for Kinetics); parsing auto-detects anyway.
+  `classes_file` (line i = name of label i) is written by `rnl_jax.data.prepare`; optional except for
+  the synthetic dataset, whose class count it gives.
   """
   name: str
   frame_root: str
@@ -66,16 +68,20 @@ DATASETS = _Table({d.name: d for d in (
     # Upstream's frame root is the authors' absolute path and its lists hold absolute folders;
     # relative lists (as written by the TSM label tool) are joined onto `kinetics/images`.
     DatasetInfo('kinetics', 'kinetics/images', 'kinetics/shuffled_train_videofolder.csv',
-                'kinetics/shuffled_val_videofolder.csv', 'img_{:05d}.jpg', 400, True, 'comma'),
+                'kinetics/shuffled_val_videofolder.csv', 'img_{:05d}.jpg', 400, True, 'comma',
+                classes_file='kinetics/classes.txt'),
     DatasetInfo('something', 'something/v1/img', 'something/v1/train_videofolder.txt',
-                'something/v1/val_videofolder.txt', '{:05d}.jpg', 174, False),
+                'something/v1/val_videofolder.txt', '{:05d}.jpg', 174, False,
+                classes_file='something/v1/classes.txt'),
     DatasetInfo('somethingv2', 'something/v2/20bn-something-something-v2-frames',
                 'something/v2/train_videofolder.txt', 'something/v2/val_videofolder.txt', '{:06d}.jpg',
-                174, False),
+                174, False, classes_file='something/v2/classes.txt'),
     DatasetInfo('ucf101', 'UCF101/jpg', 'UCF101/file_list/ucf101_rgb_train_split_1.txt',
-                'UCF101/file_list/ucf101_rgb_val_split_1.txt', 'img_{:05d}.jpg', 101, True),
+                'UCF101/file_list/ucf101_rgb_val_split_1.txt', 'img_{:05d}.jpg', 101, True,
+                classes_file='UCF101/classes.txt'),
     DatasetInfo('hmdb51', 'HMDB51/images', 'HMDB51/splits/hmdb51_rgb_train_split_1.txt',
-                'HMDB51/splits/hmdb51_rgb_val_split_1.txt', 'img_{:05d}.jpg', 51, True),
+                'HMDB51/splits/hmdb51_rgb_val_split_1.txt', 'img_{:05d}.jpg', 51, True,
+                classes_file='HMDB51/classes.txt'),
     DatasetInfo('jester', 'jester/20bn-jester-v1', 'jester/train_videofolder.txt',
                 'jester/val_videofolder.txt', '{:05d}.jpg', 27, False),
     # rnl_jax.data.synthetic's layout (root = its out_dir); classes are time-reversal pairs and

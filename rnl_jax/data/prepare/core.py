@@ -1,0 +1,506 @@
+"""The preparation run: annotations -> per-video work in worker processes -> lists, shards and report.
+
+`prepare()` reads a download with its dataset's reader (a `Plan`), works out what is already done, runs
+the rest in 'spawn' worker processes behind a progress bar, and writes, in this order, the list files,
+the class names, the ArrayRecord shards (format 'arrayrecord') and the report. Every output is
+written under a temporary name and renamed into place (list files last), so nothing half-written is
+ever listed, and an interrupted run can simply be started again:
+
+* frames: a frame folder under its final name is complete (skipped); temporary `.tmp-<pid>-*` folders of
+  dead runs are removed; an empty folder under the final name (a crashed earlier tool) is redone.
+* videos: a file under its final name is complete.
+* arrayrecord: the frames stage as above, then `pack.pack` per split; a split whose index already holds
+  exactly the videos to list (paths and labels, in order) is not re-packed, even if its frames were deleted.
+* a source that failed (undecodable, zero frames) is remembered with its size and mtime in
+  `<home>/.prepare_state.json` and not retried while unchanged (`retry_failed=True` retries).
+
+So a second run over an unchanged download does no work (`summary['processed'] == 0`, nothing packed)
+and rewrites no file whose content is unchanged.
+"""
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Optional
+
+from rnl_jax.data import arrayrecord, datasets
+from rnl_jax.data.prepare import annotations as ann
+from rnl_jax.data.prepare import hmdb51, kinetics, media, something, ucf101
+
+FORMATS = ('frames', 'arrayrecord', 'videos')
+STATE_VERSION = 1
+STATE_FILE = '.prepare_state.json'
+SAVE_EVERY_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """One preparable dataset.
+
+  table: its `datasets.DATASETS` entry (frame root, frame list names, template, class count).
+  home: its folder under --out (classes, report, state, videos/, arrayrecord/).
+  height: the original's frame height (REFERENCE 3.5), None = frames as released.
+  numbered_splits: the download defines splits 1..3 (--split).
+  video_list: the video list of a split ({split}, {n}), relative to --out.
+  extra_lists: further space-separated frame lists (the TSM label tool's names), relative to --out.
+  classes_files: class-name files (line i = label i), relative to --out.
+  """
+  name: str
+  table: str
+  home: str
+  reader: Callable
+  height: Optional[int]
+  numbered_splits: bool
+  video_list: str
+  extra_lists: tuple = ()
+  classes_files: tuple = ()
+
+
+SPECS = {s.name: s for s in (
+    Spec('kinetics400', 'kinetics', 'kinetics', kinetics.read, 331, False, 'kinetics/{split}_videos.txt',
+         extra_lists=('kinetics/{split}_videofolder.txt',), classes_files=('kinetics/classes.txt',)),
+    Spec('something_v1', 'something', 'something/v1', something.read_v1, None, False,
+         'something/v1/{split}_videos.txt',
+         classes_files=('something/v1/classes.txt', 'something/v1/category.txt')),
+    Spec('something_v2', 'somethingv2', 'something/v2', something.read_v2, 256, False,
+         'something/v2/{split}_videos.txt',
+         classes_files=('something/v2/classes.txt', 'something/v2/category.txt')),
+    Spec('ucf101', 'ucf101', 'UCF101', ucf101.read, 256, True,
+         'UCF101/file_list/ucf101_videos_{split}_split_{n}.txt', classes_files=('UCF101/classes.txt',)),
+    Spec('hmdb51', 'hmdb51', 'HMDB51', hmdb51.read, 256, True,
+         'HMDB51/splits/hmdb51_videos_{split}_split_{n}.txt', classes_files=('HMDB51/classes.txt',)),
+)}
+
+
+class Layout:
+  """Where every output of one dataset (and split number) goes under `out` (= config.data.root)."""
+
+  def __init__(self, spec, out, split):
+    self.spec, self.out, self.n = spec, out, int(split)
+    self.info = datasets.get_dataset(spec.table)
+    self.home = os.path.join(out, spec.home)
+    self.frame_root = self.info.frame_dir(out)
+    self.template = self.info.template
+    self.videos_dir = os.path.join(self.home, 'videos')
+    suffix = f'_split_{self.n}' if spec.numbered_splits else ''
+    self.suffix = suffix
+    self.state = os.path.join(self.home, STATE_FILE)
+
+  def frame_list(self, split):
+    path = self.info.list_path(self.out, split)
+    if self.spec.numbered_splits:
+      path = path.replace('_split_1.txt', f'_split_{self.n}.txt')
+    return path
+
+  def extra_lists(self, split):
+    return [os.path.join(self.out, p.format(split=split)) for p in self.spec.extra_lists]
+
+  def video_list(self, split):
+    return os.path.join(self.out, self.spec.video_list.format(split=split, n=self.n))
+
+  def arrayrecord_prefix(self, split):
+    return os.path.join(self.home, 'arrayrecord', f'{split}{self.suffix}')
+
+  def report(self, fmt):
+    return os.path.join(self.home, f'prepare_report_{fmt}{self.suffix}.json')
+
+  def output(self, kind, name):
+    if kind == 'frames':
+      return os.path.join(self.frame_root, name)
+    return os.path.join(self.videos_dir, f'{name}.mp4')
+
+  def list_path_of_video(self, name):
+    """A video's path in the video lists: relative to --out (the video source's root)."""
+    return os.path.relpath(self.output('videos', name), self.out).replace(os.sep, '/')
+
+
+# ----------------------------------------------------------------------------------------------------
+# state: remembered failures and re-encoded frame counts
+
+
+def _signature(path):
+  """Identity of a source as it is now: size + mtime of a file, of every entry of a folder."""
+  try:
+    if os.path.isdir(path):
+      h = hashlib.sha1()
+      for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        st = entry.stat()
+        h.update(f'{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
+      return 'dir:' + h.hexdigest()
+    st = os.stat(path)
+    return f'file:{st.st_size}:{st.st_mtime_ns}'
+  except OSError:
+    return None
+
+
+class State:
+  """`<home>/.prepare_state.json`: settings per output kind, failures by source, outputs' frame counts."""
+
+  def __init__(self, path):
+    self.path = path
+    self.data = {'version': STATE_VERSION, 'settings': {}, 'failures': {},
+                 'outputs': {'frames': {}, 'videos': {}}}
+    if os.path.isfile(path):
+      try:
+        with open(path) as f:
+          data = json.load(f)
+      except ValueError:
+        data = None   # a damaged state only costs re-checking: failures are retried, counts re-read
+      if isinstance(data, dict) and data.get('version') == STATE_VERSION:
+        self.data.update(data)
+    self._saved = time.monotonic()
+
+  def failure(self, source):
+    entry = self.data['failures'].get(source)
+    if entry and entry.get('signature') == _signature(source):
+      return entry
+    return None
+
+  def set_failure(self, source, kind, detail):
+    self.data['failures'][source] = {'signature': _signature(source), 'kind': kind, 'detail': detail}
+
+  def clear_failure(self, source):
+    self.data['failures'].pop(source, None)
+
+  def outputs(self, kind):
+    return self.data['outputs'].setdefault(kind, {})
+
+  def save(self, force=True):
+    if not force and time.monotonic() - self._saved < SAVE_EVERY_S:
+      return
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    _write_text(self.path, json.dumps(self.data, sort_keys=True) + '\n', only_if_changed=False)
+    self._saved = time.monotonic()
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _write_text(path, text, only_if_changed=True):
+  """Atomic write (temp file + rename); returns False (and writes nothing) if the content is unchanged."""
+  if only_if_changed and os.path.isfile(path):
+    with open(path) as f:
+      if f.read() == text:
+        return False
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+  return True
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _remove_stale_tmp(folders):
+  """Removes `.tmp-<pid>-*` entries of dead processes (an interrupted run's partial outputs)."""
+  for folder in folders:
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      if not name.startswith(media.TMP_PREFIX):
+        continue
+      pid = name[len(media.TMP_PREFIX):].split('-', 1)[0]
+      if pid.isdigit() and _pid_alive(int(pid)):
+        continue
+      path = os.path.join(folder, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+
+
+def _is_done(kind, path):
+  """A complete output: a non-empty folder (frames) or a file (videos) under its final name."""
+  if kind == 'frames':
+    try:
+      with os.scandir(path) as it:
+        return any(True for _ in it)
+    except (FileNotFoundError, NotADirectoryError):
+      return False
+  return os.path.isfile(path)
+
+
+def _index_matches(prefix, expected):
+  """The packed index at `prefix` holds exactly `expected` [(path, label)] in order, shards present."""
+  path = arrayrecord.index_path(prefix)
+  try:
+    with open(path) as f:
+      index = json.load(f)
+    videos = index['videos']
+    held = list(zip(videos['path'], videos['label']))
+    folder = os.path.dirname(path)
+    shards_ok = all(os.path.isfile(os.path.join(folder, s['file'])) for s in index['shards'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return False
+  return shards_ok and not index.get('skipped') and held == [(p, int(l)) for p, l in expected]
+
+
+def _size_rule(spec, short_side, even):
+  if short_side is None:
+    rule = media.Size('height', spec.height) if spec.height else media.Size('keep')
+  elif short_side == 0:
+    rule = media.Size('keep')
+  else:
+    rule = media.Size('short', int(short_side))
+  return dataclasses.replace(rule, even=even)
+
+
+def _run(tasks, workers, progress, desc, on_result):
+  """media.run_task over tasks ('spawn' processes if workers > 1), on_result(result) as they finish."""
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  bar = tqdm(total=len(tasks), desc=desc, unit='video', dynamic_ncols=True, disable=not progress,
+             file=sys.stderr)
+  failed = 0
+  try:
+    if workers > 1 and len(tasks) > 1:
+      ctx = multiprocessing.get_context('spawn')
+      workers = min(workers, len(tasks))
+      chunk = max(1, min(16, len(tasks) // (8 * workers)))
+      with ctx.Pool(workers) as pool:
+        for result in pool.imap_unordered(media.run_task, tasks, chunksize=chunk):
+          failed += result['status'] != 'ok'
+          on_result(result)
+          bar.set_postfix(failed=failed, refresh=False)
+          bar.update()
+    else:
+      for task in tasks:
+        result = media.run_task(task)
+        failed += result['status'] != 'ok'
+        on_result(result)
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update()
+  finally:
+    bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, split=1, annotations=None,
+            label_map=None, quality=media.JPEG_QUALITY, keyframe_interval=media.KEYFRAME_INTERVAL,
+            crf=media.CRF, preset=media.PRESET, retry_failed=False, progress=True):
+  """Prepares `dataset` from the download at `source` into `out` (see the package docstring).
+
+  Args:
+    dataset: a key of SPECS ('kinetics400', 'something_v1', 'something_v2', 'ucf101', 'hmdb51').
+    source: the download (videos / frame folders and, unless `annotations` is given, annotation files).
+    out: the dataset root the trainer reads (`config.data.root`).
+    fmt: 'frames', 'arrayrecord' or 'videos'.
+    short_side: None = the original's frame height (Kinetics 331, others 256, Something-V1 as released);
+      0 = frames as decoded; N = the shorter side scaled to N.
+    workers: worker processes (also the packer's).
+    split: UCF101 / HMDB51 split number (1..3).
+    annotations: folder holding the annotation files (default: searched under `source`).
+    label_map: Kinetics class-name file (default: the original's, bundled).
+    quality: JPEG quality of written frames.
+    keyframe_interval, crf, preset: H.264 settings of format 'videos'.
+    retry_failed: retry sources that failed before (else they are reported again without decoding).
+    progress: show progress bars.
+  Returns:
+    the summary dict (also in the report's 'summary').
+  Raises:
+    PrepareError (AnnotationError for malformed annotation rows, naming file and line).
+  """
+  start = time.perf_counter()
+  if dataset not in SPECS:
+    raise ann.PrepareError(f'unknown dataset {dataset!r}; known: {", ".join(SPECS)}')
+  if fmt not in FORMATS:
+    raise ann.PrepareError(f'format must be one of {FORMATS}, got {fmt!r}')
+  spec = SPECS[dataset]
+  if spec.numbered_splits and int(split) not in (1, 2, 3):
+    raise ann.PrepareError(f'--split must be 1, 2 or 3 for {dataset}, got {split}')
+  if not 1 <= int(quality) <= 100 or int(keyframe_interval) < 1 or int(workers) < 1:
+    raise ann.PrepareError(f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, got '
+                           f'{quality}, {keyframe_interval}, {workers}')
+  if short_side is not None and int(short_side) < 0:
+    raise ann.PrepareError(f'--short-side must be >= 0, got {short_side}')
+  source = os.path.abspath(source)
+  if not os.path.isdir(source):
+    raise ann.PrepareError(f'--source {source} is not a folder')
+  out = os.path.abspath(out)
+  annotations = os.path.abspath(annotations) if annotations else None
+
+  plan = spec.reader(source, annotations, int(split), label_map, exclude=(out,))
+  layout = Layout(spec, out, split)
+  kind = 'videos' if fmt == 'videos' else 'frames'
+  size = _size_rule(spec, short_side, even=kind == 'videos')
+  sources = {}
+  for item in plan.items:
+    other = sources.setdefault(item.name, item.source)
+    if other != item.source:
+      raise ann.PrepareError(f'two videos would be written as {item.name!r}: {other} and {item.source} '
+                             f'({item.where}); rename one of them')
+
+  state = State(layout.state)
+  settings = {'size': size.as_dict(), 'quality': int(quality)} if kind == 'frames' else {
+      'size': size.as_dict(), 'codec': 'libx264', 'keyframe_interval': int(keyframe_interval),
+      'crf': int(crf), 'preset': preset}
+  old = state.data['settings'].get(kind)
+  if old is not None and old != settings and any(
+      os.path.lexists(layout.output(kind, name)) for name in sources):
+    raise ann.PrepareError(
+        f'{layout.frame_root if kind == "frames" else layout.videos_dir} holds {kind} prepared with other '
+        f'settings ({old}; now {settings}); use another --out, or delete them (and {layout.state})')
+  state.data['settings'][kind] = settings
+
+  failed = {}     # name -> (kind, detail) of sources that cannot be prepared
+  if not retry_failed:
+    for name, src in sources.items():
+      entry = state.failure(src)
+      if entry:
+        failed[name] = (entry['kind'], entry['detail'])
+  # ArrayRecord: splits whose index already holds exactly what would be listed need no work at all.
+  packed = set()
+  if fmt == 'arrayrecord':
+    for split_name in ann.SPLITS:
+      expected = [(i.name, i.label) for i in plan.items if i.split == split_name and i.name not in failed]
+      if expected and _index_matches(layout.arrayrecord_prefix(split_name), expected):
+        packed.add(split_name)
+  needed = {i.name for i in plan.items if i.split not in packed and i.name not in failed}
+  tasks = []
+  reused = 0
+  order = {name: i for i, name in enumerate(sources)}
+  for name in sorted(needed, key=order.__getitem__):
+    output = layout.output(kind, name)
+    if _is_done(kind, output):
+      reused += 1
+      continue
+    fps = plan.source_fps if plan.source_kind == 'frames' else None
+    tasks.append(media.Task(name, sources[name], plan.source_kind, output, kind, layout.template, size,
+                            int(quality), fps, int(keyframe_interval), int(crf), preset))
+
+  outputs = state.outputs(kind)
+
+  def on_result(result):
+    name, src = result['name'], sources[result['name']]
+    if result['status'] == 'ok':
+      state.clear_failure(src)
+      outputs[name] = {'num_frames': result['num_frames'], 'warning': result['warning']}
+    else:
+      state.set_failure(src, result['status'], result['detail'])
+      failed[name] = (result['status'], result['detail'])
+      outputs.pop(name, None)
+    state.save(force=False)
+
+  _remove_stale_tmp({os.path.dirname(t.output) for t in tasks})
+  try:
+    _run(tasks, int(workers), progress, f'{dataset} {fmt}', on_result)
+  finally:
+    state.save()
+
+  # Records per split, in annotation order; every item not listed becomes a problem.
+  problems = list(plan.problems)
+  records = {s: [] for s in ann.SPLITS}
+  warnings = []
+  for item in plan.items:
+    if item.name in failed:
+      problem_kind, detail = failed[item.name]
+      problems.append(ann.Problem(problem_kind, item.split, item.video, item.where, detail))
+      continue
+    if item.split in packed:
+      continue
+    num_frames = _num_frames(kind, layout, outputs, item.name)
+    records[item.split].append((item.name, num_frames, item.label))
+    warning = (outputs.get(item.name) or {}).get('warning')
+    if warning:
+      warnings.append({'kind': 'partial_decode', 'split': item.split, 'video': item.video,
+                       'where': item.where, 'detail': warning})
+    if num_frames < 3:
+      warnings.append({'kind': 'short', 'split': item.split, 'video': item.video, 'where': item.where,
+                       'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 frames '
+                                 f'in training and validation (REFERENCE 3.1)'})
+  state.save()
+
+  # Lists (each atomically, only if changed), classes, then the shards.
+  lists = {}
+  for split_name in ann.SPLITS:
+    if split_name in packed:
+      continue
+    recs = records[split_name]
+    if kind == 'videos':
+      path = layout.video_list(split_name)
+      _write_text(path, ''.join(f'{layout.list_path_of_video(n)} {f} {l}\n' for n, f, l in recs))
+      lists[split_name] = path
+      continue
+    sep = ',' if layout.info.delimiter == 'comma' else ' '
+    path = layout.frame_list(split_name)
+    _write_text(path, ''.join(f'{n}{sep}{f}{sep}{l}\n' for n, f, l in recs))
+    for extra in layout.extra_lists(split_name):
+      _write_text(extra, ''.join(f'{n} {f} {l}\n' for n, f, l in recs))
+    lists[split_name] = path
+  classes_text = ''.join(c + '\n' for c in plan.classes)
+  classes_files = [os.path.join(out, p) for p in spec.classes_files]
+  for path in classes_files:
+    _write_text(path, classes_text)
+
+  packed_now = []
+  if fmt == 'arrayrecord':
+    from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
+    for split_name in ann.SPLITS:
+      prefix = layout.arrayrecord_prefix(split_name)
+      if split_name not in packed and records[split_name]:
+        pack.pack(lists[split_name], layout.frame_root, prefix, template=layout.template,
+                  workers=int(workers), classes_file=classes_files[0], verify='header', overwrite=True,
+                  progress=progress)
+        packed_now.append(split_name)
+      lists[split_name] = arrayrecord.index_path(prefix)
+
+  counts = {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS}
+  summary = {
+      'dataset': dataset, 'format': fmt, 'out': out, 'source': source,
+      'split': int(split) if spec.numbered_splits else None,
+      'listed': {s: (len(records[s]) if s not in packed else None) for s in ann.SPLITS},
+      'problems': counts, 'warnings': len(warnings),
+      'empty_splits': [s for s in ann.SPLITS if s not in packed and not records[s]],
+      'processed': len(tasks), 'reused': reused,
+      'failed_before': sum(1 for n in failed if n not in {t.name for t in tasks}),
+      'packed': packed_now, 'already_packed': sorted(packed),
+      'lists': lists, 'classes': classes_files[0], 'num_classes': len(plan.classes),
+      'notes': plan.notes, 'report': layout.report(fmt),
+      'config': _config_hint(spec, layout, fmt, lists, out),
+      'seconds': round(time.perf_counter() - start, 2),
+  }
+  report = {'summary': summary, 'settings': settings, 'annotation_files': plan.files,
+            'problems': [p.as_dict() for p in problems], 'warnings': warnings}
+  _write_text(layout.report(fmt), json.dumps(report, indent=1) + '\n', only_if_changed=False)
+  return summary
+
+
+def _num_frames(kind, layout, outputs, name):
+  """Frames of a finished output: files of the frame folder (as the original's label tools count), or
+  the re-encoded video's count (remembered, else read from its container)."""
+  path = layout.output(kind, name)
+  if kind == 'frames':
+    return len(os.listdir(path))
+  entry = outputs.get(name)
+  if entry and entry.get('num_frames'):
+    return int(entry['num_frames'])
+  from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
+  with video.VideoReader(path) as reader:
+    outputs[name] = {'num_frames': reader.num_frames, 'warning': None}
+    return reader.num_frames
+
+
+def _config_hint(spec, layout, fmt, lists, out):
+  """The trainer flags that read this output."""
+  flags = [f'--config.data.name={spec.table}', f'--config.data.num_classes={layout.info.num_classes}',
+           f'--config.data.root={out}', f'--config.data.format={fmt}']
+  if fmt != 'frames' or spec.numbered_splits and layout.n != 1:
+    flags += [f'--config.data.train_list={lists.get("train", "")}',
+              f'--config.data.val_list={lists.get("val", "")}']
+  return ' '.join(flags)
