@@ -2,7 +2,10 @@
 
 The data (12 classes, 24 frames of 64x64 per video) is generated into WORKDIR/data on first use.
 A narrow ResNet-18 (width 16: 1/16 of the FLOPs of the standard one) with shift + region non-local,
-48 px, 4 frames; TSN sampling, no flip (the classes are direction-sensitive).
+32 px crops, 4 frames; TSN sampling, no flip (the classes are direction-sensitive). The original's SGD
+recipe with a short warmup; 20 epochs (1500 steps of 32 clips) take a few minutes on 2 CPU cores.
+Measured (in-memory probes, same model and optimiser): at 48 px the same budget stays near chance (XLA:CPU
+runs the 48 px step 3.7x slower, and per step it also learns slower), at 32 px it reaches ~80 % top-1.
 """
 from configs import default
 
@@ -13,25 +16,33 @@ def get_config():
   config.model.width = 16
   config.model.dropout = 0.0          # no dropout on the 128-d feature for scratch training
   config.num_segments = 4
-  config.image_size = 48
-  config.scale_size = 56
+  config.image_size = 32
+  config.scale_size = 37             # 256/224 of the crop, as the original
 
   config.data.name = 'synthetic'
   config.data.root = ''               # '' = WORKDIR/data, generated on first use
   config.data.num_classes = 12
   config.data.flip = False
   config.data.dense_sample = False
+  # Test protocol: 2 clips x 3 crops of 32 px (6 views). Not full-res: this tiny net, trained on 32 px
+  # crops, drops to ~11 % top-1 on 37 px full-res views (its 1x1 layer-4 map becomes 2x2), 78 % on 32 px.
+  config.test.twice_sample = True
+  config.test.full_res = False
+  config.test.views_per_step = 192
   config.data.num_workers = 0
   config.data.num_threads = 2
 
   config.batch_size = 32
   config.batch_multiplier = 1
   config.eval_batch_size = 64
-  config.optim.base_lr = 0.004        # per 64 clips -> 0.002 at 32; >= 0.01 at 32 spikes the loss (probes)
+  config.optim.base_lr = 0.02         # per 64 clips -> 0.01 at 32 (the original's k400 lr)
+  # No head lr x5/x10 (the original's setting for a new head on a pretrained backbone): from scratch it
+  # holds the loss at chance for ~600 of the 1500 steps, without it ~300 (in-memory probes).
+  config.optim.fc_lr5 = False
   config.optim.weight_decay = 1e-4
-  config.optim.warmup_epochs = 0.0
-  config.num_epochs = 8.0
-  config.log_every_steps = 25
-  config.eval_every_epochs = 2.0
-  config.checkpoint_every_steps = 100
+  config.optim.warmup_epochs = 1.0
+  config.num_epochs = 20.0
+  config.log_every_steps = 75
+  config.eval_every_epochs = 5.0
+  config.checkpoint_every_steps = 375
   return config
