@@ -1,7 +1,8 @@
 """Entry point: `python main.py --config=configs/synthetic.py --workdir=DIR [--config.a.b=value ...]`.
 
 Trains and evaluates with `rnl_jax.train.train_and_evaluate`; an interrupted run restarted with the
-same workdir resumes from its last checkpoint. Launch one process per host for multi-host runs
+same workdir resumes from its last checkpoint. `--config.mode=test` runs the original's test protocol
+(`rnl_jax.evaluate.test`: clips x crops views of the val list) on WORKDIR/best or `config.test.checkpoint`. Launch one process per host for multi-host runs
 (see README).
 """
 from absl import app
@@ -12,6 +13,7 @@ import jax
 from ml_collections import config_flags
 
 from rnl_jax import config as config_lib
+from rnl_jax import evaluate
 from rnl_jax import sharding
 from rnl_jax import train
 
@@ -44,6 +46,13 @@ def main(argv):
                                   _PROCESS_ID.value)
   logging.info('JAX %s on %s: process %d of %d, %d devices', jax.__version__,
                jax.devices()[0].platform, jax.process_index(), jax.process_count(), jax.device_count())
+  if config.mode == 'test':
+    m = evaluate.test(config, _WORKDIR.value)
+    p = m['protocol']
+    print(f"test ({p['clips']} clips x {p['crops']} crops): top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}, "
+          f"mean class acc {m['mean_class_acc']:.4f} over {m['num_videos']} videos "
+          f"({m['views_per_s']:.1f} views/s); results in {_WORKDIR.value}/{config.test.output}*")
+    return
   metrics = train.train_and_evaluate(config, _WORKDIR.value)
   print(f"step {metrics['step']}: val top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, "
         f"mean class acc {metrics['mean_class_acc']:.4f} over {metrics['num_videos']} videos "

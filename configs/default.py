@@ -9,6 +9,7 @@ import ml_collections
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.mode = 'train'               # 'train' (train + validate) | 'test' (the test protocol, `test`)
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rnl'        # 'tsn' (no shift) | 'tsm' | 'rnl' (TSM + region non-local)
@@ -78,6 +79,19 @@ def get_config():
   config.init.imagenet = ''           # convert_torch_weights.py --imagenet output (backbone only)
   config.init.checkpoint = ''         # a converted/trained RNL checkpoint (fine-tuning)
   config.init.new_head = False        # re-initialise new_fc (different classes)
+
+  # Test protocol (REFERENCE 6; config.mode='test', rnl_jax.evaluate): the val list, clips x crops
+  # views per video, raw logits averaged per video. Clips: `test.dense_clips` with data.dense_sample,
+  # 2 with `twice_sample`, else 1. Writes WORKDIR/{output}.json, {output}_per_class.csv and
+  # {output}_scores.npz (for `python -m rnl_jax.ensemble`).
+  config.test = ml_collections.ConfigDict()
+  config.test.checkpoint = ''         # '' = WORKDIR/best; or a checkpoint directory / original .pth.tar
+  config.test.crops = 3               # 1 (centre) | 3 (full-res strip) | 5 | 10 (over-sample)
+  config.test.full_res = True         # crops of scale_size (256) instead of image_size (224)
+  config.test.dense_clips = 10        # clips per video with data.dense_sample
+  config.test.twice_sample = False    # TSN sampling + the segment-start clip (2 clips; Something)
+  config.test.views_per_step = 30     # global views per forward: bounds memory, not the result
+  config.test.output = 'test'         # file prefix in WORKDIR
 
   # Loop, logging, checkpoints.
   config.log_every_steps = 50

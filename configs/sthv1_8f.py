@@ -10,6 +10,8 @@ def get_config():
   config.data.name = 'something'
   config.data.num_classes = 174
   config.data.dense_sample = False
+  config.test.twice_sample = True     # the README's Something protocol: 2 clips x 3 full-res crops
+  config.test.views_per_step = 6
   config.data.flip = False
   config.model.dropout = 0.8
   config.optim.weight_decay = 1e-3

@@ -12,6 +12,8 @@ def get_config():
   config.data.name = 'ucf101'
   config.data.num_classes = 101
   config.data.dense_sample = False
+  config.test.twice_sample = True
+  config.test.views_per_step = 6
   config.data.flip = True
   config.model.dropout = 0.8
   config.init.checkpoint = ''         # e.g. ckpt/k400_rnl_8f

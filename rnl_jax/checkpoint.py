@@ -1,12 +1,14 @@
 """Model checkpoints: orbax-saved variables plus `model.json`, which says how to rebuild the model.
 
 Layout of a checkpoint directory:
-  model.json   {"format": 1, "kind": "tsn" | "imagenet_backbone", "architecture": {...}, "source": ...}
+  model.json   {"format": 1, "kind": "tsn" | "imagenet_backbone", "architecture": {...}, "source": ...,
+                "inputs": {num_segments, image_size, scale_size, dense_sample} (optional: how the
+                model was trained / is meant to be fed), "classes": [name of label i, ...] (optional)}
   variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
 """
 import json
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import jax
 import orbax.checkpoint as ocp
@@ -18,6 +20,7 @@ MODEL_FILE = 'model.json'
 VARIABLES_DIR = 'variables'
 FORMAT = 1
 TORCH_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.tar')
+INPUT_KEYS = ('num_segments', 'image_size', 'scale_size', 'dense_sample')
 
 
 class CheckpointError(ValueError):
@@ -26,14 +29,27 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(directory: str, variables, *, architecture: Optional[Architecture] = None,
                     kind: str = 'tsn', depth: Optional[int] = None, width: int = 64,
-                    source: Optional[str] = None,
-                    overwrite: bool = False) -> str:
-  """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`."""
+                    source: Optional[str] = None, inputs: Optional[dict] = None,
+                    classes: Optional[Sequence[str]] = None, overwrite: bool = False) -> str:
+  """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`.
+
+  `inputs` ({num_segments, image_size, scale_size, dense_sample}) and `classes` (label order) are
+  optional metadata for inference tools (rnl_jax.classify, rnl_jax.evaluate).
+  """
   directory = os.path.abspath(directory)
   if os.path.exists(directory) and os.listdir(directory) and not overwrite:
     raise CheckpointError(f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)')
   os.makedirs(directory, exist_ok=True)
   meta = {'format': FORMAT, 'kind': kind, 'source': source}
+  if inputs:
+    unknown = set(inputs) - set(INPUT_KEYS)
+    if unknown:
+      raise CheckpointError(f'inputs: unknown keys {sorted(unknown)} (expected {INPUT_KEYS})')
+    meta['inputs'] = dict(inputs)
+  if classes is not None:
+    if kind == 'tsn' and len(classes) != architecture.num_classes:
+      raise CheckpointError(f'{len(classes)} class names for {architecture.num_classes} classes')
+    meta['classes'] = [str(c) for c in classes]
   if kind == 'tsn':
     meta['architecture'] = architecture.to_dict()
   else:

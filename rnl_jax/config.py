@@ -8,6 +8,8 @@ from rnl_jax import optim
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 FORMATS = ('frames', 'videos', 'arrayrecord')
 DISTRIBUTED = ('auto', 'on', 'off')
+MODES = ('train', 'test')
+TEST_CROPS = (1, 3, 5, 10)
 
 
 def _fail(key, value, expected):
@@ -103,3 +105,26 @@ def validate(config):
     _fail('init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)")
   if config.seed < 0:
     _fail('seed', config.seed, '>= 0')
+  if config.mode not in MODES:
+    _fail('mode', config.mode, f'one of {MODES}')
+  _validate_test(config)
+
+
+def _validate_test(config):
+  """config.test (the test protocol, rnl_jax.evaluate)."""
+  t = config.test
+  if t.crops not in TEST_CROPS:
+    _fail('test.crops', t.crops, f'one of {TEST_CROPS}')
+  for key in ('views_per_step', 'dense_clips'):
+    if t[key] < 1:
+      _fail(f'test.{key}', t[key], '>= 1')
+  if not t.output or '/' in t.output:
+    _fail('test.output', t.output, "a file prefix without '/'")
+  if config.mode != 'test':
+    return
+  if t.twice_sample and config.data.dense_sample:
+    _fail('test.twice_sample', t.twice_sample, 'False with data.dense_sample=True (dense sampling has '
+          'its own test.dense_clips windows; the original rejects the combination)')
+  if config.data.skip_corrupt:
+    _fail('data.skip_corrupt', config.data.skip_corrupt, 'False in test mode (a replaced video would be '
+          'scored twice; the protocol needs every listed video)')

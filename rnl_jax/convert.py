@@ -307,6 +307,25 @@ def shift_div_from_filename(path: str, default: int = 8) -> int:
   return int(m.group(1)) if m else default
 
 
+def inputs_from_filename(path: str):
+  """(inputs, classes) the original's file name implies, for the checkpoint's metadata.
+
+  `segment{T}` -> num_segments, `_dense` -> dense sampling, `TSM_kinetics_` -> the Kinetics-400 class
+  names (bundled, normalised as the TSM label tool does); image sizes are the original's 224/256.
+  """
+  name = os.path.basename(path)
+  inputs = {'image_size': 224, 'scale_size': 256}
+  m = re.search(r'_segment(\d+)', name)
+  if m:
+    inputs['num_segments'] = int(m.group(1))
+  inputs['dense_sample'] = '_dense' in name
+  classes = None
+  if name.startswith('TSM_kinetics_'):
+    from rnl_jax.data.prepare import kinetics  # pylint: disable=import-outside-toplevel
+    classes = kinetics.class_names()
+  return inputs, classes
+
+
 def _convert_tsn(sd, path: str, shift_div: Optional[int]):
   """A TSN state_dict read from `path` -> (variables, Architecture); `shift_div` from the file name
   unless given (infer_architecture refuses an ImageNet ResNet with a message naming --imagenet)."""
@@ -337,8 +356,11 @@ def convert_to_directory(src: str, dst: str, *, imagenet: bool = False,
     summary = {'kind': 'imagenet_backbone', 'depth': depth}
   else:
     variables, arch = _convert_tsn(sd, src, shift_div)
+    inputs, classes = inputs_from_filename(src)
+    if classes is not None and len(classes) != arch.num_classes:
+      classes = None
     checkpoint.save_checkpoint(dst, variables, architecture=arch, source=os.path.abspath(src),
-                               overwrite=overwrite)
+                               inputs=inputs, classes=classes, overwrite=overwrite)
     summary = {'kind': 'tsn', 'architecture': arch.to_dict(),
                'epoch': meta.get('epoch'), 'best_acc1': meta.get('best_acc1')}
   summary['parameters'] = int(sum(np.size(x) for x in jax.tree.leaves(variables['params'])))

@@ -315,6 +315,15 @@ def data_paths(config, root=None):
                    num_classes, classes)
 
 
+def class_names(paths):
+  """The dataset's class names (line i = label i), or None when it has no class file."""
+  if paths.classes_file and os.path.isfile(paths.classes_file):
+    names = datasets.read_class_names(paths.classes_file)
+    if len(names) == paths.num_classes:
+      return names
+  return None
+
+
 def load_split(paths, split, mode=None):
   """Parsed, filtered records of the 'train' or 'val' list (errors name the file and line)."""
   path = paths.train_list if split == 'train' else paths.val_list

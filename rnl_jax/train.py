@@ -246,6 +246,12 @@ def evaluate(eval_fn, variables, batches, mesh, num_classes):
   return scores.metrics()
 
 
+def model_inputs(config):
+  """How the model is fed (saved with checkpoints for inference tools)."""
+  return {'num_segments': config.num_segments, 'image_size': config.image_size,
+          'scale_size': config.scale_size, 'dense_sample': config.data.dense_sample}
+
+
 def _derived(config, num_train_videos):
   """Batch, lr and step arithmetic of REFERENCE 5.1-5.3 for this run."""
   step_batch = config.batch_size * config.batch_multiplier
@@ -269,6 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   root = prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
   paths = input_pipeline.data_paths(config, root)
+  class_names = input_pipeline.class_names(paths)
   train_source = input_pipeline.make_source(config, paths, 'train', 'train')
   val_source = input_pipeline.make_source(config, paths, 'val', 'val')
   for source in (train_source, val_source):   # wrong root / template / format: fail before compiling
@@ -366,8 +373,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       results['best_top1'] = m['top1']
       checkpoint_lib.save_checkpoint(os.path.join(workdir, 'best'), jax.device_get(state.variables),
                                      architecture=config_lib.architecture_from_config(config),
-                                     source=f'{workdir} step {step}',
-                                     overwrite=True)
+                                     source=f'{workdir} step {step}', inputs=model_inputs(config),
+                                     classes=class_names, overwrite=True)
     _write_json(results_path, results)
     return m
 

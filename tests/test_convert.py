@@ -152,7 +152,17 @@ def test_module_prefix_and_shift_div_from_name(tmp_path):
   assert summary['epoch'] == 3 and summary['architecture']['shift_div'] == 4
   restored, meta = checkpoint.restore_variables(str(tmp_path / 'ckpt'))
   assert meta['architecture']['num_classes'] == 7
+  assert meta['inputs'] == {'image_size': 224, 'scale_size': 256, 'num_segments': 4,
+                            'dense_sample': False} and 'classes' not in meta
   jax.tree.map(np.testing.assert_array_equal, restored, variables)
+
+
+def test_inputs_and_classes_from_released_names():
+  inputs, classes = convert.inputs_from_filename(
+      'TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment16_e100_cos_dense_nl_lr0.02_wd2.0e-04.pth.tar')
+  assert inputs['num_segments'] == 16 and inputs['dense_sample']
+  assert len(classes) == 400 and classes[:2] == ['abseiling', 'air_drumming']
+  assert classes[399] == 'zumba'
 
 
 def test_imagenet_backbone_conversion_and_merge(tmp_path):

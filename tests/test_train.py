@@ -199,6 +199,22 @@ def test_end_to_end_outputs(trained):
   assert model.apply(variables, clips, train=False).shape == (1, 12)
 
 
+def test_test_protocol_on_the_trained_run(trained):
+  """Train briefly (the fixture), then the test protocol on WORKDIR/best: 2 clips x 3 crops."""
+  workdir, _ = trained
+  from rnl_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
+  meta = checkpoint.read_metadata(str(workdir / 'best'))
+  assert meta['inputs'] == {'num_segments': 4, 'image_size': 32, 'scale_size': 36, 'dense_sample': False}
+  assert meta['classes'][:2] == ['moves_right', 'moves_left'] and len(meta['classes']) == 12
+  config = small_config(mode='test', **{'test.crops': 3, 'test.twice_sample': True,
+                                        'test.full_res': False, 'test.views_per_step': 16})
+  result = evaluate.test(config, str(workdir))
+  assert result['checkpoint'] == str(workdir / 'best') and result['num_videos'] == 12
+  assert result['protocol']['views_per_video'] == 6 and 0 <= result['top1'] <= result['top5'] <= 1
+  scores = np.load(workdir / 'test_scores.npz')
+  assert scores['logits'].shape == (12, 12)
+
+
 def test_restart_of_a_finished_run_does_nothing(trained):
   workdir, metrics = trained
   before = os.path.getmtime(workdir / 'results.json')

@@ -87,6 +87,8 @@ class RegionNonLocal(nn.Module):
     # Xavier-uniform over the original's stored grouped tensor [C', g, kt, kh, kw].
     bound = (6.0 / (penta_groups(inner) * vol + inner * vol)) ** 0.5
     p = DepthwiseConv3D(k, uniform_init(bound), self.dtype, name='penta')(theta)  # [N, T, H, W, C']
+    # The attention's queries = keys, for attention maps (rnl_jax.classify): S = softmax(P P^T).
+    self.sow('intermediates', 'region_features', p)
     y = region_attention(p.reshape(n, -1, inner), theta.reshape(n, -1, inner), self.query_chunk)
     z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
