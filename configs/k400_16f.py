@@ -9,4 +9,5 @@ def get_config():
   config = k400_8f.get_config()
   config.num_segments = 16
   config.model.query_chunk = 3136
+  config.test.views_per_step = 10     # 30 views of 16 x 256 px per video, in 3 forwards
   return config

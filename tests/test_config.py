@@ -2,6 +2,7 @@
 import pytest
 
 import importlib
+import re
 
 from configs import default, tiny
 from rnl_jax import config as config_lib
@@ -30,13 +31,23 @@ def test_default_is_the_original_rnl_r50():
   assert model.normalize_input  # the host ships uint8 pixels
 
 
-RECIPES = ['k400_8f', 'k400_16f', 'sthv1_8f', 'sthv1_16f', 'sthv2_8f', 'ucf101_8f', 'synthetic', 'tiny']
+RECIPES = ['k400_8f', 'k400_16f', 'sthv1_8f', 'sthv1_16f', 'sthv2_8f', 'ucf101_8f', 'hmdb51_8f', 'synthetic',
+           'tiny']
 
 
 @pytest.mark.parametrize('name', RECIPES)
 def test_recipes_validate(name):
   config = importlib.import_module(f'configs.{name}').get_config()
   config_lib.validate(config)
+
+
+@pytest.mark.parametrize('name,clips,crops', [('k400_8f', 10, 3), ('k400_16f', 10, 3), ('sthv1_8f', 2, 3),
+                                             ('sthv1_16f', 2, 3), ('sthv2_8f', 2, 3)])
+def test_recipes_hold_the_readme_test_protocol(name, clips, crops):
+  """REFERENCE 6: Kinetics 10 dense clips x 3 full-res crops, Something 2 clips (twice) x 3."""
+  c = importlib.import_module(f'configs.{name}').get_config()
+  got = c.test.dense_clips if c.data.dense_sample else (2 if c.test.twice_sample else 1)
+  assert (got, c.test.crops, c.test.full_res) == (clips, crops, True)
 
 
 @pytest.mark.parametrize('name,frames,dense,flip,wd,dropout,warmup,epochs,classes', [
@@ -57,3 +68,19 @@ def test_recipes_are_the_original_commands(name, frames, dense, flip, wd, dropou
   assert (c.batch_size, c.batch_multiplier, c.optim.base_lr, c.optim.reference_batch) == (16, 4, 0.02, 64)
   assert (c.optim.schedule, c.optim.momentum, c.optim.clip_grad_norm) == ('cos', 0.9, 20.0)
   assert (c.model.variant, c.model.depth, c.model.width, c.optim.grouping) == ('rnl', 50, 64, 'original')
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'mode': 'predict'}, "config.mode='predict'"),
+    ({'mode': 'test', 'test.twice_sample': True}, 'config.test.twice_sample=True'),   # k400: dense
+    ({'mode': 'test', 'data.skip_corrupt': True}, 'config.data.skip_corrupt=True'),
+    ({'test.crops': 2}, 'config.test.crops=2'),
+    ({'test.output': 'a/b'}, "config.test.output='a/b'"),
+])
+def test_test_protocol_values_fail_naming_the_key(overrides, message):
+  config = importlib.import_module('configs.k400_8f').get_config()
+  for key, value in overrides.items():
+    section, _, name = key.rpartition('.')
+    (config[section] if section else config)[name] = value
+  with pytest.raises(ValueError, match=re.escape(message)):
+    config_lib.validate(config)
