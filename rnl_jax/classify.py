@@ -40,12 +40,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rnl_jax import checkpoint as ckpt_lib
-from rnl_jax.data import sampling, transforms
+from rnl_jax.data import datasets, sampling, transforms
 from rnl_jax.data.sources import FrameFolderSource
 from rnl_jax.data.video import VideoFileSource
 
 PROG = 'python -m rnl_jax.classify'
-CROPS = (1, 3, 5, 10)
 DEFAULT_SEGMENTS = 8
 TOP_K = 5
 MEAN = 'mean'
@@ -73,8 +72,8 @@ class ViewSettings:
   clips: int = 1           # dense clips (dense_sample only)
 
   def __post_init__(self):
-    if self.crops not in CROPS:
-      raise ClassifyError(f'--crops must be one of {CROPS}, got {self.crops}')
+    if self.crops not in transforms.TEST_CROPS:
+      raise ClassifyError(f'--crops must be one of {transforms.TEST_CROPS}, got {self.crops}')
     for name in ('num_segments', 'image_size', 'scale_size', 'clips'):
       if getattr(self, name) < 1:
         raise ClassifyError(f'--{name} must be >= 1, got {getattr(self, name)}')
@@ -121,21 +120,17 @@ class ViewSettings:
 
 def class_names(num_classes: int, meta: Optional[dict] = None, classes_file: Optional[str] = None):
   """Names in label order: `classes_file` (one per line), the checkpoint's `classes`, the bundled
-  Kinetics-400 names (as in the original label map) for 400 classes, else `class_<i>`."""
+  Kinetics-400 names for 400 classes, else `class_<i>` (`datasets.default_class_names`)."""
   if classes_file:
     try:
-      with open(classes_file) as f:
-        names = [line.strip() for line in f if line.strip()]
+      names = datasets.read_class_names(classes_file)
     except OSError as e:
       raise ClassifyError(f'{classes_file}: cannot read class names ({e.strerror})') from None
     where = classes_file
   elif meta and meta.get('classes'):
     names, where = list(meta['classes']), 'the checkpoint'
-  elif num_classes == 400:
-    from rnl_jax.data.prepare import kinetics400_classes  # pylint: disable=g-import-not-at-top
-    return list(kinetics400_classes.NAMES)
   else:
-    return [f'class_{i}' for i in range(num_classes)]
+    return datasets.default_class_names(num_classes)
   if len(names) != num_classes:
     raise ClassifyError(f'{where}: {len(names)} class names for a {num_classes}-class model')
   return names
@@ -486,7 +481,7 @@ def _parser():
   g.add_argument('--image_size', type=int, default=None, help='crop size (default 224)')
   g.add_argument('--scale_size', type=int, default=None, help='short side before cropping '
                  '(default image_size * 256 // 224)')
-  g.add_argument('--crops', type=int, default=None, choices=CROPS, help='test crops (default 1)')
+  g.add_argument('--crops', type=int, default=None, choices=transforms.TEST_CROPS, help='test crops (default 1)')
   g.add_argument('--full_res', action=argparse.BooleanOptionalAction, default=None,
                  help='crops of scale_size instead of image_size')
   g.add_argument('--dense_sample', action=argparse.BooleanOptionalAction, default=None,

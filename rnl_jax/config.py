@@ -9,7 +9,6 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 FORMATS = ('frames', 'videos', 'arrayrecord')
 DISTRIBUTED = ('auto', 'on', 'off')
 MODES = ('train', 'test')
-TEST_CROPS = (1, 3, 5, 10)
 
 
 def _fail(key, value, expected):
@@ -113,8 +112,8 @@ def validate(config):
 def _validate_test(config):
   """config.test (the test protocol, rnl_jax.evaluate)."""
   t = config.test
-  if t.crops not in TEST_CROPS:
-    _fail('test.crops', t.crops, f'one of {TEST_CROPS}')
+  if t.crops not in transforms.TEST_CROPS:
+    _fail('test.crops', t.crops, f'one of {transforms.TEST_CROPS}')
   for key in ('views_per_step', 'dense_clips'):
     if t[key] < 1:
       _fail(f'test.{key}', t[key], '>= 1')

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnl_jax.data import datasets
 from rnl_jax.models.resnet import STAGES, ResNet, is_shifted, nonlocal_positions
 from rnl_jax.models.rnl import penta_groups
 from rnl_jax.models.tsn import Architecture, abstract_variables, build_model
@@ -319,10 +320,7 @@ def inputs_from_filename(path: str):
   if m:
     inputs['num_segments'] = int(m.group(1))
   inputs['dense_sample'] = '_dense' in name
-  classes = None
-  if name.startswith('TSM_kinetics_'):
-    from rnl_jax.data.prepare import kinetics  # pylint: disable=import-outside-toplevel
-    classes = kinetics.class_names()
+  classes = datasets.default_class_names(400) if name.startswith('TSM_kinetics_') else None
   return inputs, classes
 
 

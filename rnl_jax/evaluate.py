@@ -31,6 +31,7 @@ from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
 from rnl_jax import sharding
 from rnl_jax import train
+from rnl_jax.data import datasets
 
 def test_views(config):
   """The crops of the test protocol."""
@@ -137,7 +138,7 @@ def test(config: ml_collections.ConfigDict, workdir: str):
   path = checkpoint_path(config, workdir)
   model, variables = load_model(config, path)
   class_names = (input_pipeline.class_names(paths) or checkpoint_class_names(path)
-                 or [f'class_{i}' for i in range(model.num_classes)])
+                 or datasets.default_class_names(model.num_classes))
 
   mesh = sharding.make_mesh()
   sharding.check_batch(config.test.views_per_step, mesh, 'config.test.views_per_step')

@@ -81,7 +81,7 @@ class EvalViews:
   input_size: int = transforms.INPUT_SIZE
 
   def __post_init__(self):
-    if self.num_crops not in (1, 3, 5, 10):
+    if self.num_crops not in transforms.TEST_CROPS:
       raise ValueError(f'num_crops must be 1, 3, 5 or 10, got {self.num_crops}')
 
   @property

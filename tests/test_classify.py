@@ -195,7 +195,7 @@ def test_view_settings_and_names():
   assert cl.ViewSettings.resolve({'dense_sample': True}, dense_sample=False).clips == 1
   with pytest.raises(cl.ClassifyError, match='--clips 3 needs --dense_sample'):
     cl.ViewSettings.resolve(None, clips=3)
-  assert cl.class_names(400)[:2] == ['abseiling', 'air drumming']
+  assert cl.class_names(400)[:2] == ['abseiling', 'air_drumming']
   assert cl.class_names(3) == ['class_0', 'class_1', 'class_2']
   with pytest.raises(cl.ClassifyError, match='2 class names for a 3-class model'):
     cl.class_names(3, {'classes': ['a', 'b']})

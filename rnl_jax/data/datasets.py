@@ -106,6 +106,15 @@ def read_class_names(path):
   return names
 
 
+def default_class_names(num_classes):
+  """Names for a model without its own: Kinetics-400's (normalised as the TSM label tool does, the
+  original's label order) for 400 classes, else `class_<i>`."""
+  if num_classes == 400:
+    from rnl_jax.data.prepare import kinetics  # pylint: disable=import-outside-toplevel
+    return kinetics.class_names()
+  return [f'class_{i}' for i in range(num_classes)]
+
+
 # ----------------------------------------------------------------------------------------------------
 # list files
 

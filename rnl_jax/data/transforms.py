@@ -253,6 +253,9 @@ def val_view(frames, scale=SCALE_SIZE, crop=INPUT_SIZE):
   return np.ascontiguousarray(crop_frames(scaled, x, y, crop, crop))
 
 
+TEST_CROPS = (1, 3, 5, 10)  # the original's --test_crops: centre, full-res strip, over-sampling
+
+
 def multi_crop_offsets(width, height, num_crops, crop):
   """Offsets (x, y) of the test crops on a rescaled frame, and whether each is mirrored.
 
