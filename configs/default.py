@@ -51,6 +51,7 @@ def get_config():
   config.data.synthetic.num_val = 480
   config.data.synthetic.num_frames = 24
   config.data.synthetic.size = 64
+  config.data.synthetic.seed = 0      # the dataset's seed (independent of `seed`, the training seed)
 
   # Batch (REFERENCE 5.1): `batch_size` clips per forward (global, the BatchNorm batch), and
   # `batch_multiplier` forwards accumulated per optimizer step: 16 x 4 = the original's 64 clips.

@@ -104,6 +104,8 @@ def validate(config):
     _fail('init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)")
   if config.seed < 0:
     _fail('seed', config.seed, '>= 0')
+  if d.synthetic.seed < 0:
+    _fail('data.synthetic.seed', d.synthetic.seed, '>= 0')
   if config.mode not in MODES:
     _fail('mode', config.mode, f'one of {MODES}')
   _validate_test(config)

@@ -159,7 +159,7 @@ def prepare_synthetic(config, workdir):
   if _is_chief():
     start = time.perf_counter()
     summary = synthetic.generate(root, s.num_train, s.num_val, num_frames=s.num_frames, height=s.size,
-                                 width=s.size, seed=config.seed,
+                                 width=s.size, seed=s.seed,
                                  workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)))
     if summary['generated']:
       logging.info('generated %d synthetic videos in %s (%.1f s)', summary['generated'], root,
