@@ -4,8 +4,9 @@
   python -m benchmarks.train_step --config configs/synthetic.py
 
 Runs `train_step` (forward + backward + the original's SGD update, one micro-batch of --batch clips,
-BatchNorm in training mode) on all local devices; prints compile time, the median step time of
---steps after one warm-up, clips/s and peak RSS. No data loading (see benchmarks/input_pipeline.py).
+BatchNorm in training mode), jitted with `train.compiler_options()` as training does, on all local
+devices; prints compile time, the median step time of --steps after one warm-up, clips/s and peak
+RSS. No data loading (see benchmarks/input_pipeline.py).
 """
 import argparse
 import functools
@@ -58,7 +59,8 @@ def main():
   state = jax.device_put(state, replicated)
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
                  in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0,
+                 compiler_options=train.compiler_options())
   rng = np.random.default_rng(0)
   data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
           'label': rng.integers(0, config.data.num_classes, (1, batch)).astype(np.int32)}
