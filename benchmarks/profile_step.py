@@ -20,7 +20,6 @@ xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE).
 """
 import argparse
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -31,12 +30,10 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from benchmarks import train_step as train_step_benchmark
 from benchmarks.train_step import load_config
-from rnl_jax import config as config_lib
-from rnl_jax import optim, sharding, train
+from rnl_jax import train
 
 # Fused ops that name a fusion's category, most telling first.
 _MAIN_OPS = ('convolution', 'dot', 'fft', 'custom-call', 'select-and-scatter', 'reduce-window', 'scatter',
@@ -197,27 +194,10 @@ def main():
   if args.size:
     config.image_size = args.size
   batch = args.batch or config.batch_size
-  model = config_lib.model_from_config(config)
-  mesh = sharding.make_mesh()
-  t, s = config.num_segments, config.image_size
-  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(
-      jnp.zeros((1, t, s, s, 3), jnp.uint8))
-  tx = optim.sgd(variables['params'], 0.01, weight_decay=config.optim.weight_decay)
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                           batch_stats=variables['batch_stats'],
-                           opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
-  replicated = sharding.replicated(mesh)
-  state = jax.device_put(state, replicated)
-  options = dict(getattr(train, 'compiler_options', lambda: None)() or {})  # training's, if any
+  options = dict(train.compiler_options() or {})  # training's
   options.update(o.split('=', 1) for o in args.xla_option)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
-                 in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
-                 out_shardings=(replicated, replicated), donate_argnums=0,
-                 compiler_options=options or None)
-  rng = np.random.default_rng(0)
-  data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
-          'label': rng.integers(0, config.data.num_classes, (1, batch)).astype(np.int32)}
-  data = sharding.to_global(data, mesh, batch_axis=1)
+  step, state, data, _ = train_step_benchmark.setup(config, batch, options)
+  t, s = config.num_segments, config.image_size
   start = time.perf_counter()
   compiled = step.lower(state, data).compile()
   compile_s = time.perf_counter() - start

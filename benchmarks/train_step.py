@@ -29,6 +29,29 @@ def load_config(path):
   return module.get_config()
 
 
+def setup(config, batch, compiler_options=None):
+  """(jitted train step, replicated state, one global random batch, mesh) for `batch` clips."""
+  model = config_lib.model_from_config(config)
+  mesh = sharding.make_mesh()
+  t, s = config.num_segments, config.image_size
+  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(
+      jnp.zeros((1, t, s, s, 3), jnp.uint8))
+  tx = optim.sgd(variables['params'], 0.01, weight_decay=config.optim.weight_decay)
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                           batch_stats=variables['batch_stats'],
+                           opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
+  replicated = sharding.replicated(mesh)
+  state = jax.device_put(state, replicated)
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
+                 in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
+                 out_shardings=(replicated, replicated), donate_argnums=0,
+                 compiler_options=compiler_options or None)
+  rng = np.random.default_rng(0)
+  data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
+          'label': rng.integers(0, config.data.num_classes, (1, batch)).astype(np.int32)}
+  return step, state, sharding.to_global(data, mesh, batch_axis=1), mesh
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/k400_8f.py')
@@ -46,25 +69,8 @@ def main():
   if args.query_chunk is not None:
     config.model.query_chunk = args.query_chunk
   batch = args.batch or config.batch_size
-  model = config_lib.model_from_config(config)
-  mesh = sharding.make_mesh()
+  step, state, data, mesh = setup(config, batch, train.compiler_options())
   t, s = config.num_segments, config.image_size
-  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(
-      jnp.zeros((1, t, s, s, 3), jnp.uint8))
-  tx = optim.sgd(variables['params'], 0.01, weight_decay=config.optim.weight_decay)
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                           batch_stats=variables['batch_stats'],
-                           opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
-  replicated = sharding.replicated(mesh)
-  state = jax.device_put(state, replicated)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
-                 in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
-                 out_shardings=(replicated, replicated), donate_argnums=0,
-                 compiler_options=train.compiler_options())
-  rng = np.random.default_rng(0)
-  data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
-          'label': rng.integers(0, config.data.num_classes, (1, batch)).astype(np.int32)}
-  data = sharding.to_global(data, mesh, batch_axis=1)
   start = time.perf_counter()
   state, metrics = step(state, data)
   jax.block_until_ready(metrics)

@@ -352,7 +352,8 @@ def _make_video(task):
   return True
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+  """Whether process `pid` exists (temporary outputs of live writers are left alone)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -367,7 +368,7 @@ def _remove_stale_tmp(frames_dir):
   for name in os.listdir(frames_dir):
     if name.startswith(_TMP_PREFIX):
       pid = name[len(_TMP_PREFIX):].split('-', 1)[0]
-      if not pid.isdigit() or not _pid_alive(int(pid)):
+      if not pid.isdigit() or not pid_alive(int(pid)):
         path = os.path.join(frames_dir, name)
         if os.path.isdir(path):
           shutil.rmtree(path, ignore_errors=True)

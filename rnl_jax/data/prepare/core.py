@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Callable, Optional
 
-from rnl_jax.data import arrayrecord, datasets
+from rnl_jax.data import arrayrecord, datasets, synthetic
 from rnl_jax.data.prepare import annotations as ann
 from rnl_jax.data.prepare import hmdb51, kinetics, media, something, ucf101
 
@@ -195,13 +195,6 @@ def _write_text(path, text, only_if_changed=True):
   return True
 
 
-def _pid_alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
   return True
 
 
@@ -214,7 +207,7 @@ def _remove_stale_tmp(folders):
       if not name.startswith(media.TMP_PREFIX):
         continue
       pid = name[len(media.TMP_PREFIX):].split('-', 1)[0]
-      if pid.isdigit() and _pid_alive(int(pid)):
+      if pid.isdigit() and synthetic.pid_alive(int(pid)):
         continue
       path = os.path.join(folder, name)
       if os.path.isdir(path) and not os.path.islink(path):
