@@ -61,15 +61,21 @@ def read_v1(source, annotations=None, split=None, label_map=None, exclude=()):
   return plan
 
 
-def _v2_classes(path):
-  """Class names in file order; AnnotationError if an index is not the class's position."""
+def _load_json(path, kind, expected):
+  """The JSON document of `path`, which must be a `kind` (AnnotationError saying `expected` otherwise)."""
   with open(path, encoding='utf-8') as f:
     try:
       data = json.load(f)
     except ValueError as e:
       raise ann.AnnotationError(f'{path}: not valid JSON: {e}') from None
-  if not isinstance(data, dict):
-    raise ann.AnnotationError(f'{path}: expected an object {{class: "index"}}')
+  if not isinstance(data, kind):
+    raise ann.AnnotationError(f'{path}: expected {expected}')
+  return data
+
+
+def _v2_classes(path):
+  """Class names in file order; AnnotationError if an index is not the class's position."""
+  data = _load_json(path, dict, 'an object {class: "index"}')
   classes = []
   for position, (name, idx) in enumerate(data.items()):
     try:
@@ -84,14 +90,7 @@ def _v2_classes(path):
 
 
 def _v2_entries(path):
-  with open(path, encoding='utf-8') as f:
-    try:
-      data = json.load(f)
-    except ValueError as e:
-      raise ann.AnnotationError(f'{path}: not valid JSON: {e}') from None
-  if not isinstance(data, list):
-    raise ann.AnnotationError(f'{path}: expected a list of {{"id": ..., "template": ...}} entries')
-  return data
+  return _load_json(path, list, 'a list of {"id": ..., "template": ...} entries')
 
 
 def read_v2(source, annotations=None, split=None, label_map=None, exclude=()):
