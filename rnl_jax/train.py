@@ -410,15 +410,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
   pending = None                        # metrics of the previous step, checked one step late
   window, data_wait, window_start = [], 0.0, time.perf_counter()
+  # Whole-run input check from the end of the first step's dispatch (its compilation) on: seconds
+  # waiting for batches, start, steps, seconds in evaluation and checkpoint saves (not counted).
+  run_wait, run_start, run_steps, run_paused = 0.0, None, 0, 0.0
   try:
     with _Preemption() as preemption:
       while step < total:
         t0 = time.perf_counter()
         micro = [next(train_iter) for _ in range(config.batch_multiplier)]
-        data_wait += time.perf_counter() - t0
+        waited = time.perf_counter() - t0
+        data_wait += waited
+        if run_start is not None:
+          run_wait += waited
+          run_steps += 1
         batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
         skipped = sum(int(m['skipped'].sum()) for m in micro)
         state, metrics = p_train(state, sharding.to_global(batch, mesh, batch_axis=1))
+        if run_start is None:
+          run_start = time.perf_counter()
         if pending is not None:
           _check_finite(pending, step)    # blocks on the previous step only
         step += 1
@@ -433,18 +442,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         if is_log:
           _log_window(writer, window, step, total, data_wait, window_start, d)
           window, data_wait, window_start = [], 0.0, time.perf_counter()
+        paused_at = time.perf_counter()
         if is_eval:
           while next_eval <= step:
             next_eval += eval_every
           run_eval(step)
         if is_save:
           save(step)
+        run_paused += time.perf_counter() - paused_at
         if preemption.requested:
           manager.wait_until_finished()
           logging.warning('SIGTERM: saved step %d to %s; exiting', step, ckpt_dir)
           raise SystemExit(143)
     if pending is not None:
       _check_finite(pending, step)
+    if run_steps:
+      jax.block_until_ready(state.step)
+      seconds = time.perf_counter() - run_start - run_paused
+      results['input'] = {'data_wait': run_wait / seconds, 'steps': run_steps, 'seconds': seconds,
+                          'clips_per_s': run_steps * d['clips_per_step'] / seconds}
+      logging.info('input check: data wait %.1f%% of %.1f s training over the last %d steps (%.2f '
+                   'clips/s; the first step (compilation), evaluation and checkpoint saves excluded)%s',
+                   100 * results['input']['data_wait'], seconds, run_steps,
+                   results['input']['clips_per_s'],
+                   ': input-bound' if results['input']['data_wait'] > 0.1 else '')
+      _write_json(results_path, results)
     if not results['history'] or results['history'][-1]['step'] != step:
       run_eval(step)
       save(step)

@@ -32,7 +32,7 @@ def test_default_is_the_original_rnl_r50():
 
 
 RECIPES = ['k400_8f', 'k400_16f', 'sthv1_8f', 'sthv1_16f', 'sthv2_8f', 'ucf101_8f', 'hmdb51_8f', 'synthetic',
-           'tiny']
+           'synthetic_r50', 'tiny']
 
 
 @pytest.mark.parametrize('name', RECIPES)

@@ -1,0 +1,340 @@
+"""Model speed and memory: TSM-R50 and RNL-TSM-R50, this JAX port side by side with the PyTorch reference.
+
+  python -m benchmarks.model [--out benchmarks/results/model.json] [--repeats 5] [--threads 2]
+      [--frameworks jax,torch] [--models tsm,rnl] [--dtypes float32,bfloat16] [--modes eval,train]
+      [--eval_batches 1,4] [--train_batch 2] [--frames 8] [--size 224] [--query_chunk 0]
+
+Every case is one subprocess (so its peak RSS is its own): it builds the network, compiles (JAX; timed
+apart), runs one warm-up call and then --repeats timed calls, and prints one JSON line: median and all
+times, clips/s, compile time, RSS after loading the weights and peak RSS. Cases:
+
+  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3], jitted (XLA's default CPU compiler
+                 options, as rnl_jax.evaluate runs it); float32 and bfloat16
+  jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
+                 in training mode, dropout 0.5), jitted with train.compiler_options() as training is
+  torch  eval    tests/torch_reference.py's TSN (the original's module layout and ops) under
+                 torch.no_grad(), float32 [B, 3T, S, S]
+  torch  train   the same in train mode: forward, cross-entropy, backward, SGD(momentum 0.9) step
+
+The PyTorch reference runs RNL's region conv in two flavours: 'masked' is the original's masked grouped
+Conv3d (32x the depthwise MACs; what the original's users run), 'depthwise' a true depthwise Conv3d
+(groups = C). TSM has no region conv (flavour '-'). Torch uses --threads intra-op threads; XLA:CPU uses
+all cores of this machine (2 here: run with --threads equal to the core count).
+
+Weights: RNL on both sides is the parity fixture's random checkpoint (../shared/parity, rebuilt with
+NumPy; the JAX one converted in memory), so both compute the same function; JAX TSM takes the same
+tensors minus the RNL blocks, torch TSM keeps torchvision's random init (values do not change speed).
+
+The run also measures the machine's float32 matmul peak (4096^3 GEMM, best of 5, jnp.dot and torch.mm)
+and reports each float32 JAX case against the FLOP limit: MACs (REFERENCE section 8: TSM 32.70 G, RNL
+89.3 G per 8x224 clip; x3 for a train step) x 2 / peak. Results go to --out (JSON, one entry per
+case; an existing file's cases are kept and not run again, so an interrupted run resumes) and a
+Markdown table on stdout (also --out with .md).
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / 'shared'
+# REFERENCE section 8: G MACs per 8-frame 224 px clip (region conv as a true depthwise conv).
+GMACS = {'tsm': 32.70, 'rnl': 89.30}
+
+
+def _rss_gb():
+  """Current resident set size (GB) from /proc."""
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
+
+
+def _peak_rss_gb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def gmacs(model, frames, size):
+  """G MACs of one clip's forward: REFERENCE's 8x224 figure, the backbone scaled by T*S^2 and the
+  attention by (T*S^2)^2 (accurate to the per-frame / quadratic split of REFERENCE section 8)."""
+  scale = frames * size * size / (8 * 224 * 224)
+  tsm = GMACS['tsm'] * scale
+  if model == 'tsm':
+    return tsm
+  attention = 47.835 * scale * scale
+  return tsm + (GMACS['rnl'] - GMACS['tsm'] - 47.835) * scale + attention
+
+
+def _fixture_state_dict():
+  """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint, and its spec."""
+  parity = SHARED / 'parity'
+  sys.path.insert(0, str(parity))
+  import fixture_tensors  # pylint: disable=import-outside-toplevel
+  with open(parity / 'k400_8f' / 'spec.json') as f:
+    spec = json.load(f)
+  return {k[len('module.'):]: v for k, v in fixture_tensors.state_dict_arrays(spec).items()}
+
+
+def _time(fn, repeats):
+  fn()  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+# ----------------------------------------------------------------------------------------------------
+# one case (in a subprocess)
+
+
+def jax_case(case, repeats):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  from rnl_jax import convert, optim, sharding, train  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
+
+  variables, _ = convert.convert_state_dict(_fixture_state_dict())
+  arch = Architecture.from_variant(case['model'], 400)
+  chunk = case.get('query_chunk') or None
+  model = build_model(arch, query_chunk=chunk, normalize_input=True, dtype=getattr(jnp, case['dtype']),
+                      dropout=0.5)
+  keep = traverse_util.flatten_dict(abstract_variables(model))
+  flat = traverse_util.flatten_dict(variables)
+  variables = traverse_util.unflatten_dict({k: jnp.asarray(flat[k]) for k in keep})
+  b, t, s = case['batch'], case['frames'], case['size']
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
+  rss_loaded = _rss_gb()
+
+  if case['mode'] == 'eval':
+    options = None if case.get('compiler') != 'train' else train.compiler_options()
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False), compiler_options=options)
+    x = jnp.asarray(frames)
+    start = time.perf_counter()
+    compiled = forward.lower(variables, x).compile()
+    compile_s = time.perf_counter() - start
+    times = _time(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
+  else:
+    mesh = sharding.make_mesh()
+    tx = optim.sgd(variables['params'], 0.01, weight_decay=1e-4)
+    state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                             batch_stats=variables['batch_stats'],
+                             opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
+    replicated = sharding.replicated(mesh)
+    state = jax.device_put(state, replicated)
+    options = train.compiler_options() if case.get('compiler') != 'default' else None
+    step = jax.jit(lambda st, d: train.train_step(st, d, model=model, tx=tx, lr_fn=lambda _: 0.01),
+                   in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
+                   out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=options)
+    data = sharding.to_global({'frames': frames[None],
+                               'label': rng.integers(0, 400, (1, b)).astype(np.int32)}, mesh, batch_axis=1)
+    start = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    holder = [state]
+
+    def run():
+      holder[0], metrics = compiled(holder[0], data)
+      jax.block_until_ready(metrics)
+    times = _time(run, repeats)
+  return {'compile_s': compile_s, 'times_s': times, 'rss_loaded_gb': rss_loaded,
+          'device': str(jax.devices()[0]), 'jax': jax.__version__}
+
+
+def torch_case(case, repeats):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, str(REPO))
+  from tests import torch_reference as ref  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(case['threads'])
+  b, t, s = case['batch'], case['frames'], case['size']
+  model = ref.build_tsn(400, t, depth=50, non_local=case['model'] == 'rnl', dropout=0.5)
+  if case['model'] == 'rnl':
+    ref.load_fixture_state_dict(model, _fixture_state_dict())
+  if case['flavour'] == 'depthwise':
+    for m in model.modules():
+      if isinstance(m, ref.MaskedDepthwiseConv3d):
+        m.forward = (lambda x, m=m: F.conv3d(x, m.depthwise_kernel(), None, 1, m.padding, 1, m.channels))
+  rng = np.random.default_rng(0)
+  x = torch.from_numpy(rng.standard_normal((b, 3 * t, s, s), dtype=np.float32))
+  rss_loaded = _rss_gb()
+  if case['mode'] == 'eval':
+    model.eval()
+
+    def run():
+      with torch.no_grad():
+        model(x)
+  else:
+    model.train()
+    labels = torch.from_numpy(rng.integers(0, 400, b))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
+                          weight_decay=5e-4)
+
+    def run():
+      opt.zero_grad()
+      F.cross_entropy(model(x), labels).backward()
+      opt.step()
+  return {'compile_s': 0.0, 'times_s': _time(run, repeats), 'rss_loaded_gb': rss_loaded,
+          'device': 'cpu', 'torch': torch.__version__}
+
+
+def matmul_case(case, repeats):
+  """Best GFLOP/s of a float32 4096^3 GEMM."""
+  n = 4096
+  if case['framework'] == 'jax':
+    import jax  # pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    times = _time(lambda: jax.block_until_ready(dot(a, a)), repeats)
+  else:
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(case['threads'])
+    a = torch.randn(n, n)
+    times = _time(lambda: torch.mm(a, a), repeats)
+  return {'compile_s': 0.0, 'times_s': times, 'gflops': 2 * n ** 3 / min(times) / 1e9}
+
+
+def run_case(case, repeats):
+  fn = {'jax': jax_case, 'torch': torch_case}[case['framework']]
+  if case['mode'] == 'matmul':
+    fn = matmul_case
+  out = dict(case, **fn(case, repeats))
+  out['median_s'] = statistics.median(out['times_s'])
+  if case['mode'] != 'matmul':
+    out['clips_per_s'] = case['batch'] / out['median_s']
+  out['peak_rss_gb'] = _peak_rss_gb()
+  return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the driver
+
+
+def cases_from_args(args):
+  cases = [{'framework': f, 'mode': 'matmul', 'threads': args.threads} for f in args.frameworks]
+  for model in args.models:
+    for mode in args.modes:
+      batches = args.eval_batches if mode == 'eval' else [args.train_batch]
+      for batch in batches:
+        common = {'model': model, 'mode': mode, 'batch': batch, 'frames': args.frames, 'size': args.size,
+                  'threads': args.threads}
+        if 'jax' in args.frameworks:
+          for dtype in args.dtypes:
+            cases.append(dict(common, framework='jax', dtype=dtype, query_chunk=args.query_chunk))
+        if 'torch' in args.frameworks:
+          for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
+            cases.append(dict(common, framework='torch', dtype='float32', flavour=flavour))
+  return cases
+
+
+def case_key(case):
+  return json.dumps({k: v for k, v in case.items() if k != 'threads'}, sort_keys=True)
+
+
+def run_subprocess(case, repeats, timeout):
+  cmd = [sys.executable, '-m', 'benchmarks.model', '--case', json.dumps(case), '--repeats', str(repeats)]
+  env = dict(os.environ, OMP_NUM_THREADS=str(case['threads']))
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+  if proc.returncode != 0:
+    tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
+    return dict(case, error=f'exit {proc.returncode}: {tail}')
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(x, digits=2):
+  return '-' if x is None else f'{x:.{digits}f}'
+
+
+def table(results):
+  """Markdown table: one row per (model, mode, batch, framework, dtype/flavour), ratios vs torch."""
+  peak = max((r['gflops'] for r in results if r['mode'] == 'matmul' and 'gflops' in r), default=None)
+  lines = []
+  for r in results:
+    if r['mode'] == 'matmul' and 'gflops' in r:
+      lines.append(f"matmul peak ({r['framework']}, float32 4096^3): {r['gflops']:.1f} GFLOP/s")
+  lines += ['', '| model | mode | clips | impl | median s | clips/s | compile s | peak RSS GB '
+            '| masked / this | depthwise / this | x FLOP limit |', '|' + '---|' * 11]
+  torch_time = {(r['model'], r['mode'], r['batch'], r['flavour']): r['median_s']
+                for r in results if r['framework'] == 'torch' and r['mode'] != 'matmul' and 'median_s' in r}
+  for r in results:
+    if r['mode'] == 'matmul':
+      continue
+    impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') else '')
+            if r['framework'] == 'jax' else f"torch {r['flavour']}")
+    if 'error' in r:
+      lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
+                   f"{r['error'].splitlines()[-1][:80]} |||||||")
+      continue
+    key = (r['model'], r['mode'], r['batch'])
+    masked = torch_time.get(key + (('masked' if r['model'] == 'rnl' else '-'),))
+    depthwise = torch_time.get(key + ('depthwise',))
+    limit = None
+    if r['framework'] == 'jax' and r['dtype'] == 'float32' and peak:
+      macs = gmacs(r['model'], r['frames'], r['size']) * r['batch'] * (3 if r['mode'] == 'train' else 1)
+      limit = r['median_s'] / (2 * macs / peak)
+    lines.append(
+        f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | {_fmt(r['median_s'], 3)} | "
+        f"{_fmt(r['clips_per_s'])} | {_fmt(r['compile_s'], 1)} | {_fmt(r['peak_rss_gb'])} | "
+        f"{_fmt(masked / r['median_s'] if masked else None)} | "
+        f"{_fmt(depthwise / r['median_s'] if depthwise else None)} | {_fmt(limit)} |")
+  return '\n'.join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  split = lambda s: [x for x in s.split(',') if x]
+  ints = lambda s: [int(x) for x in split(s)]
+  parser.add_argument('--out', default='benchmarks/results/model.json')
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--threads', type=int, default=os.cpu_count())
+  parser.add_argument('--frameworks', type=split, default=['jax', 'torch'])
+  parser.add_argument('--models', type=split, default=['tsm', 'rnl'])
+  parser.add_argument('--dtypes', type=split, default=['float32', 'bfloat16'])
+  parser.add_argument('--modes', type=split, default=['eval', 'train'])
+  parser.add_argument('--eval_batches', type=ints, default=[1, 4])
+  parser.add_argument('--train_batch', type=int, default=2)
+  parser.add_argument('--frames', type=int, default=8)
+  parser.add_argument('--size', type=int, default=224)
+  parser.add_argument('--query_chunk', type=int, default=0, help='JAX RNL attention: 0 plain, > 0 chunk')
+  parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
+  parser.add_argument('--case', default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.case:
+    print(json.dumps(run_case(json.loads(args.case), args.repeats)))
+    return
+
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  results = json.loads(out.read_text())['results'] if out.exists() else []
+  done = {case_key(r) for r in results if 'error' not in r}
+  results = [r for r in results if 'error' not in r]
+  for case in cases_from_args(args):
+    if case_key(case) in done:
+      continue
+    start = time.perf_counter()
+    r = run_subprocess(case, args.repeats, args.timeout)
+    print(f"[{time.strftime('%H:%M:%S')}] {case_key(case)}: "
+          f"{r.get('error') or round(r['median_s'], 3)} ({time.perf_counter() - start:.0f} s)", flush=True)
+    results.append(r)
+    meta = {'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.processor() or platform.machine()}, '
+            f'{os.cpu_count()} cores', 'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:])}
+    out.write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
+  md = table(results)
+  out.with_suffix('.md').write_text(md + '\n')
+  print(md)
+
+
+if __name__ == '__main__':
+  main()
