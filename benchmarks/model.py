@@ -3,15 +3,17 @@
   python -m benchmarks.model [--out benchmarks/results/model.json] [--repeats 5] [--threads 2]
       [--frameworks jax,torch] [--models tsm,rnl] [--dtypes float32,bfloat16] [--modes eval,train]
       [--eval_batches 1,4] [--train_batch 2] [--frames 8] [--size 224] [--query_chunk 0]
+      [--eval_query_chunk 784] [--xla_eval default] [--xla_train train]
 
 Every case is one subprocess (so its peak RSS is its own): it builds the network, compiles (JAX; timed
 apart), runs one warm-up call and then --repeats timed calls, and prints one JSON line: median and all
 times, clips/s, compile time, RSS after loading the weights and peak RSS. Cases:
 
-  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3], jitted (XLA's default CPU compiler
-                 options, as rnl_jax.evaluate runs it); float32 and bfloat16
+  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3], jitted with the --xla_eval
+                 compiler options (see xla_options); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
-                 in training mode, dropout 0.5), jitted with train.compiler_options() as training is
+                 in training mode, dropout 0.5), jitted with the --xla_train options ('train':
+                 train.compiler_options(), as training runs it)
   torch  eval    tests/torch_reference.py's TSN (the original's module layout and ops) under
                  torch.no_grad(), float32 [B, 3T, S, S]
   torch  train   the same in train mode: forward, cross-entropy, backward, SGD(momentum 0.9) step
@@ -69,6 +71,17 @@ def gmacs(model, frames, size):
   return tsm + (GMACS['rnl'] - GMACS['tsm'] - 47.835) * scale + attention
 
 
+def xla_options(preset):
+  """XLA:CPU compiler options by name: 'default' (XLA's: YNNPACK for convolutions, dots and
+  reductions), 'train' (rnl_jax.train.compiler_options(): YNNPACK for dots and reductions only),
+  'eigen' (no YNNPACK), 'onednn' (oneDNN custom calls for matmuls and convolutions)."""
+  from rnl_jax import train  # pylint: disable=import-outside-toplevel
+  return {'default': None, 'train': train.compiler_options(),
+          'eigen': {'xla_cpu_experimental_ynn_fusion_type': ''},
+          'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True},
+          }[preset]
+
+
 def _fixture_state_dict():
   """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint, and its spec."""
   parity = SHARED / 'parity'
@@ -104,9 +117,9 @@ def jax_case(case, repeats):
 
   variables, _ = convert.convert_state_dict(_fixture_state_dict())
   arch = Architecture.from_variant(case['model'], 400)
-  chunk = case.get('query_chunk') or None
-  model = build_model(arch, query_chunk=chunk, normalize_input=True, dtype=getattr(jnp, case['dtype']),
-                      dropout=0.5)
+  chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
+  model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, normalize_input=True,
+                      dtype=getattr(jnp, case['dtype']), dropout=0.5)
   keep = traverse_util.flatten_dict(abstract_variables(model))
   flat = traverse_util.flatten_dict(variables)
   variables = traverse_util.unflatten_dict({k: jnp.asarray(flat[k]) for k in keep})
@@ -115,8 +128,8 @@ def jax_case(case, repeats):
   frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
   rss_loaded = _rss_gb()
 
+  options = xla_options(case['xla'])
   if case['mode'] == 'eval':
-    options = None if case.get('compiler') != 'train' else train.compiler_options()
     forward = jax.jit(lambda v, x: model.apply(v, x, train=False), compiler_options=options)
     x = jnp.asarray(frames)
     start = time.perf_counter()
@@ -131,7 +144,6 @@ def jax_case(case, repeats):
                              opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
     replicated = sharding.replicated(mesh)
     state = jax.device_put(state, replicated)
-    options = train.compiler_options() if case.get('compiler') != 'default' else None
     step = jax.jit(lambda st, d: train.train_step(st, d, model=model, tx=tx, lr_fn=lambda _: 0.01),
                    in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
                    out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=options)
@@ -232,7 +244,9 @@ def cases_from_args(args):
                   'threads': args.threads}
         if 'jax' in args.frameworks:
           for dtype in args.dtypes:
-            cases.append(dict(common, framework='jax', dtype=dtype, query_chunk=args.query_chunk))
+            cases.append(dict(common, framework='jax', dtype=dtype,
+                              query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
+                              xla=args.xla_eval if mode == 'eval' else args.xla_train))
         if 'torch' in args.frameworks:
           for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
             cases.append(dict(common, framework='torch', dtype='float32', flavour=flavour))
@@ -272,6 +286,7 @@ def table(results):
     if r['mode'] == 'matmul':
       continue
     impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') else '')
+            + (f" xla {r['xla']}" if r['xla'] != ('default' if r['mode'] == 'eval' else 'train') else '')
             if r['framework'] == 'jax' else f"torch {r['flavour']}")
     if 'error' in r:
       lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
@@ -307,7 +322,12 @@ def main():
   parser.add_argument('--train_batch', type=int, default=2)
   parser.add_argument('--frames', type=int, default=8)
   parser.add_argument('--size', type=int, default=224)
-  parser.add_argument('--query_chunk', type=int, default=0, help='JAX RNL attention: 0 plain, > 0 chunk')
+  parser.add_argument('--query_chunk', type=int, default=0,
+                      help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk')
+  parser.add_argument('--eval_query_chunk', type=int, default=784, help='the same in eval cases')
+  presets = ['default', 'train', 'eigen', 'onednn']
+  parser.add_argument('--xla_eval', default='default', choices=presets, help='see xla_options')
+  parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
   parser.add_argument('--case', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()

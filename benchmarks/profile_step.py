@@ -1,7 +1,7 @@
-"""Per-op profile of one train step: where XLA spends the step's time, op by op and by op kind.
+"""Per-op profile of one train step (or --eval forward): where XLA spends the time, op by op and by kind.
 
   python -m benchmarks.profile_step --config configs/k400_8f.py --batch 2 [--variant tsm] [--size 224]
-      [--top 25] [--warmup 1] [--trace_dir /tmp/profile_step] [--hlo_out step.hlo.txt]
+      [--eval] [--top 25] [--warmup 1] [--trace_dir /tmp/profile_step] [--hlo_out step.hlo.txt]
 
 Builds and jits `rnl_jax.train.train_step` exactly as benchmarks/train_step.py does (one micro-batch
 of --batch random uint8 clips, BatchNorm in training mode, the original's SGD), compiles it ahead of
@@ -30,9 +30,12 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import train_step as train_step_benchmark
 from benchmarks.train_step import load_config
+from rnl_jax import config as config_lib
 from rnl_jax import train
 
 # Fused ops that name a fusion's category, most telling first.
@@ -179,6 +182,7 @@ def main():
   parser.add_argument('--size', type=int, default=None, help='crop size (default: the config)')
   parser.add_argument('--dtype', default=None, help='float32 | bfloat16 (default: the config)')
   parser.add_argument('--query_chunk', type=int, default=None)
+  parser.add_argument('--eval', action='store_true', help='profile the eval forward instead of a step')
   parser.add_argument('--top', type=int, default=25)
   parser.add_argument('--warmup', type=int, default=1, help='untraced steps before the traced one')
   parser.add_argument('--trace_dir', default=None, help='keep the trace here (default: a temp dir)')
@@ -194,13 +198,28 @@ def main():
   if args.size:
     config.image_size = args.size
   batch = args.batch or config.batch_size
-  options = dict(train.compiler_options() or {})  # training's
+  options = dict(train.compiler_options() or {})  # training's (and evaluation's)
   options.update(o.split('=', 1) for o in args.xla_option)
-  step, state, data, _ = train_step_benchmark.setup(config, batch, options)
   t, s = config.num_segments, config.image_size
+  if args.eval:
+    model = config_lib.model_from_config(config)
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch, t, s, s, 3), dtype=np.uint8))
+    variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(x[:1])
+    fn = jax.jit(lambda v, x: model.apply(v, x, train=False), compiler_options=options or None)
+    args_ = (variables, x)
+  else:
+    fn, state, data, _ = train_step_benchmark.setup(config, batch, options)
+    args_ = (state, data)
   start = time.perf_counter()
-  compiled = step.lower(state, data).compile()
+  compiled = fn.lower(*args_).compile()
   compile_s = time.perf_counter() - start
+
+  def run():
+    nonlocal args_
+    out = compiled(*args_)
+    if not args.eval:
+      args_ = (out[0], args_[1])
+    jax.block_until_ready(out)
   hlo = compiled.as_text()
   if args.hlo_out:
     with open(args.hlo_out, 'w') as f:
@@ -211,15 +230,13 @@ def main():
         f'{len(instrs)} HLO instructions')
   for i in range(args.warmup):
     start = time.perf_counter()
-    state, metrics = compiled(state, data)
-    jax.block_until_ready(metrics)
+    run()
     print(f'warm-up step {i}: {time.perf_counter() - start:.3f} s')
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix='profile_step_')
   try:
     with jax.profiler.trace(trace_dir):
       start = time.perf_counter()
-      state, metrics = compiled(state, data)
-      jax.block_until_ready(metrics)
+      run()
       wall_s = time.perf_counter() - start
     total, count, events = read_trace(trace_dir)
   finally:

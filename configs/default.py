@@ -17,7 +17,11 @@ def get_config():
   config.model.shift_div = 8
   config.model.width = 64             # stem / first-stage channels (64 = the released models)
   config.model.dropout = 0.5
-  config.model.query_chunk = 0        # 0: plain [M, M] attention; > 0: queries per chunk (less memory)
+  # RNL attention in training / in evaluation: 0 = plain [M, M] (fastest to train: symmetric
+  # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation: chunks of
+  # 784 queries run as fast as plain with 1/6 of the memory (benchmarks/attention.py; README).
+  config.model.query_chunk = 0
+  config.model.eval_query_chunk = 784
   config.model.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (params, BN stats f32)
 
   config.num_segments = 8             # T, frames per clip

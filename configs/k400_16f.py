@@ -1,6 +1,6 @@
 """Kinetics-400, RNL TSM-R50, 16 frames (the 77.2% row); otherwise as k400_8f.
 
-Chunked attention keeps the 16-frame layer2 affinity (2 x 25088^2 per clip) within memory.
+Chunked attention keeps the 16-frame layer2 affinity (12544^2 per clip and block) within memory.
 """
 from configs import k400_8f
 

@@ -43,6 +43,7 @@ from rnl_jax import checkpoint as ckpt_lib
 from rnl_jax.data import datasets, sampling, transforms
 from rnl_jax.data.sources import FrameFolderSource
 from rnl_jax.data.video import VideoFileSource
+from rnl_jax.models.rnl import EVAL_QUERY_CHUNK
 
 PROG = 'python -m rnl_jax.classify'
 DEFAULT_SEGMENTS = 8
@@ -341,7 +342,8 @@ class Classifier:
     if not os.path.exists(checkpoint):
       raise ClassifyError(f'checkpoint {checkpoint}: no such file or directory')
     meta = {} if os.path.isfile(checkpoint) else ckpt_lib.read_metadata(checkpoint)
-    self.model, self.variables = ckpt_lib.load_checkpoint(checkpoint, dropout=0.0, normalize_input=True)
+    self.model, self.variables = ckpt_lib.load_checkpoint(checkpoint, dropout=0.0, normalize_input=True,
+                                                          eval_query_chunk=EVAL_QUERY_CHUNK)
     self.views = ViewSettings.resolve(meta.get('inputs'), **flags)
     self.names = class_names(self.model.num_classes, meta, classes_file)
     if batch_views < 1:

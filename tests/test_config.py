@@ -12,6 +12,7 @@ from rnl_jax import config as config_lib
     ('model.dtype', 'fp8', 'config.model.dtype'),
     ('model.dropout', 1.5, 'config.model.dropout'),
     ('model.query_chunk', -1, 'config.model.query_chunk'),
+    ('model.eval_query_chunk', -1, 'config.model.eval_query_chunk'),
     ('model.variant', 'i3d', "variant='i3d'"),
     ('model.depth', 42, 'depth=42'),
     ('data.num_classes', 0, 'num_classes=0'),

@@ -15,10 +15,45 @@ from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, to
                                    uniform_init)
 
 
+# Rows per tile of the symmetric affinity P P^T (one 28x28 frame of layer 2): fewer rows per tile
+# save more MACs but make smaller matmuls; measured best of 1568 / 784 rows at layer 2 (8 frames).
+AFFINITY_TILE = 784
+# Queries per chunk for evaluation where nothing else says (rnl_jax.classify; configs/default.py):
+# as fast as plain attention in the forward pass, 1/6 of its temporaries (benchmarks/attention.py).
+EVAL_QUERY_CHUNK = 784
+
+
+def affinity(p, dtype):
+  """P P^T `[N, M, M]` (`p`: `[N, M, C']`) from the tiles on and above the diagonal, mirrored below.
+
+  The affinity is symmetric, so with k = M // AFFINITY_TILE tiles per side only k (k + 1) / 2 of
+  the k^2 tile products are computed: 56 % of the MACs at layer 2 of an 8-frame clip (k = 8), and
+  ~80 % of the attention's forward time there. Every entry is the same dot product as in one
+  einsum (tile (j, i) is the transpose of tile (i, j)); the gradient follows through the tiles.
+  """
+  n, m, c = p.shape
+  k = m // AFFINITY_TILE
+  if k < 2:
+    return jnp.einsum('nqc,nkc->nqk', p, p, preferred_element_type=dtype)
+  rows = -(-m // k)
+  tiles = jnp.pad(p, ((0, 0), (0, rows * k - m), (0, 0))).reshape(n, k, rows, c)
+  upper = {(i, j): jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=dtype)
+           for i in range(k) for j in range(i, k)}
+  full = jnp.concatenate([
+      jnp.concatenate([upper[i, j] if j >= i else jnp.swapaxes(upper[j, i], 1, 2) for j in range(k)], axis=2)
+      for i in range(k)], axis=1)  # [N, k*rows, k*rows]
+  return full[:, :m, :m]
+
+
 def _attend(queries, keys, values):
-  """softmax(queries keys^T) values, softmax over keys in (at least) float32, no 1/sqrt(d) scaling."""
-  logits = jnp.einsum('nqc,nkc->nqk', queries, keys,
-                      preferred_element_type=stat_dtype(queries.dtype))
+  """softmax(queries keys^T) values, softmax over keys in (at least) float32, no 1/sqrt(d) scaling.
+
+  `keys is queries` (the plain, unchunked attention) computes the symmetric affinity by tiles."""
+  if keys is queries:
+    logits = affinity(queries, stat_dtype(queries.dtype))
+  else:
+    logits = jnp.einsum('nqc,nkc->nqk', queries, keys,
+                        preferred_element_type=stat_dtype(queries.dtype))
   weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
   return jnp.einsum('nqk,nkc->nqc', weights, values)
 
@@ -29,9 +64,13 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
   Args:
     p: `[N, M, C']` region-aggregated features (queries and keys).
     theta: `[N, M, C']` un-aggregated features (values).
-    query_chunk: None computes the `[N, M, M]` affinity at once; an integer processes that many
-      queries at a time (rematerialised in the backward pass), so memory is `[N, chunk, M]`. Each
-      query row's softmax is independent, so both paths compute the same function.
+    query_chunk: None computes the `[N, M, M]` affinity at once; an integer processes at most that
+      many queries at a time (rematerialised in the backward pass), so memory is `[N, chunk, M]`;
+      the chunks are evened out (M = 8192 in chunks of <= 784: 11 chunks of 745). Each query row's
+      softmax is independent, so both paths compute the same function.
+      Measured (benchmarks/attention.py, 2-core CPU, M = 6272, C' = 256): the forward takes the
+      same time plain or in chunks of 784 queries (0.68-0.72 s) with 1/6 of the temporaries; the
+      forward + backward takes 1.9 s plain (symmetric affinity, `affinity`) and 2.6 s chunked.
   Returns:
     `[N, M, C']`.
   """
@@ -39,6 +78,7 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
   if query_chunk is None or query_chunk >= m:
     return _attend(p, p, theta)
   chunks = -(-m // query_chunk)
+  query_chunk = -(-m // chunks)
   pad = chunks * query_chunk - m
   q = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, chunks, query_chunk, c)
   q = jnp.moveaxis(q, 1, 0)  # [chunks, N, chunk, C']
@@ -71,7 +111,8 @@ class RegionNonLocal(nn.Module):
   """theta (1x1x1 conv) -> depthwise region conv -> softmax(P P^T) theta -> W conv + BN -> residual."""
   num_segments: int
   kernel_size: Sequence[int]  # (kt, kh, kw)
-  query_chunk: Optional[int] = None
+  query_chunk: Optional[int] = None       # train=True (region_attention's query_chunk)
+  eval_query_chunk: Optional[int] = None  # train=False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -89,7 +130,8 @@ class RegionNonLocal(nn.Module):
     p = DepthwiseConv3D(k, uniform_init(bound), self.dtype, name='penta')(theta)  # [N, T, H, W, C']
     # The attention's queries = keys, for attention maps (rnl_jax.classify): S = softmax(P P^T).
     self.sow('intermediates', 'region_features', p)
-    y = region_attention(p.reshape(n, -1, inner), theta.reshape(n, -1, inner), self.query_chunk)
+    chunk = self.query_chunk if train else self.eval_query_chunk
+    y = region_attention(p.reshape(n, -1, inner), theta.reshape(n, -1, inner), chunk)
     z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
     z = BatchNorm(scale_init=nn.initializers.zeros, dtype=self.dtype, name='W_1')(z, train)

@@ -30,7 +30,9 @@ class TSN(nn.Module):
     shift_div: 1/shift_div of the channels shift each way.
     non_local: insert the channel gate and region non-local blocks (RNL).
     dropout: rate on the pooled per-frame features (train only; needs a 'dropout' rng).
-    query_chunk: None for the plain `[M, M]` attention, else queries per chunk (memory-bounded).
+    query_chunk: None for the plain `[M, M]` attention in training (train=True), else queries per
+      chunk (memory-bounded; see rnl_jax.models.rnl.region_attention).
+    eval_query_chunk: the same for train=False (evaluation, test, classify).
     normalize_input: if True, inputs are pixels in [0, 255] (uint8 or float) and are normalised
       here, inside the jitted computation, with the ImageNet mean/std; if False they are already
       normalised floats.
@@ -46,6 +48,7 @@ class TSN(nn.Module):
   width: int = 64
   dropout: float = 0.5
   query_chunk: Optional[int] = None
+  eval_query_chunk: Optional[int] = None
   normalize_input: bool = False
   dtype: Any = jnp.float32
 
@@ -57,7 +60,8 @@ class TSN(nn.Module):
       x = (x.astype(acc) / 255.0 - jnp.asarray(INPUT_MEAN, acc)) / jnp.asarray(INPUT_STD, acc)
     x = x.astype(self.dtype).reshape(n * t, h, w, c)  # [N*T, H, W, 3]
     f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, self.query_chunk,
-               width=self.width, dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
+               width=self.width, eval_query_chunk=self.eval_query_chunk, dtype=self.dtype,
+               name='base_model')(x, train)  # [N*T, D]
     self.sow('intermediates', 'features', f)
     if self.dropout > 0:
       f = nn.Dropout(self.dropout, deterministic=not train)(f)
@@ -101,11 +105,17 @@ class Architecture:
 
 
 def build_model(arch: Architecture, *, dropout: float = 0.5, query_chunk: Optional[int] = None,
-                normalize_input: bool = False, dtype: Any = jnp.float32) -> TSN:
-  """The TSN for an architecture plus run-time choices that do not change the weights."""
+                eval_query_chunk: Any = 'same', normalize_input: bool = False,
+                dtype: Any = jnp.float32) -> TSN:
+  """The TSN for an architecture plus run-time choices that do not change the weights.
+
+  `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too."""
+  if eval_query_chunk == 'same':
+    eval_query_chunk = query_chunk
   return TSN(num_classes=arch.num_classes, depth=arch.depth, shift_place=arch.shift_place,
              shift_div=arch.shift_div, non_local=arch.non_local, width=arch.width, dropout=dropout,
-             query_chunk=query_chunk, normalize_input=normalize_input, dtype=dtype)
+             query_chunk=query_chunk, eval_query_chunk=eval_query_chunk,
+             normalize_input=normalize_input, dtype=dtype)
 
 
 def abstract_variables(module: nn.Module, x_shape=(1, 1, 32, 32, 3)):
