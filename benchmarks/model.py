@@ -3,14 +3,15 @@
   python -m benchmarks.model [--out benchmarks/results/model.json] [--repeats 5] [--threads 2]
       [--frameworks jax,torch] [--models tsm,rnl] [--dtypes float32,bfloat16] [--modes eval,train]
       [--eval_batches 1,4] [--train_batch 2] [--frames 8] [--size 224] [--query_chunk 0]
-      [--eval_query_chunk 784] [--xla_eval default] [--xla_train train]
+      [--eval_query_chunk 784] [--xla_eval train] [--xla_train train]
 
 Every case is one subprocess (so its peak RSS is its own): it builds the network, compiles (JAX; timed
 apart), runs one warm-up call and then --repeats timed calls, and prints one JSON line: median and all
 times, clips/s, compile time, RSS after loading the weights and peak RSS. Cases:
 
   jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3], jitted with the --xla_eval
-                 compiler options (see xla_options); float32 and bfloat16
+                 compiler options (see xla_options; 'train' = train.compiler_options(), as
+                 evaluation runs it); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
                  in training mode, dropout 0.5), jitted with the --xla_train options ('train':
                  train.compiler_options(), as training runs it)
@@ -286,7 +287,7 @@ def table(results):
     if r['mode'] == 'matmul':
       continue
     impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') else '')
-            + (f" xla {r['xla']}" if r['xla'] != ('default' if r['mode'] == 'eval' else 'train') else '')
+            + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
             if r['framework'] == 'jax' else f"torch {r['flavour']}")
     if 'error' in r:
       lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
@@ -326,7 +327,7 @@ def main():
                       help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk')
   parser.add_argument('--eval_query_chunk', type=int, default=784, help='the same in eval cases')
   presets = ['default', 'train', 'eigen', 'onednn']
-  parser.add_argument('--xla_eval', default='default', choices=presets, help='see xla_options')
+  parser.add_argument('--xla_eval', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
   parser.add_argument('--case', default=None, help=argparse.SUPPRESS)

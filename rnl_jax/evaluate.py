@@ -69,7 +69,7 @@ def video_scores(model, variables, batches, mesh, num_classes, progress=False):
   """VideoScores of all videos of the EvalBatches `batches` (every view checked in exactly once)."""
   eval_fn = jax.jit(functools.partial(train.eval_step, model=model),
                     in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
-                    out_shardings=sharding.replicated(mesh))
+                    out_shardings=sharding.replicated(mesh), compiler_options=train.compiler_options())
   variables = jax.device_put(variables, sharding.replicated(mesh))
   scores = metrics_lib.VideoScores(batches.num_videos, num_classes)
   bar = tqdm.tqdm(total=batches.num_videos, unit='video', disable=not progress, dynamic_ncols=True)
