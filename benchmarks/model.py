@@ -57,6 +57,12 @@ def _rss_gb():
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
 
 
+def _cpu_name():
+  with open('/proc/cpuinfo') as f:
+    names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+  return names[0] if names else platform.machine()
+
+
 def _peak_rss_gb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -254,8 +260,13 @@ def cases_from_args(args):
   return cases
 
 
+CASE_FIELDS = ('framework', 'mode', 'model', 'batch', 'frames', 'size', 'dtype', 'flavour', 'query_chunk',
+               'xla')
+
+
 def case_key(case):
-  return json.dumps({k: v for k, v in case.items() if k != 'threads'}, sort_keys=True)
+  """A case (or its result) as a string: the fields that define what is measured."""
+  return json.dumps({k: case[k] for k in CASE_FIELDS if k in case}, sort_keys=True)
 
 
 def run_subprocess(case, repeats, timeout):
@@ -286,7 +297,7 @@ def table(results):
   for r in results:
     if r['mode'] == 'matmul':
       continue
-    impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') else '')
+    impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
             + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
             if r['framework'] == 'jax' else f"torch {r['flavour']}")
     if 'error' in r:
@@ -339,8 +350,8 @@ def main():
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   results = json.loads(out.read_text())['results'] if out.exists() else []
-  done = {case_key(r) for r in results if 'error' not in r}
-  results = [r for r in results if 'error' not in r]
+  results = list({case_key(r): r for r in results if 'error' not in r}.values())  # the latest of each
+  done = {case_key(r) for r in results}
   for case in cases_from_args(args):
     if case_key(case) in done:
       continue
@@ -349,8 +360,9 @@ def main():
     print(f"[{time.strftime('%H:%M:%S')}] {case_key(case)}: "
           f"{r.get('error') or round(r['median_s'], 3)} ({time.perf_counter() - start:.0f} s)", flush=True)
     results.append(r)
-    meta = {'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.processor() or platform.machine()}, '
-            f'{os.cpu_count()} cores', 'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:])}
+    r['date'] = time.strftime('%Y-%m-%d %H:%M')
+    meta = {'machine': f'{_cpu_name()}, {os.cpu_count()} cores',
+            'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:])}
     out.write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
   md = table(results)
   out.with_suffix('.md').write_text(md + '\n')

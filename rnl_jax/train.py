@@ -414,7 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
   pending = None                        # metrics of the previous step, checked one step late
   window, data_wait, window_start = [], 0.0, time.perf_counter()
-  # Whole-run input check from the end of the first step's dispatch (its compilation) on: seconds
+  # Whole-run input check from the end of the first step (compilation included) on: seconds
   # waiting for batches, start, steps, seconds in evaluation and checkpoint saves (not counted).
   run_wait, run_start, run_steps, run_paused = 0.0, None, 0, 0.0
   try:
@@ -430,7 +430,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
         skipped = sum(int(m['skipped'].sum()) for m in micro)
         state, metrics = p_train(state, sharding.to_global(batch, mesh, batch_axis=1))
-        if run_start is None:
+        if run_start is None:             # the input check starts when the first step is done
+          jax.block_until_ready(metrics)
           run_start = time.perf_counter()
         if pending is not None:
           _check_finite(pending, step)    # blocks on the previous step only

@@ -19,7 +19,7 @@ from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, to
 # save more MACs but make smaller matmuls; measured best of 1568 / 784 rows at layer 2 (8 frames).
 AFFINITY_TILE = 784
 # Queries per chunk for evaluation where nothing else says (rnl_jax.classify; configs/default.py):
-# as fast as plain attention in the forward pass, 1/6 of its temporaries (benchmarks/attention.py).
+# forward time within 0-8 % of plain attention, 1/7-1/12 of its temporaries (benchmarks/attention.py).
 EVAL_QUERY_CHUNK = 784
 
 
@@ -68,9 +68,10 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
       many queries at a time (rematerialised in the backward pass), so memory is `[N, chunk, M]`;
       the chunks are evened out (M = 8192 in chunks of <= 784: 11 chunks of 745). Each query row's
       softmax is independent, so both paths compute the same function.
-      Measured (benchmarks/attention.py, 2-core CPU, M = 6272, C' = 256): the forward takes the
-      same time plain or in chunks of 784 queries (0.68-0.72 s) with 1/6 of the temporaries; the
-      forward + backward takes 1.9 s plain (symmetric affinity, `affinity`) and 2.6 s chunked.
+      Measured (benchmarks/attention.py, 2-core CPU, 2 clips, C' = 256): at M = 6272 (8 frames)
+      the forward takes 1.34 s plain, 1.44 s in chunks of 784 (0.93 / 0.14 GB of temporaries), the
+      forward + backward 3.5 s plain (symmetric affinity, `affinity`), 4.9 s chunked (1.33 / 0.31
+      GB); at M = 12544 (16 frames) 5.3 / 5.7 s (3.6 / 0.3 GB) and 14.5 / 19.4 s (5.0 / 0.6 GB).
   Returns:
     `[N, M, C']`.
   """
