@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.model import _peak_rss_gb, _rss_gb, _time
+from benchmarks.model import peak_rss_gb, rss_gb, time_calls
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -49,12 +49,12 @@ def run_case(case, repeats):
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - start
-  base = _rss_gb()
-  times = _time(lambda: jax.block_until_ready(compiled(*args)), repeats)
+  base = rss_gb()
+  times = time_calls(lambda: jax.block_until_ready(compiled(*args)), repeats)
   macs = 2 * case['batch'] * m * m * case['channels'] * (3 if case['mode'] == 'train' else 1)
   med = sorted(times)[len(times) // 2]
   return dict(case, compile_s=compile_s, times_s=times, median_s=med, gflops=2 * macs / med / 1e9,
-              temp_gb=_peak_rss_gb() - base, peak_rss_gb=_peak_rss_gb())
+              temp_gb=peak_rss_gb() - base, peak_rss_gb=peak_rss_gb())
 
 
 def main():

@@ -51,7 +51,7 @@ SHARED = REPO.parent / 'shared'
 GMACS = {'tsm': 32.70, 'rnl': 89.30}
 
 
-def _rss_gb():
+def rss_gb():
   """Current resident set size (GB) from /proc."""
   with open('/proc/self/statm') as f:
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
@@ -63,7 +63,7 @@ def _cpu_name():
   return names[0] if names else platform.machine()
 
 
-def _peak_rss_gb():
+def peak_rss_gb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -99,7 +99,7 @@ def _fixture_state_dict():
   return {k[len('module.'):]: v for k, v in fixture_tensors.state_dict_arrays(spec).items()}
 
 
-def _time(fn, repeats):
+def time_calls(fn, repeats):
   fn()  # warm-up
   times = []
   for _ in range(repeats):
@@ -133,7 +133,7 @@ def jax_case(case, repeats):
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
-  rss_loaded = _rss_gb()
+  rss_loaded = rss_gb()
 
   options = xla_options(case['xla'])
   if case['mode'] == 'eval':
@@ -142,7 +142,7 @@ def jax_case(case, repeats):
     start = time.perf_counter()
     compiled = forward.lower(variables, x).compile()
     compile_s = time.perf_counter() - start
-    times = _time(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
+    times = time_calls(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
   else:
     mesh = sharding.make_mesh()
     tx = optim.sgd(variables['params'], 0.01, weight_decay=1e-4)
@@ -164,7 +164,7 @@ def jax_case(case, repeats):
     def run():
       holder[0], metrics = compiled(holder[0], data)
       jax.block_until_ready(metrics)
-    times = _time(run, repeats)
+    times = time_calls(run, repeats)
   return {'compile_s': compile_s, 'times_s': times, 'rss_loaded_gb': rss_loaded,
           'device': str(jax.devices()[0]), 'jax': jax.__version__}
 
@@ -187,7 +187,7 @@ def torch_case(case, repeats):
         m.forward = (lambda x, m=m: F.conv3d(x, m.depthwise_kernel(), None, 1, m.padding, 1, m.channels))
   rng = np.random.default_rng(0)
   x = torch.from_numpy(rng.standard_normal((b, 3 * t, s, s), dtype=np.float32))
-  rss_loaded = _rss_gb()
+  rss_loaded = rss_gb()
   if case['mode'] == 'eval':
     model.eval()
 
@@ -204,7 +204,7 @@ def torch_case(case, repeats):
       opt.zero_grad()
       F.cross_entropy(model(x), labels).backward()
       opt.step()
-  return {'compile_s': 0.0, 'times_s': _time(run, repeats), 'rss_loaded_gb': rss_loaded,
+  return {'compile_s': 0.0, 'times_s': time_calls(run, repeats), 'rss_loaded_gb': rss_loaded,
           'device': 'cpu', 'torch': torch.__version__}
 
 
@@ -216,12 +216,12 @@ def matmul_case(case, repeats):
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     dot = jax.jit(jnp.dot)
-    times = _time(lambda: jax.block_until_ready(dot(a, a)), repeats)
+    times = time_calls(lambda: jax.block_until_ready(dot(a, a)), repeats)
   else:
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(case['threads'])
     a = torch.randn(n, n)
-    times = _time(lambda: torch.mm(a, a), repeats)
+    times = time_calls(lambda: torch.mm(a, a), repeats)
   return {'compile_s': 0.0, 'times_s': times, 'gflops': 2 * n ** 3 / min(times) / 1e9}
 
 
@@ -233,7 +233,7 @@ def run_case(case, repeats):
   out['median_s'] = statistics.median(out['times_s'])
   if case['mode'] != 'matmul':
     out['clips_per_s'] = case['batch'] / out['median_s']
-  out['peak_rss_gb'] = _peak_rss_gb()
+  out['peak_rss_gb'] = peak_rss_gb()
   return out
 
 
