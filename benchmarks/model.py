@@ -118,7 +118,8 @@ def jax_case(case, repeats):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
-  from rnl_jax import convert, optim, sharding, train  # pylint: disable=import-outside-toplevel
+  from benchmarks import train_step as train_step_benchmark  # pylint: disable=import-outside-toplevel
+  from rnl_jax import convert  # pylint: disable=import-outside-toplevel
   from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
 
@@ -144,18 +145,7 @@ def jax_case(case, repeats):
     compile_s = time.perf_counter() - start
     times = time_calls(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
   else:
-    mesh = sharding.make_mesh()
-    tx = optim.sgd(variables['params'], 0.01, weight_decay=1e-4)
-    state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                             batch_stats=variables['batch_stats'],
-                             opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
-    replicated = sharding.replicated(mesh)
-    state = jax.device_put(state, replicated)
-    step = jax.jit(lambda st, d: train.train_step(st, d, model=model, tx=tx, lr_fn=lambda _: 0.01),
-                   in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
-                   out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=options)
-    data = sharding.to_global({'frames': frames[None],
-                               'label': rng.integers(0, 400, (1, b)).astype(np.int32)}, mesh, batch_axis=1)
+    step, state, data, _ = train_step_benchmark.step_setup(model, variables, (b, t, s), 400, options)
     start = time.perf_counter()
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - start

@@ -32,11 +32,18 @@ def load_config(path):
 def setup(config, batch, compiler_options=None):
   """(jitted train step, replicated state, one global random batch, mesh) for `batch` clips."""
   model = config_lib.model_from_config(config)
-  mesh = sharding.make_mesh()
   t, s = config.num_segments, config.image_size
   variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(
       jnp.zeros((1, t, s, s, 3), jnp.uint8))
-  tx = optim.sgd(variables['params'], 0.01, weight_decay=config.optim.weight_decay)
+  return step_setup(model, variables, (batch, t, s), config.data.num_classes, compiler_options,
+                    config.optim.weight_decay)
+
+
+def step_setup(model, variables, clips, num_classes, compiler_options=None, weight_decay=1e-4):
+  """`setup` for a given model and variables; `clips` = (clips, frames, size) of the random batch."""
+  batch, t, s = clips
+  mesh = sharding.make_mesh()
+  tx = optim.sgd(variables['params'], 0.01, weight_decay=weight_decay)
   state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                            batch_stats=variables['batch_stats'],
                            opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
@@ -48,7 +55,7 @@ def setup(config, batch, compiler_options=None):
                  compiler_options=compiler_options or None)
   rng = np.random.default_rng(0)
   data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
-          'label': rng.integers(0, config.data.num_classes, (1, batch)).astype(np.int32)}
+          'label': rng.integers(0, num_classes, (1, batch)).astype(np.int32)}
   return step, state, sharding.to_global(data, mesh, batch_axis=1), mesh
 
 
