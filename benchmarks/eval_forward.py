@@ -9,7 +9,6 @@ a warm-up, and the max abs difference of the logits from the original's.
 import json
 import os
 import statistics
-import sys
 import time
 
 from absl import app
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.model import fixture, fixture_state_dict
 from rnl_jax import convert
 from rnl_jax.models import build_model
 
@@ -30,12 +30,9 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute
 
 def main(_):
   parity = os.path.join(_SHARED.value, 'parity')
-  sys.path.insert(0, parity)
-  import fixture_tensors  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(parity, 'k400_8f', 'spec.json')) as f:
-    spec = json.load(f)
-  sd = {k[len('module.'):]: v for k, v in fixture_tensors.state_dict_arrays(spec).items()}
-  x = jnp.asarray(fixture_tensors.inputs(spec)['input'])
+  tensors, spec = fixture(_SHARED.value)
+  sd = fixture_state_dict(_SHARED.value)
+  x = jnp.asarray(tensors.inputs(spec)['input'])
   variables, arch = convert.convert_state_dict(sd)
   model = build_model(arch, query_chunk=_CHUNK.value or None, dtype=getattr(jnp, _DTYPE.value))
   forward = jax.jit(lambda v, a: model.apply(v, a, train=False))

@@ -89,14 +89,32 @@ def xla_options(preset):
           }[preset]
 
 
-def _fixture_state_dict():
-  """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint, and its spec."""
-  parity = SHARED / 'parity'
+def fixture(shared=SHARED):
+  """(fixture_tensors module, spec) of the parity fixture in `shared`/parity/k400_8f."""
+  parity = pathlib.Path(shared) / 'parity'
   sys.path.insert(0, str(parity))
   import fixture_tensors  # pylint: disable=import-outside-toplevel
   with open(parity / 'k400_8f' / 'spec.json') as f:
-    spec = json.load(f)
-  return {k[len('module.'):]: v for k, v in fixture_tensors.state_dict_arrays(spec).items()}
+    return fixture_tensors, json.load(f)
+
+
+def fixture_state_dict(shared=SHARED):
+  """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint."""
+  tensors, spec = fixture(shared)
+  return {k[len('module.'):]: v for k, v in tensors.state_dict_arrays(spec).items()}
+
+
+def _jax_variables(model):
+  """The fixture's weights for `model` (its subset for TSM) as device arrays; the NumPy checkpoint
+  and its converted copy are freed here, so the case's RSS holds one copy of the weights."""
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from rnl_jax import convert  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.tsn import abstract_variables  # pylint: disable=import-outside-toplevel
+  variables, _ = convert.convert_state_dict(fixture_state_dict())
+  flat = traverse_util.flatten_dict(variables)
+  keep = traverse_util.flatten_dict(abstract_variables(model))
+  return traverse_util.unflatten_dict({k: jnp.array(flat[k]) for k in keep})
 
 
 def time_calls(fn, repeats):
@@ -117,20 +135,15 @@ def jax_case(case, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from flax import traverse_util  # pylint: disable=import-outside-toplevel
   from benchmarks import train_step as train_step_benchmark  # pylint: disable=import-outside-toplevel
-  from rnl_jax import convert  # pylint: disable=import-outside-toplevel
   from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
-  from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.tsn import Architecture  # pylint: disable=import-outside-toplevel
 
-  variables, _ = convert.convert_state_dict(_fixture_state_dict())
   arch = Architecture.from_variant(case['model'], 400)
   chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
   model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, normalize_input=True,
                       dtype=getattr(jnp, case['dtype']), dropout=0.5)
-  keep = traverse_util.flatten_dict(abstract_variables(model))
-  flat = traverse_util.flatten_dict(variables)
-  variables = traverse_util.unflatten_dict({k: jnp.asarray(flat[k]) for k in keep})
+  variables = _jax_variables(model)
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
@@ -170,7 +183,7 @@ def torch_case(case, repeats):
   b, t, s = case['batch'], case['frames'], case['size']
   model = ref.build_tsn(400, t, depth=50, non_local=case['model'] == 'rnl', dropout=0.5)
   if case['model'] == 'rnl':
-    ref.load_fixture_state_dict(model, _fixture_state_dict())
+    ref.load_fixture_state_dict(model, fixture_state_dict())
   if case['flavour'] == 'depthwise':
     for m in model.modules():
       if isinstance(m, ref.MaskedDepthwiseConv3d):
