@@ -77,7 +77,8 @@ def get_config():
   config.optim.fc_lr5 = True          # head lr x5 / x10 (the original turns it off when fine-tuning)
 
   config.num_epochs = 100.0
-  config.num_train_steps = -1         # > 0 overrides num_epochs (the schedule still uses num_epochs)
+  config.num_train_steps = -1         # > 0 overrides num_epochs (the lr schedule still spans num_epochs;
+                                      # the cosine, which ends at lr 0, refuses steps past it)
 
   # Initialisation: '' = from scratch (original init), or a converted checkpoint directory.
   config.init = ml_collections.ConfigDict()

@@ -32,7 +32,7 @@ def get_config():
   config.batch_multiplier = 1
   config.eval_batch_size = 4
   config.num_train_steps = 10
-  config.num_epochs = 1.0
+  config.num_epochs = 100.0           # the cosine's length: lr stays near base_lr over the steps run
   config.optim.warmup_epochs = 0.0
   config.log_every_steps = 1
   config.eval_every_epochs = 0.0      # evaluate once, at the end

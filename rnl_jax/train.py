@@ -288,6 +288,14 @@ def _derived(config, num_train_videos):
   steps_per_epoch = micro_per_epoch / config.batch_multiplier
   total = (config.num_train_steps if config.num_train_steps > 0
            else max(1, math.ceil(config.num_epochs * steps_per_epoch)))
+  schedule_steps = math.ceil(config.num_epochs * steps_per_epoch)
+  if config.optim.schedule == 'cos' and total > schedule_steps:
+    # The cosine ends at 0 after num_epochs: every step past it would train with lr 0.
+    raise ValueError(
+        f'config.num_train_steps={config.num_train_steps} runs past the cosine lr schedule, which ends '
+        f'(lr 0) at config.num_epochs={config.num_epochs:g} = {schedule_steps} steps of {step_batch} '
+        f'clips over {num_train_videos} videos; raise config.num_epochs to at least '
+        f'{total / steps_per_epoch:.3g} or lower config.num_train_steps')
   return {'clips_per_step': step_batch, 'lr': lr, 'micro_batches_per_epoch': micro_per_epoch,
           'steps_per_epoch': steps_per_epoch, 'num_train_steps': total,
           'num_train_videos': num_train_videos}

@@ -61,6 +61,18 @@ def test_bad_values_fail_before_anything_runs(tmp_path, key, value, message):
   assert not os.listdir(tmp_path)    # nothing generated, nothing compiled
 
 
+def test_steps_past_the_cosine_schedule_fail_before_compiling(tmp_path):
+  # 24 videos / 8 clips = 3 steps per epoch: the cosine over 2 epochs reaches lr 0 at step 6.
+  assert train._derived(small_config(num_train_steps=6), 24)['num_train_steps'] == 6
+  with pytest.raises(ValueError, match=r'config.num_train_steps=7 runs past the cosine .* = 6 steps .* '
+                                       r'raise config.num_epochs to at least 2.33'):
+    train.train_and_evaluate(small_config(num_train_steps=7), str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()
+  # the step schedule keeps its last lr: running past num_epochs is allowed there
+  assert train._derived(small_config(num_train_steps=7, **{'optim.schedule': 'step'}), 24)[
+      'num_train_steps'] == 7
+
+
 def test_custom_dataset_needs_its_keys_and_matching_classes(tmp_path):
   with pytest.raises(ValueError, match='config.data.root'):
     train.train_and_evaluate(small_config(**{'data.name': 'custom'}), str(tmp_path / 'a'))
