@@ -4,6 +4,12 @@
       [--frameworks jax,torch] [--models tsm,rnl] [--dtypes float32,bfloat16] [--modes eval,train]
       [--eval_batches 1,4] [--train_batch 2] [--frames 8] [--size 224] [--query_chunk 0]
       [--eval_query_chunk 784] [--xla_eval train] [--xla_train train]
+      [--weights fixture|random] [--torch_device cpu|cuda] [--torch_dtypes float32] [--matmul_size 4096]
+
+  On one GPU (JAX takes its default backend; see README's GPU table for the command used):
+  python -m benchmarks.model --out benchmarks/results/model_gpu.json --weights random --torch_device cuda
+      --torch_dtypes bfloat16 --dtypes bfloat16 --eval_batches 16 --train_batch 16 --repeats 20
+      --matmul_size 8192
 
 Every case is one subprocess (so its peak RSS is its own): it builds the network, compiles (JAX; timed
 apart), runs one warm-up call and then --repeats timed calls, and prints one JSON line: median and all
@@ -28,9 +34,18 @@ Weights: RNL on both sides is the parity fixture's random checkpoint (../shared/
 NumPy; the JAX one converted in memory), so both compute the same function; JAX TSM takes the same
 tensors minus the RNL blocks, torch TSM keeps torchvision's random init (values do not change speed).
 
-The run also measures the machine's float32 matmul peak (4096^3 GEMM, best of 5, jnp.dot and torch.mm)
-and reports each float32 JAX case against the FLOP limit: MACs (REFERENCE section 8: TSM 32.70 G, RNL
-89.3 G per 8x224 clip; x3 for a train step) x 2 / peak. Results go to --out (JSON, one entry per
+--weights random skips the fixture (fan-in-scaled random weights, BN statistics 0 / 1: for a machine
+without ../shared, such as a lent GPU).
+
+--torch_device cuda runs the reference on the GPU (cudnn.benchmark on, as the original's main.py sets;
+bfloat16 through torch.autocast, as --torch_dtypes asks) and synchronizes around each timed call; every
+case on a GPU also reports the device's peak memory (JAX: the allocator's peak_bytes_in_use; torch:
+max_memory_allocated).
+
+The run also measures the machine's matmul peak per dtype (--matmul_size^3 GEMM, best of --repeats,
+jnp.dot and torch.mm; on a GPU each timed call is 10 products) and reports each case against the FLOP
+limit: MACs (REFERENCE section 8: TSM 32.70 G, RNL 89.3 G per 8x224 clip; x3 for a train step) x 2 /
+peak, and as MFU (its inverse, against that measured peak). Results go to --out (JSON, one entry per
 case; an existing file's cases are kept and not run again, so an interrupted run resumes) and a
 Markdown table on stdout (also --out with .md).
 """
@@ -117,6 +132,32 @@ def _jax_variables(model):
   return traverse_util.unflatten_dict({k: jnp.array(flat[k]) for k in keep})
 
 
+def _random_variables(model):
+  """Fan-in-scaled normal weights, BN mean 0 / variance 1, as device arrays (no fixture needed)."""
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.tsn import abstract_variables  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  out = {}
+  for path, leaf in traverse_util.flatten_dict(abstract_variables(model)).items():
+    if path[-1] in ('var', 'scale'):
+      value = np.ones(leaf.shape, np.float32)
+    elif path[-1] in ('mean', 'bias'):
+      value = np.zeros(leaf.shape, np.float32)
+    else:
+      value = rng.standard_normal(leaf.shape, np.float32) / np.sqrt(max(1, np.prod(leaf.shape[:-1])))
+    out[path] = jnp.asarray(value, leaf.dtype)
+  return traverse_util.unflatten_dict(out)
+
+
+def _jax_device_peak_gb():
+  """Peak bytes the JAX allocator held on device 0 (GB), or None where it does not say (CPU)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats['peak_bytes_in_use'] / 2**30 if 'peak_bytes_in_use' in stats else None
+
+
 def time_calls(fn, repeats):
   fn()  # warm-up
   times = []
@@ -143,7 +184,7 @@ def jax_case(case, repeats):
   chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
   model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, normalize_input=True,
                       dtype=getattr(jnp, case['dtype']), dropout=0.5)
-  variables = _jax_variables(model)
+  variables = _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
@@ -169,7 +210,8 @@ def jax_case(case, repeats):
       jax.block_until_ready(metrics)
     times = time_calls(run, repeats)
   return {'compile_s': compile_s, 'times_s': times, 'rss_loaded_gb': rss_loaded,
-          'device': str(jax.devices()[0]), 'jax': jax.__version__}
+          'device': str(jax.devices()[0]), 'device_kind': jax.devices()[0].device_kind,
+          'peak_device_gb': _jax_device_peak_gb(), 'jax': jax.__version__}
 
 
 def torch_case(case, repeats):
@@ -180,52 +222,80 @@ def torch_case(case, repeats):
   from tests import torch_reference as ref  # pylint: disable=import-outside-toplevel
 
   torch.set_num_threads(case['threads'])
+  device = torch.device(case.get('torch_device', 'cpu'))
+  cuda = device.type == 'cuda'
+  torch.backends.cudnn.benchmark = True  # as the original's main.py
   b, t, s = case['batch'], case['frames'], case['size']
   model = ref.build_tsn(400, t, depth=50, non_local=case['model'] == 'rnl', dropout=0.5)
-  if case['model'] == 'rnl':
+  if case['model'] == 'rnl' and case.get('weights') != 'random':
     ref.load_fixture_state_dict(model, fixture_state_dict())
   if case['flavour'] == 'depthwise':
     for m in model.modules():
       if isinstance(m, ref.MaskedDepthwiseConv3d):
         m.forward = (lambda x, m=m: F.conv3d(x, m.depthwise_kernel(), None, 1, m.padding, 1, m.channels))
+  model.to(device)
   rng = np.random.default_rng(0)
-  x = torch.from_numpy(rng.standard_normal((b, 3 * t, s, s), dtype=np.float32))
+  x = torch.from_numpy(rng.standard_normal((b, 3 * t, s, s), dtype=np.float32)).to(device)
   rss_loaded = rss_gb()
+  # bfloat16 as the original's users would get it: autocast around float32 weights.
+  autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=case['dtype'] == 'bfloat16')
+  sync = torch.cuda.synchronize if cuda else (lambda: None)
   if case['mode'] == 'eval':
     model.eval()
 
     def run():
-      with torch.no_grad():
+      with torch.no_grad(), autocast():
         model(x)
+      sync()
   else:
     model.train()
-    labels = torch.from_numpy(rng.integers(0, 400, b))
+    labels = torch.from_numpy(rng.integers(0, 400, b)).to(device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                           weight_decay=5e-4)
 
     def run():
       opt.zero_grad()
-      F.cross_entropy(model(x), labels).backward()
+      with autocast():
+        loss = F.cross_entropy(model(x).float(), labels)
+      loss.backward()
       opt.step()
-  return {'compile_s': 0.0, 'times_s': time_calls(run, repeats), 'rss_loaded_gb': rss_loaded,
-          'device': 'cpu', 'torch': torch.__version__}
+      sync()
+  if cuda:
+    torch.cuda.reset_peak_memory_stats()
+  times = time_calls(run, repeats)
+  return {'compile_s': 0.0, 'times_s': times, 'rss_loaded_gb': rss_loaded,
+          'device': torch.cuda.get_device_name() if cuda else 'cpu',
+          'peak_device_gb': torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+          'torch': torch.__version__}
 
 
 def matmul_case(case, repeats):
-  """Best GFLOP/s of a float32 4096^3 GEMM."""
-  n = 4096
+  """Best GFLOP/s of an n^3 GEMM of random numbers in the case's dtype (n = case['size'])."""
+  n, dtype = case['size'], case.get('dtype', 'float32')
   if case['framework'] == 'jax':
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    times = time_calls(lambda: jax.block_until_ready(dot(a, a)), repeats)
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), getattr(jnp, dtype))
+    calls = 1 if jax.default_backend() == 'cpu' else 10
+    dot = jax.jit(lambda a: [jnp.dot(a + i, a) for i in range(calls)])
+    device = jax.devices()[0].device_kind
+    times = time_calls(lambda: jax.block_until_ready(dot(a)), repeats)
   else:
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(case['threads'])
-    a = torch.randn(n, n)
-    times = time_calls(lambda: torch.mm(a, a), repeats)
-  return {'compile_s': 0.0, 'times_s': times, 'gflops': 2 * n ** 3 / min(times) / 1e9}
+    cuda = case.get('torch_device', 'cpu') == 'cuda'
+    a = torch.randn(n, n, dtype=getattr(torch, dtype), device='cuda' if cuda else 'cpu')
+    calls = 10 if cuda else 1
+    device = torch.cuda.get_device_name() if cuda else 'cpu'
+
+    def run():
+      for _ in range(calls):
+        torch.mm(a, a)
+      if cuda:
+        torch.cuda.synchronize()
+    times = time_calls(run, repeats)
+  return {'compile_s': 0.0, 'times_s': times, 'gflops': calls * 2 * n ** 3 / min(times) / 1e9,
+          'device': device}
 
 
 def run_case(case, repeats):
@@ -245,26 +315,33 @@ def run_case(case, repeats):
 
 
 def cases_from_args(args):
-  cases = [{'framework': f, 'mode': 'matmul', 'threads': args.threads} for f in args.frameworks]
+  torch_extra = {'torch_device': args.torch_device} if args.torch_device != 'cpu' else {}
+  matmul = {'mode': 'matmul', 'threads': args.threads, 'size': args.matmul_size}
+  cases = []
+  for f in args.frameworks:
+    for dtype in (args.dtypes if f == 'jax' else args.torch_dtypes):
+      extra = dict(torch_extra if f == 'torch' else {}, **({'dtype': dtype} if dtype != 'float32' else {}))
+      cases.append(dict(matmul, framework=f, **extra))
   for model in args.models:
     for mode in args.modes:
       batches = args.eval_batches if mode == 'eval' else [args.train_batch]
       for batch in batches:
         common = {'model': model, 'mode': mode, 'batch': batch, 'frames': args.frames, 'size': args.size,
-                  'threads': args.threads}
+                  'threads': args.threads, 'weights': args.weights}
         if 'jax' in args.frameworks:
           for dtype in args.dtypes:
             cases.append(dict(common, framework='jax', dtype=dtype,
                               query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
                               xla=args.xla_eval if mode == 'eval' else args.xla_train))
         if 'torch' in args.frameworks:
-          for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
-            cases.append(dict(common, framework='torch', dtype='float32', flavour=flavour))
+          for dtype in args.torch_dtypes:
+            for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
+              cases.append(dict(common, framework='torch', dtype=dtype, flavour=flavour, **torch_extra))
   return cases
 
 
 CASE_FIELDS = ('framework', 'mode', 'model', 'batch', 'frames', 'size', 'dtype', 'flavour', 'query_chunk',
-               'xla')
+               'xla', 'torch_device')
 
 
 def case_key(case):
@@ -287,38 +364,50 @@ def _fmt(x, digits=2):
 
 
 def table(results):
-  """Markdown table: one row per (model, mode, batch, framework, dtype/flavour), ratios vs torch."""
-  peak = max((r['gflops'] for r in results if r['mode'] == 'matmul' and 'gflops' in r), default=None)
+  """Markdown table: one row per (model, mode, batch, framework, dtype/flavour), ratios vs torch float32
+  (and vs torch in the row's dtype where that differs), FLOP limit and MFU against the measured peak."""
+  peaks = {}  # dtype -> best matmul GFLOP/s of either framework
   lines = []
   for r in results:
     if r['mode'] == 'matmul' and 'gflops' in r:
-      lines.append(f"matmul peak ({r['framework']}, float32 4096^3): {r['gflops']:.1f} GFLOP/s")
+      dtype = r.get('dtype', 'float32')
+      peaks[dtype] = max(peaks.get(dtype, 0), r['gflops'])
+      lines.append(f"matmul peak ({r['framework']}, {dtype} {r.get('size', 4096)}^3"
+                   f"{', ' + r['device'] if r.get('device', 'cpu') != 'cpu' else ''}): {r['gflops']:.1f} GFLOP/s")
+  device_memory = any(r.get('peak_device_gb') for r in results)
   lines += ['', '| model | mode | clips | impl | median s | clips/s | compile s | peak RSS GB '
-            '| masked / this | depthwise / this | x FLOP limit |', '|' + '---|' * 11]
-  torch_time = {(r['model'], r['mode'], r['batch'], r['flavour']): r['median_s']
+            + ('| peak device GB ' if device_memory else '')
+            + '| masked / this | depthwise / this | x FLOP limit | MFU % |',
+            '|' + '---|' * (13 if device_memory else 12)]
+  torch_time = {(r['model'], r['mode'], r['batch'], r.get('dtype', 'float32'), r['flavour']): r['median_s']
                 for r in results if r['framework'] == 'torch' and r['mode'] != 'matmul' and 'median_s' in r}
   for r in results:
     if r['mode'] == 'matmul':
       continue
-    impl = (f"jax {r['dtype']}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
+    dtype = r.get('dtype', 'float32')
+    impl = (f"jax {dtype}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
             + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
-            if r['framework'] == 'jax' else f"torch {r['flavour']}")
+            if r['framework'] == 'jax' else f"torch {r['flavour']}" + (f' {dtype}' if dtype != 'float32' else ''))
     if 'error' in r:
       lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
-                   f"{r['error'].splitlines()[-1][:80]} |||||||")
+                   f"{r['error'].splitlines()[-1][:80]} |||||||" + ('|' if device_memory else ''))
       continue
     key = (r['model'], r['mode'], r['batch'])
-    masked = torch_time.get(key + (('masked' if r['model'] == 'rnl' else '-'),))
-    depthwise = torch_time.get(key + ('depthwise',))
+    # the reference in the row's dtype where measured (GPU runs), else in float32 (CPU runs)
+    ref_dtype = dtype if key + (dtype, '-') in torch_time or key + (dtype, 'masked') in torch_time else 'float32'
+    masked = torch_time.get(key + (ref_dtype, 'masked' if r['model'] == 'rnl' else '-'))
+    depthwise = torch_time.get(key + (ref_dtype, 'depthwise'))
     limit = None
-    if r['framework'] == 'jax' and r['dtype'] == 'float32' and peak:
+    if peaks.get(dtype):
       macs = gmacs(r['model'], r['frames'], r['size']) * r['batch'] * (3 if r['mode'] == 'train' else 1)
-      limit = r['median_s'] / (2 * macs / peak)
+      limit = r['median_s'] / (2 * macs / peaks[dtype])
     lines.append(
         f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | {_fmt(r['median_s'], 3)} | "
         f"{_fmt(r['clips_per_s'])} | {_fmt(r['compile_s'], 1)} | {_fmt(r['peak_rss_gb'])} | "
-        f"{_fmt(masked / r['median_s'] if masked else None)} | "
-        f"{_fmt(depthwise / r['median_s'] if depthwise else None)} | {_fmt(limit)} |")
+        + (f"{_fmt(r.get('peak_device_gb'))} | " if device_memory else '')
+        + f"{_fmt(masked / r['median_s'] if masked else None)} | "
+        f"{_fmt(depthwise / r['median_s'] if depthwise else None)} | {_fmt(limit)} | "
+        f"{_fmt(100 / limit if limit else None, 1)} |")
   return '\n'.join(lines)
 
 
@@ -343,6 +432,12 @@ def main():
   presets = ['default', 'train', 'eigen', 'onednn']
   parser.add_argument('--xla_eval', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')
+  parser.add_argument('--weights', default='fixture', choices=['fixture', 'random'],
+                      help="the parity fixture's checkpoint (needs ../shared) or random weights")
+  parser.add_argument('--torch_device', default='cpu', choices=['cpu', 'cuda'])
+  parser.add_argument('--torch_dtypes', type=split, default=['float32'],
+                      help='the reference in these dtypes (bfloat16: torch.autocast)')
+  parser.add_argument('--matmul_size', type=int, default=4096, help='n of the n^3 GEMM peak')
   parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
   parser.add_argument('--case', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -364,7 +459,8 @@ def main():
           f"{r.get('error') or round(r['median_s'], 3)} ({time.perf_counter() - start:.0f} s)", flush=True)
     results.append(r)
     r['date'] = time.strftime('%Y-%m-%d %H:%M')
-    meta = {'machine': f'{_cpu_name()}, {os.cpu_count()} cores',
+    accelerators = sorted({r.get('device_kind', r.get('device', 'cpu')) for r in results} - {'cpu'})
+    meta = {'machine': f'{_cpu_name()}, {os.cpu_count()} cores' + ''.join(f'; {a}' for a in accelerators),
             'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:])}
     out.write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
   md = table(results)

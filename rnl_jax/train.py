@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 from rnl_jax import checkpoint as checkpoint_lib
 from rnl_jax import config as config_lib
 from rnl_jax import convert
+from rnl_jax import input_check
 from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
 from rnl_jax import optim
@@ -421,26 +422,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   eval_every = config.eval_every_epochs * d['steps_per_epoch']
   next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
   pending = None                        # metrics of the previous step, checked one step late
-  window, data_wait, window_start = [], 0.0, time.perf_counter()
-  # Whole-run input check from the end of the first step (compilation included) on: seconds
-  # waiting for batches, start, steps, seconds in evaluation and checkpoint saves (not counted).
-  run_wait, run_start, run_steps, run_paused = 0.0, None, 0, 0.0
+  window, window_start = [], time.perf_counter()
+  window_first = 0                      # dispatch index of the window's first step
+  # Input check, from the end of the first step (compilation included) on: the device's idle time
+  # waiting for batches (input_check.py), start, first dispatch, seconds in evaluation and
+  # checkpoint saves (not counted).
+  check = input_check.InputCheck()
+  run_start, run_first, run_paused = None, None, 0.0
   try:
     with _Preemption() as preemption:
       while step < total:
         t0 = time.perf_counter()
         micro = [next(train_iter) for _ in range(config.batch_multiplier)]
-        waited = time.perf_counter() - t0
-        data_wait += waited
-        if run_start is not None:
-          run_wait += waited
-          run_steps += 1
+        check.waited(t0, time.perf_counter())
         batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
         skipped = sum(int(m['skipped'].sum()) for m in micro)
         state, metrics = p_train(state, sharding.to_global(batch, mesh, batch_axis=1))
+        check.dispatched(metrics)
         if run_start is None:             # the input check starts when the first step is done
           jax.block_until_ready(metrics)
-          run_start = time.perf_counter()
+          run_start, run_first = time.perf_counter(), check.dispatched_steps
         if pending is not None:
           _check_finite(pending, step)    # blocks on the previous step only
         step += 1
@@ -453,8 +454,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           _check_finite(metrics, step)    # never log, evaluate or save a broken state
           pending = None
         if is_log:
-          _log_window(writer, window, step, total, data_wait, window_start, d)
-          window, data_wait, window_start = [], 0.0, time.perf_counter()
+          _log_window(writer, window, step, total, check.idle_seconds(window_first), window_start, d)
+          window, window_start, window_first = [], time.perf_counter(), check.dispatched_steps
         paused_at = time.perf_counter()
         if is_eval:
           while next_eval <= step:
@@ -469,21 +470,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           raise SystemExit(143)
     if pending is not None:
       _check_finite(pending, step)
+    run_steps = check.dispatched_steps - run_first if run_first is not None else 0
     if run_steps:
       jax.block_until_ready(state.step)
       seconds = time.perf_counter() - run_start - run_paused
-      results['input'] = {'data_wait': run_wait / seconds, 'steps': run_steps, 'seconds': seconds,
+      results['input'] = {'device_idle': check.idle_seconds(run_first) / seconds,
+                          'host_wait': check.host_wait_seconds(run_first) / seconds,
+                          'steps': run_steps, 'seconds': seconds,
                           'clips_per_s': run_steps * d['clips_per_step'] / seconds}
-      logging.info('input check: data wait %.1f%% of %.1f s training over the last %d steps (%.2f '
-                   'clips/s; the first step (compilation), evaluation and checkpoint saves excluded)%s',
-                   100 * results['input']['data_wait'], seconds, run_steps,
-                   results['input']['clips_per_s'],
-                   ': input-bound' if results['input']['data_wait'] > 0.1 else '')
+      logging.info('input check: the device waited for data %.1f%% of %.1f s training over the last '
+                   '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
+                   'computed; the first step (compilation), evaluation and checkpoint saves excluded)%s',
+                   100 * results['input']['device_idle'], seconds, run_steps,
+                   results['input']['clips_per_s'], 100 * results['input']['host_wait'],
+                   ': input-bound' if results['input']['device_idle'] > 0.1 else '')
       _write_json(results_path, results)
     if not results['history'] or results['history'][-1]['step'] != step:
       run_eval(step)
       save(step)
   finally:
+    check.close()
     manager.wait_until_finished()
     manager.close()
     writer.close()
@@ -503,18 +509,19 @@ def _check_finite(metrics, step):
                         'last checkpoint is intact; lower the lr or check the data)')
 
 
-def _log_window(writer, window, step, total, data_wait, window_start, d):
+def _log_window(writer, window, step, total, input_idle, window_start, d):
+  """Logs the window's mean metrics, speed and device-idle time waiting for input (seconds)."""
   values = jax.device_get([m for m, _ in window])
   mean = {k: float(np.mean([v[k] for v in values])) for k in ('loss', 'top1', 'top5', 'grad_norm')}
   seconds = time.perf_counter() - window_start
   clips = len(window) * d['clips_per_step']
   mean.update(lr=float(values[-1]['lr']), clips_per_s=clips / seconds,
-              data_wait=data_wait / seconds, skipped=sum(s for _, s in window))
+              input_idle=input_idle / seconds, skipped=sum(s for _, s in window))
   eta = (total - step) * seconds / len(window)
   logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | %.1f '
-               'clips/s, data wait %.0f%%, ETA %s', step, total, step / d['steps_per_epoch'],
+               'clips/s, idle on input %.0f%%, ETA %s', step, total, step / d['steps_per_epoch'],
                mean['loss'], mean['top1'], mean['top5'], mean['lr'], mean['grad_norm'],
-               mean['clips_per_s'], 100 * mean['data_wait'], _hms(eta))
+               mean['clips_per_s'], 100 * mean['input_idle'], _hms(eta))
   if mean['skipped']:
     logging.warning('%d unreadable videos replaced in the last %d steps', mean['skipped'], len(window))
   writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
