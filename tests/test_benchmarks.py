@@ -1,0 +1,49 @@
+"""benchmarks.model's case list and table arithmetic (ratios, FLOP limit, MFU), on made-up results."""
+import argparse
+
+import pytest
+
+from benchmarks import model as bm
+
+
+def _args(**overrides):
+  args = dict(frameworks=['jax', 'torch'], models=['rnl'], modes=['eval'], dtypes=['bfloat16'],
+              torch_dtypes=['bfloat16'], eval_batches=[16], train_batch=16, frames=8, size=224,
+              threads=2, weights='random', eval_query_chunk=784, query_chunk=0, xla_eval='train',
+              xla_train='train', torch_device='cuda', matmul_size=8192)
+  args.update(overrides)
+  return argparse.Namespace(**args)
+
+
+def test_gpu_cases_name_the_device_and_dtype_and_cpu_keys_stay_as_before():
+  cases = bm.cases_from_args(_args())
+  torch_cases = [c for c in cases if c['framework'] == 'torch' and c['mode'] != 'matmul']
+  assert {(c['flavour'], c['dtype'], c['torch_device']) for c in torch_cases} == {
+      ('masked', 'bfloat16', 'cuda'), ('depthwise', 'bfloat16', 'cuda')}
+  assert [c.get('dtype') for c in cases if c['mode'] == 'matmul'] == ['bfloat16', 'bfloat16']
+  cpu = bm.cases_from_args(_args(torch_device='cpu', torch_dtypes=['float32'], dtypes=['float32']))
+  # CPU runs keep the keys of the results already stored (no torch_device, no float32 matmul dtype)
+  assert all('torch_device' not in c for c in cpu)
+  assert all('dtype' not in c for c in cpu if c['mode'] == 'matmul')
+  assert len({bm.case_key(c) for c in cases + cpu}) == len(cases) + len(cpu)
+
+
+def test_table_ratios_flop_limit_and_mfu():
+  common = dict(model='rnl', mode='eval', batch=16, frames=8, size=224, compile_s=1.0, peak_rss_gb=1.0)
+  results = [
+      dict(framework='jax', mode='matmul', dtype='bfloat16', size=8192, gflops=800_000.0),
+      dict(common, framework='jax', dtype='bfloat16', query_chunk=784, xla='train', median_s=0.02,
+           clips_per_s=800.0, peak_device_gb=1.1),
+      dict(common, framework='torch', dtype='bfloat16', flavour='masked', median_s=0.06,
+           clips_per_s=16 / 0.06, peak_device_gb=6.6),
+      dict(common, framework='torch', dtype='bfloat16', flavour='depthwise', median_s=0.05,
+           clips_per_s=16 / 0.05, peak_device_gb=6.6),
+  ]
+  rows = [line.split(' | ') for line in bm.table(results).splitlines() if line.startswith('| rnl')]
+  jax_row = rows[0]
+  assert jax_row[3] == 'jax bfloat16 chunk 784' and jax_row[8] == '1.10'     # device memory column
+  assert (jax_row[9], jax_row[10]) == ('3.00', '2.50')                     # masked / this, depthwise / this
+  flop_time = 2 * 89.3e9 * 16 / 800_000e9                                   # s at the matmul peak
+  assert float(jax_row[11]) == pytest.approx(0.02 / flop_time, abs=0.01)
+  assert float(jax_row[12].rstrip(' |')) == pytest.approx(100 * flop_time / 0.02, abs=0.1)
+  assert rows[1][3] == 'torch masked bfloat16' and rows[1][9] == '1.00'
