@@ -72,6 +72,18 @@ def rss_gb():
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
 
 
+def reset_peak_rss():
+  """Restarts the process's peak RSS count (Linux: VmHWM), e.g. after compiling."""
+  with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+
+
+def peak_rss_since_reset_gb():
+  """Peak RSS (GB) since the last reset_peak_rss (or the process start)."""
+  with open('/proc/self/status') as f:
+    return next(int(line.split()[1]) for line in f if line.startswith('VmHWM')) / 2**20
+
+
 def _cpu_name():
   with open('/proc/cpuinfo') as f:
     names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
@@ -192,17 +204,26 @@ def jax_case(case, repeats):
 
   options = xla_options(case['xla'])
   if case['mode'] == 'eval':
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False), compiler_options=options)
+    from rnl_jax.models import clip_groups  # pylint: disable=import-outside-toplevel
+    clips = clip_groups.clips_per_pass(case.get('clips_per_pass', 0), t, s)
+    forward = jax.jit(lambda v, x: clip_groups.apply_in_groups(
+        lambda f: model.apply(v, f, train=False), x, clips), compiler_options=options)
     x = jnp.asarray(frames)
     start = time.perf_counter()
     compiled = forward.lower(variables, x).compile()
     compile_s = time.perf_counter() - start
+    temp_gb = compiled.memory_analysis().temp_size_in_bytes / 2**30
+    setup_peak = peak_rss_since_reset_gb()
+    reset_peak_rss()
     times = time_calls(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
   else:
     step, state, data, _ = train_step_benchmark.step_setup(model, variables, (b, t, s), 400, options)
     start = time.perf_counter()
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - start
+    temp_gb = compiled.memory_analysis().temp_size_in_bytes / 2**30
+    setup_peak = peak_rss_since_reset_gb()
+    reset_peak_rss()
     holder = [state]
 
     def run():
@@ -210,6 +231,8 @@ def jax_case(case, repeats):
       jax.block_until_ready(metrics)
     times = time_calls(run, repeats)
   return {'compile_s': compile_s, 'times_s': times, 'rss_loaded_gb': rss_loaded,
+          'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
+          'xla_temp_gb': temp_gb,
           'device': str(jax.devices()[0]), 'device_kind': jax.devices()[0].device_kind,
           'peak_device_gb': _jax_device_peak_gb(), 'jax': jax.__version__}
 
@@ -262,8 +285,11 @@ def torch_case(case, repeats):
       sync()
   if cuda:
     torch.cuda.reset_peak_memory_stats()
+  setup_peak = peak_rss_since_reset_gb()
+  reset_peak_rss()
   times = time_calls(run, repeats)
   return {'compile_s': 0.0, 'times_s': times, 'rss_loaded_gb': rss_loaded,
+          'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
           'device': torch.cuda.get_device_name() if cuda else 'cpu',
           'peak_device_gb': torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
           'torch': torch.__version__}
@@ -306,7 +332,9 @@ def run_case(case, repeats):
   out['median_s'] = statistics.median(out['times_s'])
   if case['mode'] != 'matmul':
     out['clips_per_s'] = case['batch'] / out['median_s']
-  out['peak_rss_gb'] = peak_rss_gb()
+  # the whole process (resetting VmHWM after set-up may also reset ru_maxrss)
+  out['peak_rss_gb'] = max(peak_rss_gb(), out.get('setup_peak_rss_gb', 0.0),
+                           out.get('run_peak_rss_gb', 0.0))
   return out
 
 
@@ -330,9 +358,12 @@ def cases_from_args(args):
                   'threads': args.threads, 'weights': args.weights}
         if 'jax' in args.frameworks:
           for dtype in args.dtypes:
-            cases.append(dict(common, framework='jax', dtype=dtype,
-                              query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
-                              xla=args.xla_eval if mode == 'eval' else args.xla_train))
+            case = dict(common, framework='jax', dtype=dtype,
+                        query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
+                        xla=args.xla_eval if mode == 'eval' else args.xla_train)
+            if mode == 'eval' and args.eval_clips_per_pass:
+              case['clips_per_pass'] = args.eval_clips_per_pass
+            cases.append(case)
         if 'torch' in args.frameworks:
           for dtype in args.torch_dtypes:
             for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
@@ -341,7 +372,7 @@ def cases_from_args(args):
 
 
 CASE_FIELDS = ('framework', 'mode', 'model', 'batch', 'frames', 'size', 'dtype', 'flavour', 'query_chunk',
-               'xla', 'torch_device')
+               'xla', 'torch_device', 'clips_per_pass')
 
 
 def case_key(case):
@@ -376,9 +407,9 @@ def table(results):
                    f"{', ' + r['device'] if r.get('device', 'cpu') != 'cpu' else ''}): {r['gflops']:.1f} GFLOP/s")
   device_memory = any(r.get('peak_device_gb') for r in results)
   lines += ['', '| model | mode | clips | impl | median s | clips/s | compile s | peak RSS GB '
-            + ('| peak device GB ' if device_memory else '')
+            '| run peak RSS GB ' + ('| peak device GB ' if device_memory else '')
             + '| masked / this | depthwise / this | x FLOP limit | MFU % |',
-            '|' + '---|' * (13 if device_memory else 12)]
+            '|' + '---|' * (14 if device_memory else 13)]
   torch_time = {(r['model'], r['mode'], r['batch'], r.get('dtype', 'float32'), r['flavour']): r['median_s']
                 for r in results if r['framework'] == 'torch' and r['mode'] != 'matmul' and 'median_s' in r}
   for r in results:
@@ -386,11 +417,12 @@ def table(results):
       continue
     dtype = r.get('dtype', 'float32')
     impl = (f"jax {dtype}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
+            + ({-1: ' auto passes', 0: ''}.get(r.get('clips_per_pass', 0), f" {r.get('clips_per_pass')} clips/pass"))
             + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
             if r['framework'] == 'jax' else f"torch {r['flavour']}" + (f' {dtype}' if dtype != 'float32' else ''))
     if 'error' in r:
       lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
-                   f"{r['error'].splitlines()[-1][:80]} |||||||" + ('|' if device_memory else ''))
+                   f"{r['error'].splitlines()[-1][:80]} ||||||||" + ('|' if device_memory else ''))
       continue
     key = (r['model'], r['mode'], r['batch'])
     # the reference in the row's dtype where measured (GPU runs), else in float32 (CPU runs)
@@ -404,6 +436,7 @@ def table(results):
     lines.append(
         f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | {_fmt(r['median_s'], 3)} | "
         f"{_fmt(r['clips_per_s'])} | {_fmt(r['compile_s'], 1)} | {_fmt(r['peak_rss_gb'])} | "
+        f"{_fmt(r.get('run_peak_rss_gb'))} | "
         + (f"{_fmt(r.get('peak_device_gb'))} | " if device_memory else '')
         + f"{_fmt(masked / r['median_s'] if masked else None)} | "
         f"{_fmt(depthwise / r['median_s'] if depthwise else None)} | {_fmt(limit)} | "
@@ -429,6 +462,8 @@ def main():
   parser.add_argument('--query_chunk', type=int, default=0,
                       help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk')
   parser.add_argument('--eval_query_chunk', type=int, default=784, help='the same in eval cases')
+  parser.add_argument('--eval_clips_per_pass', type=int, default=-1,
+                      help='JAX eval: clips per forward pass (config.model.eval_clips_per_pass; -1 auto)')
   presets = ['default', 'train', 'eigen', 'onednn']
   parser.add_argument('--xla_eval', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')

@@ -22,6 +22,10 @@ def get_config():
   # 784 queries cost 0-8 % more time than plain for 1/7-1/12 of the memory (benchmarks/attention.py).
   config.model.query_chunk = 0
   config.model.eval_query_chunk = 784
+  # Evaluation forwards over this many views per device at a time (rnl_jax/models/clip_groups.py;
+  # same logits): 0 = all at once, -1 = auto (CPU: one full-size clip per pass, whole batches of
+  # small ones; accelerators: all at once).
+  config.model.eval_clips_per_pass = -1
   config.model.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (params, BN stats f32)
 
   config.num_segments = 8             # T, frames per clip

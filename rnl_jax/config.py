@@ -36,6 +36,8 @@ def model_from_config(config) -> TSN:
     _fail('model.query_chunk', m.query_chunk, '0 (plain) or > 0')
   if m.eval_query_chunk < 0:
     _fail('model.eval_query_chunk', m.eval_query_chunk, '0 (plain) or > 0')
+  if m.eval_clips_per_pass < -1:
+    _fail('model.eval_clips_per_pass', m.eval_clips_per_pass, '-1 (auto), 0 (all at once) or > 0')
   if config.num_segments < 1:
     _fail('num_segments', config.num_segments, '>= 1')
   return build_model(architecture_from_config(config), dropout=m.dropout, query_chunk=m.query_chunk or None,

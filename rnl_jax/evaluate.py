@@ -65,9 +65,11 @@ def load_model(config, path):
   return model, variables
 
 
-def video_scores(model, variables, batches, mesh, num_classes, progress=False):
-  """VideoScores of all videos of the EvalBatches `batches` (every view checked in exactly once)."""
-  eval_fn = jax.jit(functools.partial(train.eval_step, model=model),
+def video_scores(model, variables, batches, mesh, num_classes, progress=False, clips_per_pass=0):
+  """VideoScores of all videos of the EvalBatches `batches` (every view checked in exactly once);
+  `clips_per_pass`: views per device per forward pass (train.eval_step)."""
+  eval_fn = jax.jit(functools.partial(train.eval_step, model=model, clips_per_pass=clips_per_pass,
+                                      shards=mesh.devices.size),
                     in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
                     out_shardings=sharding.replicated(mesh), compiler_options=train.compiler_options())
   variables = jax.device_put(variables, sharding.replicated(mesh))
@@ -155,7 +157,8 @@ def test(config: ml_collections.ConfigDict, workdir: str):
                len(source), paths.val_list, protocol['clips'], protocol['crops'], protocol['size'],
                config.num_segments, path)
   start = time.perf_counter()
-  scores = video_scores(model, variables, batches, mesh, model.num_classes, progress=pindex == 0)
+  scores = video_scores(model, variables, batches, mesh, model.num_classes, progress=pindex == 0,
+                        clips_per_pass=config.model.eval_clips_per_pass)
   seconds = time.perf_counter() - start
   m = scores.metrics()
   result = dict(m, protocol=protocol, checkpoint=os.path.abspath(path), list_file=paths.val_list,

@@ -45,6 +45,7 @@ from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
 from rnl_jax import optim
 from rnl_jax import sharding
+from rnl_jax.models import clip_groups
 
 
 class TrainingError(RuntimeError):
@@ -149,9 +150,17 @@ def train_step(state, batch, *, model, tx, lr_fn):
   return new_state, metrics
 
 
-def eval_step(variables, batch, *, model):
-  """Per-view logits [B, K] (float32) and the batch's bookkeeping, returned replicated."""
-  logits = model.apply(variables, batch['frames'], train=False).astype(jnp.float32)
+def eval_step(variables, batch, *, model, clips_per_pass=0, shards=1):
+  """Per-view logits [B, K] (float32) and the batch's bookkeeping, returned replicated.
+
+  `clips_per_pass` (config.model.eval_clips_per_pass; clip_groups.AUTO allowed): the forward runs
+  over that many views per device at a time (same logits, the memory of one pass); `shards`: the
+  devices the batch is split over.
+  """
+  frames = batch['frames']                                   # [B, T, S, S, 3]
+  clips = clip_groups.clips_per_pass(clips_per_pass, frames.shape[1], frames.shape[2])
+  logits = clip_groups.apply_in_groups(lambda f: model.apply(variables, f, train=False), frames, clips,
+                                       shards).astype(jnp.float32)
   return {'logits': logits, 'label': batch['label'], 'video_index': batch['video_index'],
           'mask': batch['mask']}
 
@@ -384,7 +393,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   p_train = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
                     in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
                     donate_argnums=0, compiler_options=compiler_options())
-  p_eval = jax.jit(functools.partial(eval_step, model=model),
+  p_eval = jax.jit(functools.partial(eval_step, model=model,
+                                     clips_per_pass=config.model.eval_clips_per_pass,
+                                     shards=mesh.devices.size),
                    in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated,
                    compiler_options=compiler_options())
 

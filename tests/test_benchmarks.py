@@ -10,7 +10,7 @@ def _args(**overrides):
   args = dict(frameworks=['jax', 'torch'], models=['rnl'], modes=['eval'], dtypes=['bfloat16'],
               torch_dtypes=['bfloat16'], eval_batches=[16], train_batch=16, frames=8, size=224,
               threads=2, weights='random', eval_query_chunk=784, query_chunk=0, xla_eval='train',
-              xla_train='train', torch_device='cuda', matmul_size=8192)
+              xla_train='train', torch_device='cuda', matmul_size=8192, eval_clips_per_pass=-1)
   args.update(overrides)
   return argparse.Namespace(**args)
 
@@ -26,6 +26,9 @@ def test_gpu_cases_name_the_device_and_dtype_and_cpu_keys_stay_as_before():
   assert all('torch_device' not in c for c in cpu)
   assert all('dtype' not in c for c in cpu if c['mode'] == 'matmul')
   assert len({bm.case_key(c) for c in cases + cpu}) == len(cases) + len(cpu)
+  jax_eval = [c for c in cpu if c['framework'] == 'jax' and c['mode'] == 'eval']
+  assert [c['clips_per_pass'] for c in jax_eval] == [-1]      # the trainer's default (auto)
+  assert 'clips_per_pass' not in bm.cases_from_args(_args(eval_clips_per_pass=0))[2]
 
 
 def test_table_ratios_flop_limit_and_mfu():
@@ -39,11 +42,13 @@ def test_table_ratios_flop_limit_and_mfu():
       dict(common, framework='torch', dtype='bfloat16', flavour='depthwise', median_s=0.05,
            clips_per_s=16 / 0.05, peak_device_gb=6.6),
   ]
-  rows = [line.split(' | ') for line in bm.table(results).splitlines() if line.startswith('| rnl')]
+  lines = bm.table(results).splitlines()
+  header = next(line for line in lines if line.startswith('| model')).strip('| ').split(' | ')
+  rows = [dict(zip(header, line.strip('| ').split(' | '))) for line in lines if line.startswith('| rnl')]
   jax_row = rows[0]
-  assert jax_row[3] == 'jax bfloat16 chunk 784' and jax_row[8] == '1.10'     # device memory column
-  assert (jax_row[9], jax_row[10]) == ('3.00', '2.50')                     # masked / this, depthwise / this
+  assert jax_row['impl'] == 'jax bfloat16 chunk 784' and jax_row['peak device GB'] == '1.10'
+  assert (jax_row['masked / this'], jax_row['depthwise / this']) == ('3.00', '2.50')
   flop_time = 2 * 89.3e9 * 16 / 800_000e9                                   # s at the matmul peak
-  assert float(jax_row[11]) == pytest.approx(0.02 / flop_time, abs=0.01)
-  assert float(jax_row[12].rstrip(' |')) == pytest.approx(100 * flop_time / 0.02, abs=0.1)
-  assert rows[1][3] == 'torch masked bfloat16' and rows[1][9] == '1.00'
+  assert float(jax_row['x FLOP limit']) == pytest.approx(0.02 / flop_time, abs=0.01)
+  assert float(jax_row['MFU %']) == pytest.approx(100 * flop_time / 0.02, abs=0.1)
+  assert rows[1]['impl'] == 'torch masked bfloat16' and rows[1]['masked / this'] == '1.00'

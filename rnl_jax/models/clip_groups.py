@@ -1,0 +1,51 @@
+"""Evaluation forwards in groups of clips: the same logits, with the memory of one group.
+
+In evaluation BatchNorm uses its running statistics, so clips are independent and one forward over B
+clips equals B/k forwards over k clips. On a CPU a larger batch buys no speed, so running the groups
+one after another inside the jitted call (`lax.map`) keeps XLA's temporary arena at one group's
+size. Measured (2-core CPU, RNL-TSM-R50, 4 clips of 8 x 224 px, benchmarks/model.py): one pass
+12.9 s, 0.68 GB of XLA temporaries, 1.62 GB peak RSS; one clip per pass 11.8 s, 0.17 GB, 1.00 GB.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+
+AUTO = -1
+# 'auto' on CPU: passes of at least this many frame pixels (T x H x W): one clip of 8 x 224^2, whole
+# batches of small inputs (4 x 32^2 x 64 clips), where per-pass overheads would dominate.
+AUTO_CPU_PIXELS = 2 ** 18
+
+
+def clips_per_pass(setting, frames, size, backend=None):
+  """Clips per forward pass for a config setting: 0 = all at once, k > 0 = k, AUTO (-1) = on CPU
+  enough clips for AUTO_CPU_PIXELS frame pixels, on accelerators all at once."""
+  if setting != AUTO:
+    return setting
+  if (backend or jax.default_backend()) != 'cpu':
+    return 0
+  return max(1, math.ceil(AUTO_CPU_PIXELS / (frames * size * size)))
+
+
+def apply_in_groups(fn, x, clips, shards=1):
+  """fn(x) computed `clips` clips (per shard) at a time; fn maps [G, ...] -> [G, ...].
+
+  x: [B, ...] with B divisible by `shards` (the devices its batch axis is sharded over; each pass
+  takes `clips` clips from every shard, so no clip changes device). B per shard is padded (with
+  the shard's first clip) to a multiple of `clips`; clips = 0 or >= B per shard: one call of fn.
+  """
+  b = x.shape[0] // shards
+  if not clips or clips >= b:
+    return fn(x)
+  n = -(-b // clips)                                           # passes
+  per_shard = x.reshape((shards, b) + x.shape[1:])             # [D, b, ...]
+  pad = n * clips - b
+  if pad:
+    fill = jnp.broadcast_to(per_shard[:, :1], (shards, pad) + x.shape[1:])
+    per_shard = jnp.concatenate([per_shard, fill], axis=1)     # [D, n*k, ...]
+  groups = per_shard.reshape((shards, n, clips) + x.shape[1:])
+  groups = jnp.moveaxis(groups, 1, 0).reshape((n, shards * clips) + x.shape[1:])   # [n, D*k, ...]
+  y = jax.lax.map(fn, groups)                                  # [n, D*k, ...]
+  y = y.reshape((n, shards, clips) + y.shape[2:])
+  y = jnp.moveaxis(y, 0, 1).reshape((shards, n * clips) + y.shape[3:])[:, :b]     # [D, b, ...]
+  return y.reshape((shards * b,) + y.shape[2:])
