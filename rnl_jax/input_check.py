@@ -10,6 +10,7 @@ time of the wait before dispatch n is the part of [wait start, wait end] after s
 (all of it before the first dispatch). Recording happens when the watcher wakes, so the idle time is
 a slight underestimate (thread wake-up, microseconds to a millisecond).
 """
+import bisect
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ class InputCheck:
     self._block, self._clock = block, clock
     self._queue = queue.Queue()
     self._done = {}                     # dispatch index -> time its outputs were ready
-    self._waits = []                    # (index of the dispatch the wait fed, start, end)
+    self._waits = []                    # (index of the dispatch the wait fed, start, end), in order
     self._dispatched = 0
     self._thread = threading.Thread(target=self._watch, name='input-check', daemon=True)
     self._thread.start()
@@ -64,15 +65,18 @@ class InputCheck:
     before dispatches >= `first` (blocks until the steps dispatched so far have finished)."""
     self._queue.join()
     total = 0.0
-    for index, start, end in self._waits:
-      if index >= first:
-        previous_done = self._done[index - 1] if index > 0 else float('-inf')
-        total += max(0.0, end - max(start, previous_done))
+    for index, start, end in self._since(first):
+      previous_done = self._done[index - 1] if index > 0 else float('-inf')
+      total += max(0.0, end - max(start, previous_done))
     return total
 
   def host_wait_seconds(self, first=0):
     """Seconds the host waited for input before dispatches >= `first` (device busy or not)."""
-    return sum(end - start for index, start, end in self._waits if index >= first)
+    return sum(end - start for _, start, end in self._since(first))
+
+  def _since(self, first):
+    """The waits before dispatches >= `first` (a log window reads only its own: no quadratic cost)."""
+    return self._waits[bisect.bisect_left(self._waits, first, key=lambda w: w[0]):]
 
   def close(self):
     self._queue.put(None)

@@ -296,9 +296,8 @@ def _derived(config, num_train_videos):
   lr = optim.scaled_lr(config.optim.base_lr, step_batch, config.optim.reference_batch)
   micro_per_epoch = num_train_videos / config.batch_size
   steps_per_epoch = micro_per_epoch / config.batch_multiplier
-  total = (config.num_train_steps if config.num_train_steps > 0
-           else max(1, math.ceil(config.num_epochs * steps_per_epoch)))
-  schedule_steps = math.ceil(config.num_epochs * steps_per_epoch)
+  schedule_steps = max(1, math.ceil(config.num_epochs * steps_per_epoch))
+  total = config.num_train_steps if config.num_train_steps > 0 else schedule_steps
   if config.optim.schedule == 'cos' and total > schedule_steps:
     # The cosine ends at 0 after num_epochs: every step past it would train with lr 0.
     raise ValueError(
