@@ -13,9 +13,11 @@
 
 Every case is one subprocess (so its peak RSS is its own): it builds the network, compiles (JAX; timed
 apart), runs one warm-up call and then --repeats timed calls, and prints one JSON line: median and all
-times, clips/s, compile time, RSS after loading the weights and peak RSS. Cases:
+times, clips/s, compile time, RSS after loading the weights, peak RSS of the whole process and of the
+timed calls alone (VmHWM reset after set-up), and for JAX XLA's temporary arena. Cases:
 
-  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3], jitted with the --xla_eval
+  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3] in passes of --eval_clips_per_pass
+                 clips (rnl_jax/models/clip_groups.py; -1 auto, as evaluation runs it), jitted with the --xla_eval
                  compiler options (see xla_options; 'train' = train.compiler_options(), as
                  evaluation runs it); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
