@@ -16,8 +16,8 @@ apart), runs one warm-up call and then --repeats timed calls, and prints one JSO
 times, clips/s, compile time, RSS after loading the weights, peak RSS of the whole process and of the
 timed calls alone (VmHWM reset after set-up), and for JAX XLA's temporary arena. Cases:
 
-  jax    eval    model.apply(train=False) on uint8 [B, T, S, S, 3] in passes of --eval_clips_per_pass
-                 clips (rnl_jax/models/clip_groups.py; -1 auto, as evaluation runs it), jitted with the --xla_eval
+  jax    eval    rnl_jax.train.eval_step (model.apply(train=False)) on uint8 [B, T, S, S, 3] in passes
+                 of --eval_clips_per_pass clips (-1 auto, as evaluation runs it), jitted with the --xla_eval
                  compiler options (see xla_options; 'train' = train.compiler_options(), as
                  evaluation runs it); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
@@ -52,6 +52,7 @@ case; an existing file's cases are kept and not run again, so an interrupted run
 Markdown table on stdout (also --out with .md).
 """
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -84,6 +85,13 @@ def peak_rss_since_reset_gb():
   """Peak RSS (GB) since the last reset_peak_rss (or the process start)."""
   with open('/proc/self/status') as f:
     return next(int(line.split()[1]) for line in f if line.startswith('VmHWM')) / 2**20
+
+
+def start_run_peak():
+  """Peak RSS (GB) of the set-up so far; then restarts the count, so the next reading is the run's."""
+  setup_peak = peak_rss_since_reset_gb()
+  reset_peak_rss()
+  return setup_peak
 
 
 def _cpu_name():
@@ -206,17 +214,18 @@ def jax_case(case, repeats):
 
   options = xla_options(case['xla'])
   if case['mode'] == 'eval':
-    from rnl_jax.models import clip_groups  # pylint: disable=import-outside-toplevel
-    clips = clip_groups.clips_per_pass(case.get('clips_per_pass', 0), t, s)
-    forward = jax.jit(lambda v, x: clip_groups.apply_in_groups(
-        lambda f: model.apply(v, f, train=False), x, clips), compiler_options=options)
-    x = jnp.asarray(frames)
+    from rnl_jax import train  # pylint: disable=import-outside-toplevel
+    # evaluation's own step (passes of clips_per_pass clips; logits cast to float32)
+    forward = jax.jit(functools.partial(train.eval_step, model=model,
+                                        clips_per_pass=case.get('clips_per_pass', 0)),
+                      compiler_options=options)
+    x = {'frames': jnp.asarray(frames), 'label': jnp.zeros(b, jnp.int32),
+         'video_index': jnp.zeros(b, jnp.int32), 'mask': jnp.ones(b, bool)}
     start = time.perf_counter()
     compiled = forward.lower(variables, x).compile()
     compile_s = time.perf_counter() - start
     temp_gb = compiled.memory_analysis().temp_size_in_bytes / 2**30
-    setup_peak = peak_rss_since_reset_gb()
-    reset_peak_rss()
+    setup_peak = start_run_peak()
     times = time_calls(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
   else:
     step, state, data, _ = train_step_benchmark.step_setup(model, variables, (b, t, s), 400, options)
@@ -224,8 +233,7 @@ def jax_case(case, repeats):
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - start
     temp_gb = compiled.memory_analysis().temp_size_in_bytes / 2**30
-    setup_peak = peak_rss_since_reset_gb()
-    reset_peak_rss()
+    setup_peak = start_run_peak()
     holder = [state]
 
     def run():
@@ -287,8 +295,7 @@ def torch_case(case, repeats):
       sync()
   if cuda:
     torch.cuda.reset_peak_memory_stats()
-  setup_peak = peak_rss_since_reset_gb()
-  reset_peak_rss()
+  setup_peak = start_run_peak()
   times = time_calls(run, repeats)
   return {'compile_s': 0.0, 'times_s': times, 'rss_loaded_gb': rss_loaded,
           'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
