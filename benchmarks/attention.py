@@ -1,12 +1,16 @@
-"""RNL attention alone: plain vs query-chunked, time and peak memory, at layer2's size for 8 and 16 frames.
+"""RNL attention alone: plain vs query-chunked vs streamed, time and peak memory, at layer2's size for
+8 and 16 frames.
 
-  python -m benchmarks.attention [--frames 8,16] [--chunks 0,784,1568,3136,6272] [--batch 2]
-      [--dtype float32] [--repeats 5] [--out benchmarks/results/attention.json]
+  python -m benchmarks.attention [--frames 8,16] [--chunks 0,784,1568,3136,6272] [--streamed 784]
+      [--modes eval,train] [--batch 2] [--dtype float32] [--repeats 5]
+      [--out benchmarks/results/attention.json]
 
 `rnl_jax.models.rnl.region_attention(P, Theta, query_chunk)` on random `[B, M, 256]` inputs with
 M = T x 28 x 28 (layer2 of R50 at 224 px, where the attention costs 2 x 10.07 G MACs per block at
 8 frames and 4x that at 16): 'eval' is the forward, 'train' the forward and the vjp of both inputs
-(what a train step runs per block). Each case is a subprocess; memory is its peak RSS minus its RSS
+(what a train step runs per block). --streamed lists tile sizes for
+`rnl_jax.models.rnl.streamed_attention` (eval cases only: evaluation's method on CPU). GFLOP/s is
+nominal, from the full 2 x M^2 x C' MACs (streamed computes 56 % of the affinity's). Each case is a subprocess; memory is its peak RSS minus its RSS
 with the inputs in place (the temporaries of that one call: plain attention holds [B, M, M] logits
 and weights, a chunk holds [B, chunk, M]). Times are medians of --repeats after a warm-up.
 """
@@ -26,7 +30,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def run_case(case, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from rnl_jax.models.rnl import region_attention  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.rnl import region_attention, streamed_attention  # pylint: disable=import-outside-toplevel
 
   m = case['frames'] * 28 * 28
   dtype = getattr(jnp, case['dtype'])
@@ -36,7 +40,10 @@ def run_case(case, repeats):
   theta = jax.random.normal(kt, shape).astype(dtype)
   g = jax.random.normal(kg, shape).astype(dtype)
   chunk = case['chunk'] or None
-  if case['mode'] == 'eval':
+  if case.get('method') == 'streamed':
+    fn = jax.jit(lambda p, t: streamed_attention(p, t, chunk))
+    args = (p, theta)
+  elif case['mode'] == 'eval':
     fn = jax.jit(lambda p, t: region_attention(p, t, chunk))
     args = (p, theta)
   else:
@@ -62,6 +69,7 @@ def main():
   ints = lambda s: [int(x) for x in s.split(',') if x]
   parser.add_argument('--frames', type=ints, default=[8, 16])
   parser.add_argument('--chunks', type=ints, default=[0, 784, 1568, 3136, 6272])
+  parser.add_argument('--streamed', type=ints, default=[784], help='tile rows of streamed eval cases')
   parser.add_argument('--modes', type=lambda s: s.split(','), default=['eval', 'train'])
   parser.add_argument('--batch', type=int, default=2)
   parser.add_argument('--channels', type=int, default=256)
@@ -76,11 +84,14 @@ def main():
   results = []
   for frames in args.frames:
     for mode in args.modes:
-      for chunk in args.chunks:
+      methods = [('chunked', c) for c in args.chunks] + [('streamed', c) for c in args.streamed if mode == 'eval']
+      for method, chunk in methods:
         if chunk >= frames * 28 * 28:
           continue
         case = {'frames': frames, 'mode': mode, 'chunk': chunk, 'batch': args.batch,
                 'channels': args.channels, 'dtype': args.dtype}
+        if method == 'streamed':
+          case['method'] = method
         proc = subprocess.run([sys.executable, '-m', 'benchmarks.attention', '--case', json.dumps(case),
                                '--repeats', str(args.repeats)], cwd=REPO, capture_output=True, text=True,
                               check=False)
@@ -96,14 +107,16 @@ def main():
   out.write_text(json.dumps({'date': time.strftime('%Y-%m-%d'), 'cpus': os.cpu_count(),
                              'command': ' '.join(['python -m benchmarks.attention'] + sys.argv[1:]),
                              'results': results}, indent=1))
-  lines = ['| frames | M | mode | query chunk | median s | GFLOP/s | temporaries GB | peak RSS GB |',
+  lines = ['| frames | M | mode | attention | median s | GFLOP/s (nominal) | temporaries GB | peak RSS GB |',
            '|---|---|---|---|---|---|---|---|']
   for r in results:
+    attention = (f"streamed, tiles of {r['chunk']}" if r.get('method') == 'streamed'
+                 else f"chunks of {r['chunk']}" if r['chunk'] else 'plain')
     if 'error' in r:
-      lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {r['chunk'] or 'plain'} | "
+      lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
                    f"{r['error'][:60]} ||||")
       continue
-    lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {r['chunk'] or 'plain'} | "
+    lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
                  f"{r['median_s']:.3f} | {r['gflops']:.1f} | {r['temp_gb']:.2f} | {r['peak_rss_gb']:.2f} |")
   md = '\n'.join(lines)
   out.with_suffix('.md').write_text(md + '\n')

@@ -3,7 +3,7 @@
   python -m benchmarks.model [--out benchmarks/results/model.json] [--repeats 5] [--threads 2]
       [--frameworks jax,torch] [--models tsm,rnl] [--dtypes float32,bfloat16] [--modes eval,train]
       [--eval_batches 1,4] [--train_batch 2] [--frames 8] [--size 224] [--query_chunk 0]
-      [--eval_query_chunk 784] [--xla_eval train] [--xla_train train]
+      [--eval_query_chunk 784] [--eval_attention auto] [--xla_eval train] [--xla_train train]
       [--weights fixture|random] [--torch_device cpu|cuda] [--torch_dtypes float32] [--matmul_size 4096]
 
   On one GPU (JAX takes its default backend; see README's GPU table for the command used):
@@ -17,9 +17,10 @@ times, clips/s, compile time, RSS after loading the weights, peak RSS of the who
 timed calls alone (VmHWM reset after set-up), and for JAX XLA's temporary arena. Cases:
 
   jax    eval    rnl_jax.train.eval_step (model.apply(train=False)) on uint8 [B, T, S, S, 3] in passes
-                 of --eval_clips_per_pass clips (-1 auto, as evaluation runs it), jitted with the --xla_eval
-                 compiler options (see xla_options; 'train' = train.compiler_options(), as
-                 evaluation runs it); float32 and bfloat16
+                 of --eval_clips_per_pass clips (-1 auto, as evaluation runs it), RNL attention as
+                 --eval_query_chunk / --eval_attention say (the result's 'attention' names the method
+                 that ran), jitted with the --xla_eval compiler options (see xla_options; 'train' =
+                 train.compiler_options(), as evaluation runs it); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
                  in training mode, dropout 0.5), jitted with the --xla_train options ('train':
                  train.compiler_options(), as training runs it)
@@ -200,12 +201,15 @@ def jax_case(case, repeats):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from benchmarks import train_step as train_step_benchmark  # pylint: disable=import-outside-toplevel
   from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.rnl import eval_attention_method  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.tsn import Architecture  # pylint: disable=import-outside-toplevel
 
   arch = Architecture.from_variant(case['model'], 400)
   chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
-  model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, normalize_input=True,
-                      dtype=getattr(jnp, case['dtype']), dropout=0.5)
+  # eval_attention: cases stored before it existed ran query chunks
+  attention = case.get('eval_attention', 'chunked')
+  model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, eval_attention=attention,
+                      normalize_input=True, dtype=getattr(jnp, case['dtype']), dropout=0.5)
   variables = _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
@@ -244,7 +248,8 @@ def jax_case(case, repeats):
           'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
           'xla_temp_gb': temp_gb,
           'device': str(jax.devices()[0]), 'device_kind': jax.devices()[0].device_kind,
-          'peak_device_gb': _jax_device_peak_gb(), 'jax': jax.__version__}
+          'peak_device_gb': _jax_device_peak_gb(), 'jax': jax.__version__,
+          **({'attention': eval_attention_method(attention)} if 'eval_attention' in case else {})}
 
 
 def torch_case(case, repeats):
@@ -372,6 +377,8 @@ def cases_from_args(args):
                         xla=args.xla_eval if mode == 'eval' else args.xla_train)
             if mode == 'eval' and args.eval_clips_per_pass:
               case['clips_per_pass'] = args.eval_clips_per_pass
+            if mode == 'eval' and model == 'rnl' and args.eval_query_chunk:
+              case['eval_attention'] = args.eval_attention
             cases.append(case)
         if 'torch' in args.frameworks:
           for dtype in args.torch_dtypes:
@@ -381,7 +388,7 @@ def cases_from_args(args):
 
 
 CASE_FIELDS = ('framework', 'mode', 'model', 'batch', 'frames', 'size', 'dtype', 'flavour', 'query_chunk',
-               'xla', 'torch_device', 'clips_per_pass')
+               'xla', 'torch_device', 'clips_per_pass', 'eval_attention')
 
 
 def case_key(case):
@@ -425,7 +432,8 @@ def table(results):
     if r['mode'] == 'matmul':
       continue
     dtype = r.get('dtype', 'float32')
-    impl = (f"jax {dtype}" + (f" chunk {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
+    method = 'streamed' if r.get('attention') == 'streamed' else 'chunk'  # stored before: chunks
+    impl = (f"jax {dtype}" + (f" {method} {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
             + ({-1: ' auto passes', 0: ''}.get(r.get('clips_per_pass', 0), f" {r.get('clips_per_pass')} clips/pass"))
             + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
             if r['framework'] == 'jax' else f"torch {r['flavour']}" + (f' {dtype}' if dtype != 'float32' else ''))
@@ -471,6 +479,8 @@ def main():
   parser.add_argument('--query_chunk', type=int, default=0,
                       help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk')
   parser.add_argument('--eval_query_chunk', type=int, default=784, help='the same in eval cases')
+  parser.add_argument('--eval_attention', default='auto', choices=['auto', 'streamed', 'chunked'],
+                      help='JAX RNL eval with --eval_query_chunk: config.model.eval_attention')
   parser.add_argument('--eval_clips_per_pass', type=int, default=-1,
                       help='JAX eval: clips per forward pass (config.model.eval_clips_per_pass; -1 auto)')
   presets = ['default', 'train', 'eigen', 'onednn']

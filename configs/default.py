@@ -18,10 +18,14 @@ def get_config():
   config.model.width = 64             # stem / first-stage channels (64 = the released models)
   config.model.dropout = 0.5
   # RNL attention in training / in evaluation: 0 = plain [M, M] (fastest to train: symmetric
-  # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation: chunks of
-  # 784 queries cost 0-8 % more time than plain for 1/7-1/12 of the memory (benchmarks/attention.py).
+  # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation with
+  # eval_query_chunk > 0 runs as `eval_attention` says: 'streamed' (tiles of that many rows, each
+  # affinity tile used twice, running softmax: on a 2-core CPU 0.74x the time of chunks of 784 and
+  # 0.77x plain, 1/3 of the chunks' memory), 'chunked' (queries per chunk: on an H200 1.1x faster
+  # than plain), 'auto' = streamed on CPU, chunked on accelerators (benchmarks/attention.py).
   config.model.query_chunk = 0
   config.model.eval_query_chunk = 784
+  config.model.eval_attention = 'auto'
   # Evaluation forwards over this many views per device at a time (rnl_jax/models/clip_groups.py;
   # same logits): 0 = all at once, -1 = auto (CPU: one full-size clip per pass, whole batches of
   # small ones; accelerators: all at once).

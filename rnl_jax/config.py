@@ -3,6 +3,7 @@ import jax.numpy as jnp
 
 from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
+from rnl_jax.models.rnl import EVAL_ATTENTION
 from rnl_jax import optim
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -36,12 +37,15 @@ def model_from_config(config) -> TSN:
     _fail('model.query_chunk', m.query_chunk, '0 (plain) or > 0')
   if m.eval_query_chunk < 0:
     _fail('model.eval_query_chunk', m.eval_query_chunk, '0 (plain) or > 0')
+  if m.eval_attention not in EVAL_ATTENTION:
+    _fail('model.eval_attention', m.eval_attention, f'one of {EVAL_ATTENTION}')
   if m.eval_clips_per_pass < -1:
     _fail('model.eval_clips_per_pass', m.eval_clips_per_pass, '-1 (auto), 0 (all at once) or > 0')
   if config.num_segments < 1:
     _fail('num_segments', config.num_segments, '>= 1')
   return build_model(architecture_from_config(config), dropout=m.dropout, query_chunk=m.query_chunk or None,
-                     eval_query_chunk=m.eval_query_chunk or None, normalize_input=True,
+                     eval_query_chunk=m.eval_query_chunk or None, eval_attention=m.eval_attention,
+                     normalize_input=True,
                      dtype=DTYPES[m.dtype])
 
 

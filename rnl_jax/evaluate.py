@@ -58,7 +58,8 @@ def load_model(config, path):
   dtype = config_lib.DTYPES[config.model.dtype]
   model, variables = checkpoint_lib.load_checkpoint(path, dropout=0.0, normalize_input=True, dtype=dtype,
                                                     query_chunk=config.model.query_chunk or None,
-                                                    eval_query_chunk=config.model.eval_query_chunk or None)
+                                                    eval_query_chunk=config.model.eval_query_chunk or None,
+                                                    eval_attention=config.model.eval_attention)
   if model.num_classes != config.data.num_classes:
     raise ValueError(f'config.data.num_classes={config.data.num_classes} but the checkpoint {path} has '
                      f'{model.num_classes} classes')

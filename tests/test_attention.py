@@ -1,10 +1,10 @@
-"""Chunked region attention equals the plain [M, M] softmax, in values and gradients."""
+"""Chunked and streamed region attention equal the plain [M, M] softmax, in values and gradients."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnl_jax.models import region_attention, rnl
+from rnl_jax.models import Architecture, build_model, region_attention, rnl
 
 
 def attention_numpy(p, theta):
@@ -73,14 +73,75 @@ def test_tiled_attention_matches_numpy(monkeypatch):
   np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-5, atol=1e-5)
 
 
-def test_block_chunks_by_mode():
-  # query_chunk applies with train=True, eval_query_chunk with train=False (lax.map -> a scan).
-  block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), query_chunk=None, eval_query_chunk=8)
+# tile 1: every pair is 1 x 1; 7: 15 tiles with 5 padded keys; 30: evened out to 4 tiles of 25;
+# 100 and 1000: one tile.
+@pytest.mark.parametrize('tile', [1, 7, 25, 30, 100, 1000])
+def test_streamed_attention_matches_numpy(tile):
+  rng = np.random.default_rng(5)
+  p = rng.normal(size=(2, 100, 16)).astype(np.float32) * 0.5
+  theta = rng.normal(size=(2, 100, 16)).astype(np.float32)
+  y = rnl.streamed_attention(jnp.asarray(p), jnp.asarray(theta), tile)
+  np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-5, atol=1e-5)
+
+
+def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum():
+  # Logits up to ~1e3 (exp overflows without the running maximum), and every query's largest logit
+  # lies in a later key tile than its first one: the earlier tiles' sums must be rescaled, not kept.
+  rng = np.random.default_rng(6)
+  p = rng.normal(size=(1, 60, 8)).astype(np.float32)
+  p *= np.linspace(0.5, 8.0, 60, dtype=np.float32)[None, :, None]  # larger norms in later rows
+  theta = rng.normal(size=(1, 60, 8)).astype(np.float32)
+  y = np.asarray(rnl.streamed_attention(jnp.asarray(p), jnp.asarray(theta), 20))
+  assert np.isfinite(y).all()
+  np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-4, atol=1e-4)
+
+
+def test_streamed_attention_in_bfloat16_keeps_float32_sums():
+  rng = np.random.default_rng(7)
+  p = rng.normal(size=(1, 96, 16)).astype(np.float32) * 0.5
+  theta = rng.normal(size=(1, 96, 16)).astype(np.float32)
+  y = rnl.streamed_attention(jnp.asarray(p, jnp.bfloat16), jnp.asarray(theta, jnp.bfloat16), 32)
+  assert y.dtype == jnp.bfloat16
+  plain = region_attention(jnp.asarray(p, jnp.bfloat16), jnp.asarray(theta, jnp.bfloat16))
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(plain, np.float32), atol=3e-2)
+  np.testing.assert_allclose(np.asarray(y, np.float32), attention_numpy(p, theta), atol=6e-2)
+
+
+def test_streamed_gradients_equal_plain():
+  rng = np.random.default_rng(8)
+  p = jnp.asarray(rng.normal(size=(2, 90, 8)).astype(np.float32) * 0.5)
+  theta = jnp.asarray(rng.normal(size=(2, 90, 8)).astype(np.float32))
+  g = jnp.asarray(rng.normal(size=(2, 90, 8)).astype(np.float32))
+  _, vjp_plain = jax.vjp(lambda a, b: region_attention(a, b), p, theta)
+  _, vjp_streamed = jax.vjp(lambda a, b: rnl.streamed_attention(a, b, 32), p, theta)
+  for a, b in zip(vjp_plain(g), vjp_streamed(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_attention_method():
+  assert rnl.eval_attention_method('auto', 'cpu') == 'streamed'
+  assert rnl.eval_attention_method('auto', 'gpu') == 'chunked'
+  assert rnl.eval_attention_method('auto', 'tpu') == 'chunked'
+  assert rnl.eval_attention_method('chunked', 'cpu') == 'chunked'
+  assert rnl.eval_attention_method('streamed', 'gpu') == 'streamed'
+  with pytest.raises(ValueError, match="eval_attention='flash'"):
+    rnl.eval_attention_method('flash')
+  with pytest.raises(ValueError, match="eval_attention='flash'"):  # at construction, before any trace
+    build_model(Architecture.from_variant('rnl', 10, 50), eval_attention='flash')
+
+
+@pytest.mark.parametrize('method', ['streamed', 'chunked'])
+def test_block_chunks_by_mode(method):
+  # query_chunk applies with train=True, eval_query_chunk with train=False (streamed: a scan over
+  # the tile pairs with a cond for the mirrored update; chunked: lax.map -> a scan, no cond).
+  block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), query_chunk=None, eval_query_chunk=8,
+                             eval_attention=method)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 4, 4, 8)).astype(np.float32))  # [N*T, H, W, C]
   variables = block.init(jax.random.PRNGKey(0), x, train=False)
   eval_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=False))(variables))
   train_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=True, mutable=['batch_stats']))(variables))
   assert 'scan' in eval_jaxpr and 'scan' not in train_jaxpr
+  assert ('cond' in eval_jaxpr) == (method == 'streamed')
   plain = block.clone(eval_query_chunk=None)
   np.testing.assert_allclose(block.apply(variables, x, train=False), plain.apply(variables, x, train=False),
                              rtol=1e-5, atol=1e-5)

@@ -10,7 +10,8 @@ def _args(**overrides):
   args = dict(frameworks=['jax', 'torch'], models=['rnl'], modes=['eval'], dtypes=['bfloat16'],
               torch_dtypes=['bfloat16'], eval_batches=[16], train_batch=16, frames=8, size=224,
               threads=2, weights='random', eval_query_chunk=784, query_chunk=0, xla_eval='train',
-              xla_train='train', torch_device='cuda', matmul_size=8192, eval_clips_per_pass=-1)
+              xla_train='train', torch_device='cuda', matmul_size=8192, eval_clips_per_pass=-1,
+              eval_attention='auto')
   args.update(overrides)
   return argparse.Namespace(**args)
 
@@ -29,6 +30,9 @@ def test_gpu_cases_name_the_device_and_dtype_and_cpu_keys_stay_as_before():
   jax_eval = [c for c in cpu if c['framework'] == 'jax' and c['mode'] == 'eval']
   assert [c['clips_per_pass'] for c in jax_eval] == [-1]      # the trainer's default (auto)
   assert 'clips_per_pass' not in bm.cases_from_args(_args(eval_clips_per_pass=0))[2]
+  # RNL eval cases name the attention setting (stored ones without it ran query chunks)
+  assert [c['eval_attention'] for c in jax_eval] == ['auto']
+  assert all('eval_attention' not in c for c in bm.cases_from_args(_args(models=['tsm'], modes=['eval', 'train'])))
 
 
 def test_table_ratios_flop_limit_and_mfu():
@@ -52,3 +56,5 @@ def test_table_ratios_flop_limit_and_mfu():
   assert float(jax_row['x FLOP limit']) == pytest.approx(0.02 / flop_time, abs=0.01)
   assert float(jax_row['MFU %']) == pytest.approx(100 * flop_time / 0.02, abs=0.1)
   assert rows[1]['impl'] == 'torch masked bfloat16' and rows[1]['masked / this'] == '1.00'
+  streamed = bm.table([dict(results[1], attention='streamed')] + results[2:]).splitlines()
+  assert any(line.startswith('| rnl | eval | 16 | jax bfloat16 streamed 784 |') for line in streamed)

@@ -37,10 +37,11 @@ def test_architecture_inferred(converted):
                             'shift_div': 8, 'non_local': True, 'width': 64}
 
 
-@pytest.mark.parametrize('query_chunk', [None, 1000])
-def test_eval_logits_and_features(converted, parity_inputs, query_chunk):
+# plain attention, evaluation's streamed tiles (its CPU default) and query chunks (accelerators)
+@pytest.mark.parametrize('query_chunk,eval_attention', [(None, 'auto'), (1000, 'streamed'), (1000, 'chunked')])
+def test_eval_logits_and_features(converted, parity_inputs, query_chunk, eval_attention):
   variables, arch = converted
-  model = build_model(arch, dropout=0.5, query_chunk=query_chunk)
+  model = build_model(arch, dropout=0.5, query_chunk=query_chunk, eval_attention=eval_attention)
   logits, features = pu.eval_logits_and_features(model, variables, parity_inputs['input'])
   ref_logits = load_npy('logits.npy')
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)

@@ -65,6 +65,7 @@ class Block(nn.Module):
   nonlocal_kernel: Optional[tuple] = None
   query_chunk: Optional[int] = None
   eval_query_chunk: Optional[int] = None
+  eval_attention: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -99,7 +100,8 @@ class Block(nn.Module):
       if self.gate:
         y = ChannelGate(self.num_segments, dtype=self.dtype, name='cg')(y, train)
       y = RegionNonLocal(self.num_segments, self.nonlocal_kernel, self.query_chunk,
-                         self.eval_query_chunk, dtype=self.dtype, name='nl')(y, train)
+                         self.eval_query_chunk, self.eval_attention, dtype=self.dtype,
+                         name='nl')(y, train)
     return y
 
 
@@ -113,6 +115,7 @@ class ResNet(nn.Module):
   query_chunk: Optional[int] = None
   width: int = 64
   eval_query_chunk: Optional[int] = None
+  eval_attention: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -135,7 +138,7 @@ class ResNet(nn.Module):
                   shift=self.shift_place if is_shifted(self.depth, self.shift_place, i) else None,
                   shift_div=self.shift_div,
                   gate=gate, nonlocal_kernel=kernel, query_chunk=self.query_chunk,
-                  eval_query_chunk=self.eval_query_chunk,
+                  eval_query_chunk=self.eval_query_chunk, eval_attention=self.eval_attention,
                   dtype=self.dtype, name=f'layer{stage}_{i}')(x, train)
         in_ch = out
     return jnp.mean(x.astype(stat_dtype(x.dtype)), axis=(1, 2))  # global average pool

@@ -19,8 +19,10 @@ from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, to
 # save more MACs but make smaller matmuls. RNL-R50 eval forward of one 8-frame clip, plain attention
 # (one run each, 2-core CPU): 784 rows 2.90 s, 1568 rows 3.00 s, 3136 rows 3.24 s, untiled 3.03 s.
 AFFINITY_TILE = 784
-# Queries per chunk for evaluation where nothing else says (rnl_jax.classify; configs/default.py):
-# forward time within 0-8 % of plain attention, 1/7-1/12 of its temporaries (benchmarks/attention.py).
+# Rows per streamed tile (CPU) / queries per chunk (accelerators) for evaluation where nothing else
+# says (rnl_jax.classify; configs/default.py). Streamed tiles of 784: 0.74x the time of chunks and
+# 0.77x plain per layer-2 attention; chunks: within 0-8 % of plain, 1/7-1/12 of its temporaries
+# (benchmarks/attention.py).
 EVAL_QUERY_CHUNK = 784
 
 
@@ -90,6 +92,79 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
   return jnp.moveaxis(y, 0, 1).reshape(n, chunks * query_chunk, c)[:, :m]
 
 
+def streamed_attention(p, theta, tile: int):
+  """region_attention's function, computed tile pair by tile pair with a running softmax (forward).
+
+  The affinity P P^T is symmetric: with k tiles of at most `tile` rows per side, each of the
+  k (k + 1) / 2 tiles on and above the diagonal is computed once and serves twice, for its query
+  rows against its key rows and, transposed, the other way round. Each query row keeps a running
+  maximum, exp-sum and weighted sum of values (online softmax, as in flash attention), so memory is
+  one tile plus `[N, M, C']` accumulators (XLA temporaries 13 MB at layer 2 of an 8-frame clip,
+  against 46 MB in query chunks of 784 and 315 MB plain) and the affinity MACs are 56 % of the
+  full product (k = 8). Padded key columns (M not a multiple of the tile rows) are masked to -inf.
+  The sums run in a different order from the plain softmax (differences ~1e-7 in float32).
+  Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5): M = 6272 (layer 2, 8 frames) 0.52 s
+  against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 / 1.20 s;
+  M = 1568 (layer 3, C' = 512) 0.070 vs 0.082 / 0.070 s. Tiles of 392 / 1568 rows: 0.62 / 0.58 s at
+  M = 6272. Differentiable (through the scan), but the backward keeps every step's residuals:
+  training uses region_attention.
+
+  Args:
+    p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out).
+  Returns:
+    `[N, M, C']` in theta's dtype.
+  """
+  n, m, c = p.shape
+  acc_dtype = stat_dtype(theta.dtype)
+  k = -(-m // tile)
+  rows = -(-m // k)
+  pad = k * rows - m
+  tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)       # [N, k, rows, C']
+  values = jnp.pad(theta, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
+  key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
+
+  def update(state, i, logits, vals):
+    """Fold `logits` [N, rows, rows] of query tile i against keys with values `vals` into the state."""
+    top, total, out = state  # [N, k, rows], [N, k, rows], [N, k, rows, C']
+    new_top = jnp.maximum(top[:, i], jnp.max(logits, axis=-1))
+    rescale = jnp.exp(top[:, i] - new_top)
+    weights = jnp.exp(logits - new_top[..., None])
+    new_total = total[:, i] * rescale + jnp.sum(weights, axis=-1)
+    new_out = out[:, i] * rescale[..., None] + jnp.einsum(
+        'nqk,nkc->nqc', weights.astype(vals.dtype), vals, preferred_element_type=acc_dtype)
+    return top.at[:, i].set(new_top), total.at[:, i].set(new_total), out.at[:, i].set(new_out)
+
+  def step(state, pair):
+    i, j = pair[0], pair[1]
+    logits = jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=acc_dtype)
+    state = update(state, i, logits + key_bias[j] if pad else logits, values[:, j])
+    mirrored = jnp.swapaxes(logits, 1, 2)  # keys of tile i for the queries of tile j
+    mirrored = mirrored + key_bias[i] if pad else mirrored
+    state = jax.lax.cond(i != j, lambda s: update(s, j, mirrored, values[:, i]), lambda s: s, state)
+    return state, None
+
+  pairs = jnp.asarray([(i, j) for i in range(k) for j in range(i, k)], jnp.int32)
+  init = (jnp.full((n, k, rows), -jnp.inf, acc_dtype), jnp.zeros((n, k, rows), acc_dtype),
+          jnp.zeros((n, k, rows, c), acc_dtype))
+  (_, total, out), _ = jax.lax.scan(step, init, pairs)
+  y = out / total[..., None]  # [N, k, rows, C']
+  return y.reshape(n, k * rows, c)[:, :m].astype(theta.dtype)
+
+
+# How evaluation (train=False) bounds the attention's memory when eval_query_chunk is set.
+EVAL_ATTENTION = ('auto', 'streamed', 'chunked')
+
+
+def eval_attention_method(setting: str, backend: Optional[str] = None) -> str:
+  """'streamed' or 'chunked' for a setting; 'auto' = streamed on CPU (measured fastest there), chunked
+  on accelerators (measured on an H200: chunks of 784 beat plain; streamed not yet measured there)."""
+  if setting not in EVAL_ATTENTION:
+    raise ValueError(f'eval_attention={setting!r}: expected one of {EVAL_ATTENTION}')
+  if setting != 'auto':
+    return setting
+  return 'streamed' if (backend or jax.default_backend()) == 'cpu' else 'chunked'
+
+
 def penta_groups(inner: int) -> int:
   """Channels per group of the original's masked grouped conv (32 unless fewer channels)."""
   return inner // max(inner // 32, 1)
@@ -115,7 +190,8 @@ class RegionNonLocal(nn.Module):
   num_segments: int
   kernel_size: Sequence[int]  # (kt, kh, kw)
   query_chunk: Optional[int] = None       # train=True (region_attention's query_chunk)
-  eval_query_chunk: Optional[int] = None  # train=False
+  eval_query_chunk: Optional[int] = None  # train=False: tile rows (streamed) or queries per chunk
+  eval_attention: str = 'auto'            # train=False with eval_query_chunk: EVAL_ATTENTION
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -133,8 +209,11 @@ class RegionNonLocal(nn.Module):
     p = DepthwiseConv3D(k, uniform_init(bound), self.dtype, name='penta')(theta)  # [N, T, H, W, C']
     # The attention's queries = keys, for attention maps (rnl_jax.classify): S = softmax(P P^T).
     self.sow('intermediates', 'region_features', p)
-    chunk = self.query_chunk if train else self.eval_query_chunk
-    y = region_attention(p.reshape(n, -1, inner), theta.reshape(n, -1, inner), chunk)
+    p, theta = p.reshape(n, -1, inner), theta.reshape(n, -1, inner)  # [N, M, C']
+    if not train and self.eval_query_chunk and eval_attention_method(self.eval_attention) == 'streamed':
+      y = streamed_attention(p, theta, self.eval_query_chunk)
+    else:
+      y = region_attention(p, theta, self.query_chunk if train else self.eval_query_chunk)
     z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
     z = BatchNorm(scale_init=nn.initializers.zeros, dtype=self.dtype, name='W_1')(z, train)
