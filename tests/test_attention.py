@@ -74,7 +74,7 @@ def test_tiled_attention_matches_numpy(monkeypatch):
 
 
 # tile 1: every pair is 1 x 1; 7: 15 tiles with 5 padded keys; 30: evened out to 4 tiles of 25;
-# 100 and 1000: one tile.
+# 100 and 1000: one tile, the plain path.
 @pytest.mark.parametrize('tile', [1, 7, 25, 30, 100, 1000])
 def test_streamed_attention_matches_numpy(tile):
   rng = np.random.default_rng(5)
@@ -82,6 +82,8 @@ def test_streamed_attention_matches_numpy(tile):
   theta = rng.normal(size=(2, 100, 16)).astype(np.float32)
   y = rnl.streamed_attention(jnp.asarray(p), jnp.asarray(theta), tile)
   np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-5, atol=1e-5)
+  if tile >= 100:   # one tile: the same program as the plain attention, so the same bits
+    np.testing.assert_array_equal(y, region_attention(jnp.asarray(p), jnp.asarray(theta)))
 
 
 def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum():

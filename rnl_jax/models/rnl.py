@@ -110,11 +110,14 @@ def streamed_attention(p, theta, tile: int):
   training uses region_attention.
 
   Args:
-    p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out).
+    p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out);
+      tile >= M is one tile: the plain path (region_attention), bit for bit.
   Returns:
     `[N, M, C']` in theta's dtype.
   """
   n, m, c = p.shape
+  if tile >= m:
+    return region_attention(p, theta)
   acc_dtype = stat_dtype(theta.dtype)
   k = -(-m // tile)
   rows = -(-m // k)
