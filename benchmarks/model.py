@@ -34,8 +34,14 @@ Conv3d (32x the depthwise MACs; what the original's users run), 'depthwise' a tr
 all cores of this machine (2 here: run with --threads equal to the core count).
 
 Weights: RNL on both sides is the parity fixture's random checkpoint (../shared/parity, rebuilt with
-NumPy; the JAX one converted in memory), so both compute the same function; JAX TSM takes the same
-tensors minus the RNL blocks, torch TSM keeps torchvision's random init (values do not change speed).
+NumPy), so both compute the same function; JAX TSM takes the same tensors minus the RNL blocks, torch
+TSM keeps torchvision's random init (values do not change speed). The parent process writes them to a
+temporary directory the way each side's users hold them (write_checkpoints: the original's .pth.tar,
+loaded with torch.load as its main.py does; this port's converted checkpoints, loaded with
+rnl_jax.load_checkpoint as rnl_jax.evaluate does), so a case's memory is that of loading a checkpoint
+file, not of rebuilding and converting the fixture in the process (which leaves ~0.1 GB of freed
+heap that glibc keeps). A --case run on its own (no 'checkpoint' in it) rebuilds the fixture in
+process.
 
 --weights random skips the fixture (fan-in-scaled random weights, BN statistics 0 / 1: for a machine
 without ../shared, such as a lent GPU).
@@ -62,6 +68,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -155,6 +162,32 @@ def _jax_variables(model):
   return traverse_util.unflatten_dict({k: jnp.array(flat[k]) for k in keep})
 
 
+def write_checkpoints(out_dir, frameworks, shared=SHARED):
+  """The fixture as each framework's users hold it, for the cases to load from disk: the original's
+  `.pth.tar` (torch.save, what its main.py loads) and this port's converted checkpoints (RNL, and
+  TSM = its subset; what rnl_jax.evaluate and classify load). {name: path}."""
+  out_dir = pathlib.Path(out_dir)
+  paths = {}
+  if 'torch' in frameworks:
+    tensors, _ = fixture(shared)
+    paths['torch_rnl'] = tensors.write(str(pathlib.Path(shared) / 'parity' / 'k400_8f'), str(out_dir / 'torch'))
+  if 'jax' in frameworks:
+    from flax import traverse_util  # pylint: disable=import-outside-toplevel
+    from rnl_jax import convert  # pylint: disable=import-outside-toplevel
+    from rnl_jax.checkpoint import save_checkpoint  # pylint: disable=import-outside-toplevel
+    from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
+    from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
+    variables, arch = convert.convert_state_dict(fixture_state_dict(shared))
+    flat = traverse_util.flatten_dict(variables)
+    for name in ('rnl', 'tsm'):
+      arch = Architecture.from_variant(name, 400)
+      keep = traverse_util.flatten_dict(abstract_variables(build_model(arch)))
+      paths[f'jax_{name}'] = save_checkpoint(str(out_dir / f'jax_{name}'),
+                                             traverse_util.unflatten_dict({k: flat[k] for k in keep}),
+                                             architecture=arch)
+  return paths
+
+
 def _random_variables(model):
   """Fan-in-scaled normal weights, BN mean 0 / variance 1, as device arrays (no fixture needed)."""
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
@@ -200,6 +233,7 @@ def jax_case(case, repeats):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from benchmarks import train_step as train_step_benchmark  # pylint: disable=import-outside-toplevel
+  from rnl_jax.checkpoint import load_checkpoint  # pylint: disable=import-outside-toplevel
   from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.rnl import eval_attention_method  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.tsn import Architecture  # pylint: disable=import-outside-toplevel
@@ -208,9 +242,14 @@ def jax_case(case, repeats):
   chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
   # eval_attention: cases stored before it existed ran query chunks
   attention = case.get('eval_attention', 'chunked')
-  model = build_model(arch, query_chunk=chunk, eval_query_chunk=chunk, eval_attention=attention,
-                      normalize_input=True, dtype=getattr(jnp, case['dtype']), dropout=0.5)
-  variables = _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
+  kwargs = dict(query_chunk=chunk, eval_query_chunk=chunk, eval_attention=attention, normalize_input=True,
+                dtype=getattr(jnp, case['dtype']), dropout=0.5)
+  if case.get('checkpoint'):  # written by write_checkpoints, loaded as rnl_jax.evaluate does
+    model, variables = load_checkpoint(case['checkpoint'], **kwargs)
+  else:
+    model = build_model(arch, **kwargs)
+    variables = _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
+  jax.block_until_ready(variables)
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (b, t, s, s, 3), dtype=np.uint8)
@@ -265,7 +304,9 @@ def torch_case(case, repeats):
   torch.backends.cudnn.benchmark = True  # as the original's main.py
   b, t, s = case['batch'], case['frames'], case['size']
   model = ref.build_tsn(400, t, depth=50, non_local=case['model'] == 'rnl', dropout=0.5)
-  if case['model'] == 'rnl' and case.get('weights') != 'random':
+  if case['model'] == 'rnl' and case.get('checkpoint'):  # as the original's main.py loads it
+    ref.load_fixture_state_dict(model, torch.load(case['checkpoint'], weights_only=True)['state_dict'])
+  elif case['model'] == 'rnl' and case.get('weights') != 'random':
     ref.load_fixture_state_dict(model, fixture_state_dict())
   if case['flavour'] == 'depthwise':
     for m in model.modules():
@@ -494,9 +535,13 @@ def main():
   parser.add_argument('--matmul_size', type=int, default=4096, help='n of the n^3 GEMM peak')
   parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
   parser.add_argument('--case', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--write_checkpoints', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.case:
     print(json.dumps(run_case(json.loads(args.case), args.repeats)))
+    return
+  if args.write_checkpoints:
+    print(json.dumps(write_checkpoints(args.write_checkpoints, args.frameworks)))
     return
 
   out = pathlib.Path(args.out)
@@ -504,9 +549,18 @@ def main():
   results = json.loads(out.read_text())['results'] if out.exists() else []
   results = list({case_key(r): r for r in results if 'error' not in r}.values())  # the latest of each
   done = {case_key(r) for r in results}
-  for case in cases_from_args(args):
-    if case_key(case) in done:
-      continue
+  todo = [c for c in cases_from_args(args) if case_key(c) not in done]
+  checkpoints = tempfile.TemporaryDirectory(prefix='benchmarks_model_')
+  if args.weights == 'fixture' and any(c['mode'] != 'matmul' for c in todo):
+    # in a child process: Linux keeps ru_maxrss across fork + exec, so a parent that had loaded the
+    # fixture would raise every case's reported peak RSS to its own
+    frameworks = ','.join(sorted({c['framework'] for c in todo}))
+    proc = subprocess.run([sys.executable, '-m', 'benchmarks.model', '--write_checkpoints', checkpoints.name,
+                           '--frameworks', frameworks], cwd=REPO, capture_output=True, text=True, check=True)
+    paths = json.loads(proc.stdout.strip().splitlines()[-1])
+    for c in todo:
+      c['checkpoint'] = paths.get(f"{c['framework']}_{c.get('model')}")  # torch TSM: random init
+  for case in todo:
     start = time.perf_counter()
     r = run_subprocess(case, args.repeats, args.timeout)
     print(f"[{time.strftime('%H:%M:%S')}] {case_key(case)}: "
