@@ -154,13 +154,15 @@ def test_protocol_outputs(checkpointed):
 
 def test_protocol_independent_of_batch_and_devices(checkpointed):
   """views_per_step 8 on 1 device in one pass vs 24 on 8 fake devices (one process, a subprocess) in
-  passes of 2 views per device (3 per device: the second pass padded)."""
+  passes of 2 views per device (3 per device: the second pass padded), the latter with the streamed
+  attention in tiles of 24 rows (layer 2's M = 64: 3 tiles of 22, 2 padded keys; 784 is plain here)."""
   workdir = checkpointed
   evaluate.test(small_test_config(workdir, output='one'), workdir)
   code = ('import sys; sys.path.insert(0, %r); from tests.test_evaluate import small_test_config; '
           'from rnl_jax import evaluate; import jax; assert jax.device_count() == 8; '
           'c = small_test_config(%r, output="eight", views_per_step=24); '
-          'c.model.eval_clips_per_pass = 2; evaluate.test(c, %r)'
+          'c.model.eval_clips_per_pass = 2; c.model.eval_query_chunk = 24; '
+          'c.model.eval_attention = "streamed"; evaluate.test(c, %r)'
           % (REPO, workdir, workdir))
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO, env=env, capture_output=True)
