@@ -20,9 +20,10 @@ def get_config():
   # RNL attention in training / in evaluation: 0 = plain [M, M] (fastest to train: symmetric
   # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation with
   # eval_query_chunk > 0 runs as `eval_attention` says: 'streamed' (tiles of that many rows, each
-  # affinity tile used twice, running softmax: on a 2-core CPU 0.74x the time of chunks of 784 and
-  # 0.77x plain, 1/3 of the chunks' memory), 'chunked' (queries per chunk: on an H200 1.1x faster
-  # than plain), 'auto' = streamed on CPU, chunked on accelerators (benchmarks/attention.py).
+  # affinity tile used twice, running softmax: on a 2-core CPU 0.71-0.74x the time of chunks of 784
+  # and 0.76-0.81x plain, with less memory than either), 'chunked' (queries per chunk: on an H200
+  # 1.1x faster than plain), 'auto' = streamed on CPU, chunked on accelerators
+  # (benchmarks/attention.py; README, RNL attention).
   config.model.query_chunk = 0
   config.model.eval_query_chunk = 784
   config.model.eval_attention = 'auto'

@@ -45,8 +45,7 @@ def model_from_config(config) -> TSN:
     _fail('num_segments', config.num_segments, '>= 1')
   return build_model(architecture_from_config(config), dropout=m.dropout, query_chunk=m.query_chunk or None,
                      eval_query_chunk=m.eval_query_chunk or None, eval_attention=m.eval_attention,
-                     normalize_input=True,
-                     dtype=DTYPES[m.dtype])
+                     normalize_input=True, dtype=DTYPES[m.dtype])
 
 
 def validate(config):
