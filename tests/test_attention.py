@@ -91,8 +91,8 @@ def test_streamed_attention_matches_numpy(tile):
 
 
 def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum():
-  # Logits up to ~1e3 (exp overflows without the running maximum), and every query's largest logit
-  # lies in a later key tile than its first one: the earlier tiles' sums must be rescaled, not kept.
+  # Logits up to ~940 (exp overflows without the running maximum), and 59 of 60 queries have their
+  # largest logit in a later key tile than the first one folded in: earlier sums must be rescaled.
   rng = np.random.default_rng(6)
   p = rng.normal(size=(1, 60, 8)).astype(np.float32)
   p *= np.linspace(0.5, 8.0, 60, dtype=np.float32)[None, :, None]  # larger norms in later rows
