@@ -10,7 +10,8 @@ M = T x 28 x 28 (layer2 of R50 at 224 px, where the attention costs 2 x 10.07 G 
 8 frames and 4x that at 16): 'eval' is the forward, 'train' the forward and the vjp of both inputs
 (what a train step runs per block). --streamed lists tile sizes for
 `rnl_jax.models.rnl.streamed_attention` (eval cases only: evaluation's method on CPU). GFLOP/s is
-nominal, from the full 2 x M^2 x C' MACs (streamed computes 56 % of the affinity's). Each case is a subprocess; memory is its peak RSS minus its RSS
+nominal, from the full 2 x M^2 x C' MACs (streamed computes 56 % of the affinity's). Each case is a
+subprocess; memory is its peak RSS minus its RSS
 with the inputs in place (the temporaries of that one call: plain attention holds [B, M, M] logits
 and weights, a chunk holds [B, chunk, M]). Times are medians of --repeats after a warm-up.
 """

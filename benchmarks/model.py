@@ -150,8 +150,9 @@ def fixture_state_dict(shared=SHARED):
 
 
 def _jax_variables(model):
-  """The fixture's weights for `model` (its subset for TSM) as device arrays; the NumPy checkpoint
-  and its converted copy are freed here, so the case's RSS holds one copy of the weights."""
+  """The fixture's weights for `model` (its subset for TSM) as device arrays, rebuilt and converted in
+  this process (a --case run without a 'checkpoint'). The NumPy copies are dropped, but glibc keeps
+  their freed heap (~0.1-0.2 GB of RSS, README): main() has cases load checkpoint files instead."""
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from rnl_jax import convert  # pylint: disable=import-outside-toplevel
