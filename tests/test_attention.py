@@ -1,4 +1,6 @@
 """Chunked and streamed region attention equal the plain [M, M] softmax, in values and gradients."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,11 +40,25 @@ def test_softmax_runs_over_keys_for_each_query():
   np.testing.assert_allclose(y[0, 2], 1.0, atol=1e-6)   # query 2: uniform over keys -> mean 1
 
 
-@pytest.mark.parametrize('method', ['chunked', 'streamed'])
-def test_memory_bounded_gradients_equal_plain(method):
-  # M = 90 in chunks / tiles of at most 32 (3 of 30); streamed: through the scan and its cond
-  bounded = {'chunked': lambda a, b: region_attention(a, b, 32),
-             'streamed': lambda a, b: rnl.streamed_attention(a, b, 32)}[method]
+def use_stream_driver(monkeypatch, driver):
+  """streamed_attention's tile pairs 'unrolled', or 'scanned' (with a cond)."""
+  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 2 ** 40 if driver == 'unrolled' else 0)
+
+
+@pytest.fixture(params=['unrolled', 'scanned'])
+def stream_driver(request, monkeypatch):
+  use_stream_driver(monkeypatch, request.param)
+  return request.param
+
+
+@pytest.mark.parametrize('method', ['chunked', 'streamed-unrolled', 'streamed-scanned'])
+def test_memory_bounded_gradients_equal_plain(method, monkeypatch):
+  # M = 90 in chunks / tiles of at most 32 (3 of 30, 6 tile pairs)
+  use_stream_driver(monkeypatch, method.split('-')[-1])
+  if method == 'chunked':
+    bounded = functools.partial(region_attention, query_chunk=32)
+  else:
+    bounded = functools.partial(rnl.streamed_attention, tile=32)
   rng = np.random.default_rng(1)
   p = jnp.asarray(rng.normal(size=(2, 90, 8)).astype(np.float32) * 0.5)
   theta = jnp.asarray(rng.normal(size=(2, 90, 8)).astype(np.float32))
@@ -77,10 +93,12 @@ def test_tiled_attention_matches_numpy(monkeypatch):
   np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-5, atol=1e-5)
 
 
-# tile 1: every pair is 1 x 1; 7: 15 tiles with 5 padded keys; 30: evened out to 4 tiles of 25;
-# 100 and 1000: one tile, the plain path.
-@pytest.mark.parametrize('tile', [1, 7, 25, 30, 100, 1000])
-def test_streamed_attention_matches_numpy(tile):
+# tile 1: every pair is 1 x 1 (5050 pairs, scanned); 7: 15 tiles with 5 padded keys (120 pairs);
+# 25: 4 tiles (10 pairs); 30: evened out to 4 tiles of 25; 100 and 1000: one tile, the plain path.
+@pytest.mark.parametrize('tile,driver', [(1, 'scanned'), (7, 'scanned'), (7, 'unrolled'), (25, 'scanned'),
+                                         (25, 'unrolled'), (30, 'unrolled'), (100, 'scanned'), (1000, 'scanned')])
+def test_streamed_attention_matches_numpy(tile, driver, monkeypatch):
+  use_stream_driver(monkeypatch, driver)
   rng = np.random.default_rng(5)
   p = rng.normal(size=(2, 100, 16)).astype(np.float32) * 0.5
   theta = rng.normal(size=(2, 100, 16)).astype(np.float32)
@@ -90,7 +108,7 @@ def test_streamed_attention_matches_numpy(tile):
     np.testing.assert_array_equal(y, region_attention(jnp.asarray(p), jnp.asarray(theta)))
 
 
-def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum():
+def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum(stream_driver):
   # Logits up to ~940 (exp overflows without the running maximum), and 59 of 60 queries have their
   # largest logit in a later key tile than the first one folded in: earlier sums must be rescaled.
   rng = np.random.default_rng(6)
@@ -102,7 +120,7 @@ def test_streamed_attention_rescales_when_a_later_tile_holds_the_maximum():
   np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-4, atol=1e-4)
 
 
-def test_streamed_attention_in_bfloat16_keeps_float32_sums():
+def test_streamed_attention_in_bfloat16_keeps_float32_sums(stream_driver):
   rng = np.random.default_rng(7)
   p = rng.normal(size=(1, 96, 16)).astype(np.float32) * 0.5
   theta = rng.normal(size=(1, 96, 16)).astype(np.float32)
@@ -125,18 +143,31 @@ def test_eval_attention_method():
     build_model(Architecture.from_variant('rnl', 10, 50), eval_attention='flash')
 
 
-@pytest.mark.parametrize('method', ['streamed', 'chunked'])
-def test_block_chunks_by_mode(method):
-  # query_chunk applies with train=True, eval_query_chunk with train=False (streamed: a scan over
-  # the tile pairs with a cond for the mirrored update; chunked: lax.map -> a scan, no cond).
+@pytest.mark.parametrize('method', ['streamed-unrolled', 'streamed-scanned', 'chunked'])
+def test_block_chunks_by_mode(method, monkeypatch):
+  # query_chunk applies with train=True, eval_query_chunk with train=False. M = 32 in tiles of 8:
+  # 10 tile pairs, unrolled (no scan, no cond) or scanned with a cond for the mirrored update;
+  # chunked: lax.map -> a scan, no cond.
+  use_stream_driver(monkeypatch, method.split('-')[-1])
   block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), query_chunk=None, eval_query_chunk=8,
-                             eval_attention=method)
+                             eval_attention=method.split('-')[0])
   x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 4, 4, 8)).astype(np.float32))  # [N*T, H, W, C]
   variables = block.init(jax.random.PRNGKey(0), x, train=False)
   eval_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=False))(variables))
   train_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=True, mutable=['batch_stats']))(variables))
-  assert 'scan' in eval_jaxpr and 'scan' not in train_jaxpr
-  assert ('cond' in eval_jaxpr) == (method == 'streamed')
+  assert ('scan' in eval_jaxpr) == (method != 'streamed-unrolled') and 'scan' not in train_jaxpr
+  assert ('cond' in eval_jaxpr) == (method == 'streamed-scanned')
   plain = block.clone(eval_query_chunk=None)
   np.testing.assert_allclose(block.apply(variables, x, train=False), plain.apply(variables, x, train=False),
                              rtol=1e-5, atol=1e-5)
+
+
+def test_streamed_attention_unrolls_within_the_byte_budget():
+  # Layer 2 of 8-frame clips, tiles of 784: 36 pairs of 2 x 784^2 float32 weights = 177 MB per clip.
+  # One clip fits STREAM_UNROLL_BYTES (straight-line code, no scan); two clips are scanned.
+  def jaxpr(clips):
+    spec = jax.ShapeDtypeStruct((clips, 6272, 8), jnp.float32)
+    return str(jax.make_jaxpr(lambda p, t: rnl.streamed_attention(p, t, 784))(spec, spec))
+  one, two = jaxpr(1), jaxpr(2)
+  assert 'scan' not in one and one.count('dot_general') == 36 + 64
+  assert 'scan' in two and two.count('dot_general') == 3

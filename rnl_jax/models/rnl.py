@@ -4,6 +4,7 @@ Both act on the frames of one clip folded into the batch, `[N*T, H, W, C]`, and 
 `M = T*H*W` positions. Positions are flattened in (t, h, w) order; the attention and the gate are
 invariant to that order as long as queries, keys and values share it.
 """
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -92,22 +93,48 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
   return jnp.moveaxis(y, 0, 1).reshape(n, chunks * query_chunk, c)[:, :m]
 
 
+# streamed_attention unrolls its tile pairs into straight-line code while every pair's weights
+# (2 x rows^2 floats per pair and clip) fit in this many bytes, and scans over the pairs beyond.
+# Unrolled, XLA orders and overlaps the pairs freely and keeps all their weights (1 clip of 8 frames
+# at layer 2: 36 pairs, 164 MB of temporaries, 0.95x the RNL-R50 eval time of the scan, 2-core CPU);
+# scanned, one pair's buffers are reused (13 MB per clip).
+STREAM_UNROLL_BYTES = 256 * 2 ** 20
+
+
+def _fold_tile(state, logits, vals, transposed, acc_dtype):
+  """Online-softmax update of one query tile's (running max, exp-sum, weighted values) with logits
+  [N, queries, keys] against keys with values `vals` [N, keys, C'] ([N, keys, queries] if
+  `transposed`: a tile read down its columns, not moved)."""
+  top, total, out = state  # [N, rows], [N, rows], [N, rows, C']
+  keys = 1 if transposed else 2
+  new_top = jnp.maximum(top, jnp.max(logits, axis=keys))
+  rescale = jnp.exp(top - new_top)
+  weights = jnp.exp(logits - jnp.expand_dims(new_top, keys))
+  spec = 'nkq,nkc->nqc' if transposed else 'nqk,nkc->nqc'
+  return (new_top, total * rescale + jnp.sum(weights, axis=keys),
+          out * rescale[..., None] + jnp.einsum(spec, weights.astype(vals.dtype), vals,
+                                                preferred_element_type=acc_dtype))
+
+
 def streamed_attention(p, theta, tile: int):
   """region_attention's function, computed tile pair by tile pair with a running softmax (forward).
 
   The affinity P P^T is symmetric: with k tiles of at most `tile` rows per side, each of the
   k (k + 1) / 2 tiles on and above the diagonal is computed once and serves twice, for its query
-  rows against its key rows and, transposed, the other way round. Each query row keeps a running
-  maximum, exp-sum and weighted sum of values (online softmax, as in flash attention), so memory is
-  one tile plus `[N, M, C']` accumulators (XLA temporaries 13 MB at layer 2 of an 8-frame clip,
-  against 46 MB in query chunks of 784 and 315 MB plain) and the affinity MACs are 56 % of the
-  full product (k = 8). Padded key columns (M not a multiple of the tile rows) are masked to -inf.
-  The sums run in a different order from the plain softmax (differences ~1e-7 in float32).
-  Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5): M = 6272 (layer 2, 8 frames) 0.52 s
-  against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 / 1.20 s;
-  M = 1568 (layer 3, C' = 512) 0.070 vs 0.082 / 0.070 s. Tiles of 392 / 1568 rows: 0.62 / 0.58 s at
-  M = 6272. Differentiable (through the scan), but the backward keeps every step's residuals:
-  training uses region_attention.
+  rows against its key rows and, read down its columns, the other way round. Each query row keeps a
+  running maximum, exp-sum and weighted sum of values (online softmax, as in flash attention), and
+  the affinity MACs are 56 % of the full product (k = 8). Padded key columns (M not a multiple of
+  the tile rows) are masked to -inf. The sums run in a different order from the plain softmax
+  (differences ~1e-7 in float32). The tile pairs are unrolled while all their weights fit in
+  STREAM_UNROLL_BYTES, else scanned: memory is then one pair's tiles plus `[N, M, C']` accumulators
+  (XLA temporaries 13 MB at layer 2 of an 8-frame clip, against 46 MB in query chunks of 784 and
+  315 MB plain). The mirrored use reads the tile down its columns: a transposed copy made the
+  RNL-R50 eval forward of one clip 2 % slower (scanned).
+  Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5, scanned): M = 6272 (layer 2, 8 frames)
+  0.52 s against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 /
+  1.20 s; M = 1568 (layer 3, C' = 512) 0.070 vs 0.082 / 0.070 s. Tiles of 392 / 1568 rows: 0.62 /
+  0.58 s at M = 6272. Differentiable, but the backward keeps every step's residuals: training
+  uses region_attention.
 
   Args:
     p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out);
@@ -125,31 +152,43 @@ def streamed_attention(p, theta, tile: int):
   tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)       # [N, k, rows, C']
   values = jnp.pad(theta, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
   key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
+  pairs = [(i, j) for i in range(k) for j in range(i, k)]
 
-  def update(state, i, logits, vals):
-    """Fold `logits` [N, rows, rows] of query tile i against keys with values `vals` into the state."""
-    top, total, out = state  # [N, k, rows], [N, k, rows], [N, k, rows, C']
-    new_top = jnp.maximum(top[:, i], jnp.max(logits, axis=-1))
-    rescale = jnp.exp(top[:, i] - new_top)
-    weights = jnp.exp(logits - new_top[..., None])
-    new_total = total[:, i] * rescale + jnp.sum(weights, axis=-1)
-    new_out = out[:, i] * rescale[..., None] + jnp.einsum(
-        'nqk,nkc->nqc', weights.astype(vals.dtype), vals, preferred_element_type=acc_dtype)
-    return top.at[:, i].set(new_top), total.at[:, i].set(new_total), out.at[:, i].set(new_out)
-
-  def step(state, pair):
-    i, j = pair[0], pair[1]
+  def tile_logits(i, j):
+    """Tile (i, j) of P P^T [N, rows, rows], and its columns' padded keys masked for tile i's queries
+    and its rows' for tile j's (read transposed)."""
     logits = jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=acc_dtype)
-    state = update(state, i, logits + key_bias[j] if pad else logits, values[:, j])
-    mirrored = jnp.swapaxes(logits, 1, 2)  # keys of tile i for the queries of tile j
-    mirrored = mirrored + key_bias[i] if pad else mirrored
-    state = jax.lax.cond(i != j, lambda s: update(s, j, mirrored, values[:, i]), lambda s: s, state)
-    return state, None
+    if not pad:
+      return logits, logits
+    return logits + key_bias[j], logits + key_bias[i][:, None]
 
-  pairs = jnp.asarray([(i, j) for i in range(k) for j in range(i, k)], jnp.int32)
-  init = (jnp.full((n, k, rows), -jnp.inf, acc_dtype), jnp.zeros((n, k, rows), acc_dtype),
-          jnp.zeros((n, k, rows, c), acc_dtype))
-  (_, total, out), _ = jax.lax.scan(step, init, pairs)
+  fold = functools.partial(_fold_tile, acc_dtype=acc_dtype)
+  if n * len(pairs) * 2 * rows * rows * jnp.dtype(acc_dtype).itemsize <= STREAM_UNROLL_BYTES:
+    state = [(jnp.full((n, rows), -jnp.inf, acc_dtype), jnp.zeros((n, rows), acc_dtype),
+              jnp.zeros((n, rows, c), acc_dtype)) for _ in range(k)]
+    for i, j in pairs:
+      rowwise, columnwise = tile_logits(i, j)
+      state[i] = fold(state[i], rowwise, values[:, j], False)
+      if i != j:
+        state[j] = fold(state[j], columnwise, values[:, i], True)
+    total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
+    out = jnp.stack([s[2] for s in state], axis=1)    # [N, k, rows, C']
+  else:
+    def update(state, i, logits, vals, transposed):
+      tile_state = fold(tuple(a[:, i] for a in state), logits, vals, transposed)
+      return tuple(a.at[:, i].set(b) for a, b in zip(state, tile_state))
+
+    def step(state, pair):
+      i, j = pair[0], pair[1]
+      rowwise, columnwise = tile_logits(i, j)
+      state = update(state, i, rowwise, values[:, j], False)
+      state = jax.lax.cond(i != j, lambda s: update(s, j, columnwise, values[:, i], True),
+                           lambda s: s, state)
+      return state, None
+
+    init = (jnp.full((n, k, rows), -jnp.inf, acc_dtype), jnp.zeros((n, k, rows), acc_dtype),
+            jnp.zeros((n, k, rows, c), acc_dtype))
+    (_, total, out), _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
   y = out / total[..., None]  # [N, k, rows, C']
   return y.reshape(n, k * rows, c)[:, :m].astype(theta.dtype)
 
