@@ -41,17 +41,19 @@ def test_softmax_runs_over_keys_for_each_query():
 
 
 def use_stream_driver(monkeypatch, driver):
-  """streamed_attention's tile pairs 'unrolled', or 'scanned' (with a cond)."""
-  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 2 ** 40 if driver == 'unrolled' else 0)
+  """streamed_attention's tile pairs 'unrolled' (one group), 'grouped' (unrolled, one pair per
+  group, each after the last) or 'scanned' (with a cond)."""
+  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 0 if driver == 'scanned' else 2 ** 40)
+  monkeypatch.setattr(rnl, 'STREAM_GROUP_BYTES', 1 if driver == 'grouped' else 2 ** 40)
 
 
-@pytest.fixture(params=['unrolled', 'scanned'])
+@pytest.fixture(params=['unrolled', 'grouped', 'scanned'])
 def stream_driver(request, monkeypatch):
   use_stream_driver(monkeypatch, request.param)
   return request.param
 
 
-@pytest.mark.parametrize('method', ['chunked', 'streamed-unrolled', 'streamed-scanned'])
+@pytest.mark.parametrize('method', ['chunked', 'streamed-unrolled', 'streamed-grouped', 'streamed-scanned'])
 def test_memory_bounded_gradients_equal_plain(method, monkeypatch):
   # M = 90 in chunks / tiles of at most 32 (3 of 30, 6 tile pairs)
   use_stream_driver(monkeypatch, method.split('-')[-1])
@@ -95,8 +97,8 @@ def test_tiled_attention_matches_numpy(monkeypatch):
 
 # tile 1: every pair is 1 x 1 (5050 pairs, scanned); 7: 15 tiles with 5 padded keys (120 pairs);
 # 25: 4 tiles (10 pairs); 30: evened out to 4 tiles of 25; 100 and 1000: one tile, the plain path.
-@pytest.mark.parametrize('tile,driver', [(1, 'scanned'), (7, 'scanned'), (7, 'unrolled'), (25, 'scanned'),
-                                         (25, 'unrolled'), (30, 'unrolled'), (100, 'scanned'), (1000, 'scanned')])
+@pytest.mark.parametrize('tile,driver', [(1, 'scanned'), (7, 'scanned'), (7, 'grouped'), (25, 'scanned'),
+                                         (25, 'unrolled'), (30, 'grouped'), (100, 'scanned'), (1000, 'scanned')])
 def test_streamed_attention_matches_numpy(tile, driver, monkeypatch):
   use_stream_driver(monkeypatch, driver)
   rng = np.random.default_rng(5)

@@ -94,11 +94,14 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
 
 
 # streamed_attention unrolls its tile pairs into straight-line code while every pair's weights
-# (2 x rows^2 floats per pair and clip) fit in this many bytes, and scans over the pairs beyond.
-# Unrolled, XLA orders and overlaps the pairs freely and keeps all their weights (1 clip of 8 frames
-# at layer 2: 36 pairs, 164 MB of temporaries, 0.95x the RNL-R50 eval time of the scan, 2-core CPU);
-# scanned, one pair's buffers are reused (13 MB per clip).
+# (2 x rows^2 floats per pair and clip) fit in STREAM_UNROLL_BYTES, and scans over the pairs beyond
+# (one pair's buffers, reused: 13 MB per clip at layer 2 of 8 frames). Unrolled, the pairs run in
+# groups of at most STREAM_GROUP_BYTES of weights, each group after the previous one's updates;
+# within a group XLA orders and overlaps the pairs freely. RNL-R50 eval forward of one 8-frame clip
+# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.96x the time of the scan in 3 groups
+# (74 MB of temporaries), as in one group (164 MB); chained pair by pair (20 MB) as slow as the scan.
 STREAM_UNROLL_BYTES = 256 * 2 ** 20
+STREAM_GROUP_BYTES = 64 * 2 ** 20
 
 
 def _fold_tile(state, logits, vals, transposed, acc_dtype):
@@ -125,10 +128,10 @@ def streamed_attention(p, theta, tile: int):
   running maximum, exp-sum and weighted sum of values (online softmax, as in flash attention), and
   the affinity MACs are 56 % of the full product (k = 8). Padded key columns (M not a multiple of
   the tile rows) are masked to -inf. The sums run in a different order from the plain softmax
-  (differences ~1e-7 in float32). The tile pairs are unrolled while all their weights fit in
-  STREAM_UNROLL_BYTES, else scanned: memory is then one pair's tiles plus `[N, M, C']` accumulators
-  (XLA temporaries 13 MB at layer 2 of an 8-frame clip, against 46 MB in query chunks of 784 and
-  315 MB plain). The mirrored use reads the tile down its columns: a transposed copy made the
+  (differences ~1e-7 in float32). The tile pairs are unrolled in groups while all their weights
+  fit in STREAM_UNROLL_BYTES (memory: one group's tiles), else scanned: memory is then one pair's
+  tiles plus `[N, M, C']` accumulators (XLA temporaries 13 MB at layer 2 of an 8-frame clip,
+  against 46 MB in query chunks of 784 and 315 MB plain). The mirrored use reads the tile down its columns: a transposed copy made the
   RNL-R50 eval forward of one clip 2 % slower (scanned).
   Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5, scanned): M = 6272 (layer 2, 8 frames)
   0.52 s against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 /
@@ -154,23 +157,33 @@ def streamed_attention(p, theta, tile: int):
   key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
   pairs = [(i, j) for i in range(k) for j in range(i, k)]
 
-  def tile_logits(i, j):
+  def tile_logits(i, j, after=None):
     """Tile (i, j) of P P^T [N, rows, rows], and its columns' padded keys masked for tile i's queries
-    and its rows' for tile j's (read transposed)."""
-    logits = jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=acc_dtype)
+    and its rows' for tile j's (read transposed). `after`: [N, 1, 1] zeros that order the product."""
+    left, right = tiles[:, i], tiles[:, j]
+    if after is not None:
+      left, right = left + after, right + after
+    logits = jnp.einsum('nqc,nkc->nqk', left, right, preferred_element_type=acc_dtype)
     if not pad:
       return logits, logits
     return logits + key_bias[j], logits + key_bias[i][:, None]
 
   fold = functools.partial(_fold_tile, acc_dtype=acc_dtype)
-  if n * len(pairs) * 2 * rows * rows * jnp.dtype(acc_dtype).itemsize <= STREAM_UNROLL_BYTES:
+  pair_bytes = n * 2 * rows * rows * jnp.dtype(acc_dtype).itemsize  # one pair's weights
+  if len(pairs) * pair_bytes <= STREAM_UNROLL_BYTES:
     state = [(jnp.full((n, rows), -jnp.inf, acc_dtype), jnp.zeros((n, rows), acc_dtype),
               jnp.zeros((n, rows, c), acc_dtype)) for _ in range(k)]
-    for i, j in pairs:
-      rowwise, columnwise = tile_logits(i, j)
-      state[i] = fold(state[i], rowwise, values[:, j], False)
-      if i != j:
-        state[j] = fold(state[j], columnwise, values[:, i], True)
+    group = max(STREAM_GROUP_BYTES // pair_bytes, 1)
+    after = None
+    for start in range(0, len(pairs), group):
+      for i, j in pairs[start:start + group]:
+        rowwise, columnwise = tile_logits(i, j, after)
+        state[i] = fold(state[i], rowwise, values[:, j], False)
+        if i != j:
+          state[j] = fold(state[j], columnwise, values[:, i], True)
+      # The next group's products wait for this group's weighted sums, through a zero that XLA
+      # cannot fold away (x * 0 is NaN for infinite x), so one group's buffers are live at a time.
+      after = 0.0 * sum(s[2][:, :1, :1] for s in state).astype(p.dtype)
     total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
     out = jnp.stack([s[2] for s in state], axis=1)    # [N, k, rows, C']
   else:
