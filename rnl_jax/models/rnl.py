@@ -98,8 +98,9 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
 # (one pair's buffers, reused: 13 MB per clip at layer 2 of 8 frames). Unrolled, the pairs run in
 # groups of at most STREAM_GROUP_BYTES of weights, each group after the previous one's updates;
 # within a group XLA orders and overlaps the pairs freely. RNL-R50 eval forward of one 8-frame clip
-# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.96x the time of the scan in 3 groups
-# (74 MB of temporaries), as in one group (164 MB); chained pair by pair (20 MB) as slow as the scan.
+# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.95x the time of the scan in 3 groups
+# (80 MB of temporaries), as in one group (164 MB); chained pair by pair (20 MB) as slow as the
+# scan. The unrolled program compiles in ~1 s more (8 vs 7 s for the model).
 STREAM_UNROLL_BYTES = 256 * 2 ** 20
 STREAM_GROUP_BYTES = 64 * 2 ** 20
 
@@ -131,8 +132,8 @@ def streamed_attention(p, theta, tile: int):
   (differences ~1e-7 in float32). The tile pairs are unrolled in groups while all their weights
   fit in STREAM_UNROLL_BYTES (memory: one group's tiles), else scanned: memory is then one pair's
   tiles plus `[N, M, C']` accumulators (XLA temporaries 13 MB at layer 2 of an 8-frame clip,
-  against 46 MB in query chunks of 784 and 315 MB plain). The mirrored use reads the tile down its columns: a transposed copy made the
-  RNL-R50 eval forward of one clip 2 % slower (scanned).
+  against 46 MB in query chunks of 784 and 315 MB plain). The mirrored use reads the tile down its
+  columns: a transposed copy made the RNL-R50 eval forward of one clip 2 % slower (scanned).
   Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5, scanned): M = 6272 (layer 2, 8 frames)
   0.52 s against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 /
   1.20 s; M = 1568 (layer 3, C' = 512) 0.070 vs 0.082 / 0.070 s. Tiles of 392 / 1568 rows: 0.62 /
