@@ -98,9 +98,9 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
 # (one pair's buffers, reused: 13 MB per clip at layer 2 of 8 frames). Unrolled, the pairs run in
 # groups of at most STREAM_GROUP_BYTES of weights, each group after the previous one's updates;
 # within a group XLA orders and overlaps the pairs freely. RNL-R50 eval forward of one 8-frame clip
-# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.95x the time of the scan in 3 groups
-# (80 MB of temporaries), as in one group (164 MB); chained pair by pair (20 MB) as slow as the
-# scan. The unrolled program compiles in ~1 s more (8 vs 7 s for the model).
+# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.97x the time of the scan, in 3 groups (80 MB
+# of temporaries) as in one (164 MB); chained pair by pair (20 MB) no faster than the scan. The
+# unrolled program compiles in ~1 s more (8 vs 7 s for the model).
 STREAM_UNROLL_BYTES = 256 * 2 ** 20
 STREAM_GROUP_BYTES = 64 * 2 ** 20
 
