@@ -2,8 +2,8 @@
 
 Dispatch is asynchronous: the host asks the input pipeline for batch k+1 while step k still runs on
 the device. Time the host spends blocked on the pipeline is therefore not lost time unless step k
-has already finished: only that part of the wait leaves the device idle. (Measured on an H200: the
-host waited 12 % of the time, the device 1-2 %; the old host-wait figure called the run input-bound.)
+has already finished: only that part of the wait leaves the device idle. The host's wait alone
+overstates input-boundness (docs/performance.md#input-check).
 
 A watcher thread blocks on each dispatched step's outputs and records when they are ready; the idle
 time of the wait before dispatch n is the part of [wait start, wait end] after step n-1 finished

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -69,12 +70,10 @@ class TrainState:
 # compiler options
 
 # XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default. Its weight-gradient
-# convolutions (the whole feature map as the window, the batch as the contracted feature) run at
-# ~0.2 GMAC/s there, 30x slower than XLA's own (Eigen) convolution, which made the backward pass ~15x
-# the forward. Keep YNNPACK for dots and reductions only; the math is the same (other kernels).
-# Forward convolutions are faster in Eigen too: the TSM-R50 eval forward of one 8 x 224 px clip takes
-# 1.04 s with these options and 1.38 s with XLA's defaults (benchmarks/model.py), so evaluation,
-# the test protocol and classify use them as well.
+# convolutions (the whole feature map as the window, the batch as the contracted feature) run far
+# slower there than XLA's own (Eigen) convolution. Keep YNNPACK for dots and reductions only; the
+# math is the same (other kernels). Forward convolutions are faster in Eigen too, so evaluation, the
+# test protocol and classify use these options as well (docs/performance.md#cpu-compiler-options).
 CPU_COMPILER_OPTIONS = {
     'xla_cpu_experimental_ynn_fusion_type':
         'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
@@ -228,26 +227,48 @@ def initial_variables(model, config, sample):
 
 
 class _Preemption:
-  """SIGTERM -> save a checkpoint at the end of the current step and exit cleanly."""
+  """SIGTERM (a scheduler's preemption) or Ctrl-C (SIGINT) -> save a checkpoint at the end of the
+  current step and exit as the signal would (143 / 130), so a restart resumes there. A second
+  Ctrl-C raises KeyboardInterrupt at once (the last finished checkpoint stays)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.signal = None
+    self._previous = {}
+
+  @property
+  def requested(self):
+    return self.signal is not None
+
+  @property
+  def name(self):
+    return signal.Signals(self.signal).name
+
+  @property
+  def exit_code(self):
+    return 128 + self.signal
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:   # not the main thread: no handler
-      self._previous = None
+    for signum in self.SIGNALS:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:   # not the main thread: no handler
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal = self.signal or signum
+    if signum == signal.SIGINT:
+      print('Ctrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)',
+            file=sys.stderr, flush=True)
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 class _Writer:
@@ -459,8 +480,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         window.append((metrics, skipped))
         is_eval = step >= next_eval or step == total
         is_log = step % config.log_every_steps == 0 or step == total
-        is_save = is_eval or step % config.checkpoint_every_steps == 0 or preemption.requested
-        if is_log or is_eval or is_save:
+        is_save = is_eval or step % config.checkpoint_every_steps == 0
+        if is_log or is_eval or is_save or preemption.requested:
           _check_finite(metrics, step)    # never log, evaluate or save a broken state
           pending = None
         if is_log:
@@ -471,13 +492,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           while next_eval <= step:
             next_eval += eval_every
           run_eval(step)
-        if is_save:
+        if is_save or preemption.requested:   # a signal may arrive during validation
           save(step)
         run_paused += time.perf_counter() - paused_at
         if preemption.requested:
           manager.wait_until_finished()
-          logging.warning('SIGTERM: saved step %d to %s; exiting', step, ckpt_dir)
-          raise SystemExit(143)
+          logging.warning('%s: saved step %d to %s; exiting', preemption.name, step, ckpt_dir)
+          raise SystemExit(preemption.exit_code)
     if pending is not None:
       _check_finite(pending, step)
     run_steps = check.dispatched_steps - run_first if run_first is not None else 0

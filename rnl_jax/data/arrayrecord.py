@@ -57,9 +57,8 @@ The index (JSON object, format_version 2):
 Version 1 (one record per video holding all its frames) is not readable: reading its index or records
 raises an error asking to re-pack.
 
-Cost: per clip T + 1 range reads of ~20 us each (40 kB frames) and T JPEG decodes, the same work as
-frame folders: 8-frame TSN train clips of 340x256 frames on one core, 300-frame videos 122 clips/s vs 119
-from frame folders (format 1, reading whole videos: 28-50), 48-frame videos 122 vs 120 (format 1: 103).
+Cost: per clip T + 1 range reads and T JPEG decodes, the same work as frame folders and as fast,
+whatever the video's length (format 1 read whole videos: docs/performance.md#input-decoding).
 Memory: an open ArrayRecordReader holds its shard's chunk offsets, about 8 bytes per record, i.e. a few MB
 per 1000 videos of 300 frames in every process that reads the shard.
 """
@@ -87,7 +86,7 @@ FORMAT_VERSION = 2  # of the index JSON
 SHARD_SUFFIX = '.array_record'
 WRITER_OPTIONS = 'group_size:1,uncompressed'
 READER_OPTIONS = 'readahead_buffer_size:0,max_parallelism:0'  # random access (ArrayRecordReader docs)
-READ_BUFFER = 1 << 14  # bytes; measured: 16 kB reads 40 kB frames ~7% faster than 64 kB, 256 kB ~35% slower
+READ_BUFFER = 1 << 14  # bytes; the fastest for 40 kB frames (docs/performance.md#input-decoding)
 DECODERS = sources.DECODERS
 REPACK = ('written by an older rnl_jax (format 1: one record per video); re-pack it with '
           'python -m rnl_jax.data.pack')
@@ -313,8 +312,9 @@ class _PackedVideo:
   def _read(self, positions):
     """Records at sorted distinct `positions` of the video's shard; CorruptVideoError naming a bad one.
 
-    One range read per run of consecutive positions: `read(start, end)` costs ~20 us per 40 kB record,
-    `read([p, ...])` twice that (array_record 0.8.6), and both are stateless (safe across threads).
+    One range read per run of consecutive positions: `read(start, end)` costs half of what
+    `read([p, ...])` does per record (docs/performance.md#input-decoding), and both are stateless
+    (safe across threads).
     """
     src, record = self.source, self.source.records[self.index]
     reader = src.reader(record.shard)

@@ -70,8 +70,9 @@ def decode_jpeg(data, path, decoder='simplejpeg'):
     'pil': Pillow, the original's decoder.
     'simplejpeg': libjpeg-turbo with Pillow's settings (accurate integer IDCT, fancy upsampling):
       the same pixels as Pillow (tested on baseline, progressive, 4:2:0/4:2:2/4:4:4 and grayscale
-      files), ~3x faster. Files it cannot read (e.g. CMYK) fall back to Pillow.
-    'simplejpeg_fast': fast IDCT and plain upsampling (~20% faster again; pixels differ by a few grey
+      files), faster (docs/performance.md#input-decoding). Files it cannot read (e.g. CMYK) fall
+      back to Pillow.
+    'simplejpeg_fast': fast IDCT and plain upsampling (faster again; pixels differ by a few grey
       levels, which training augmentation does not care about; never use it for val/test).
   """
   if decoder == 'pil':

@@ -80,7 +80,7 @@ VIDEO_DIR = 'videos'
 VIDEO_KEYFRAME_INTERVAL = 30
 VIDEO_FPS = 25
 VIDEO_CRF = 15            # decoded mp4 frames stay within ~3 grey levels of the JPEG frames on average
-VIDEO_PRESET = 'veryfast'  # ~12 ms per 24-frame 64x64 clip (medium: ~27 ms) at the same error
+VIDEO_PRESET = 'veryfast'  # faster than 'medium', same error (docs/performance.md#synthetic-recipe)
 
 # No shape is rotation-invariant; the largest turn between frames 1/8 of a clip apart (160/8 = 20 degrees)
 # stays far below the smallest symmetry angle (90 degrees, the cross).
@@ -272,7 +272,7 @@ def render_clip(label, rng, num_frames=DEFAULT_FRAMES, height=64, width=64):
   bg, alpha, colour, sigma = _forward_layers(pair, rng, num_frames, height, width)
   alpha = alpha[..., None]
   clip = bg[None] + alpha * (colour - bg[None])  # [F, H, W, 3]
-  # pixel noise: sum of two uniform bytes (triangular, std 104.5 -> sigma), ~4x cheaper than Gaussian
+  # pixel noise: sum of two uniform bytes (triangular, std 104.5 -> sigma), cheaper than Gaussian
   pair_bytes = np.frombuffer(rng.bytes(2 * clip.size), np.uint8).reshape((2,) + clip.shape)
   noise = pair_bytes[0].astype(np.float32) + pair_bytes[1]
   k = np.float32(sigma / 104.5)

@@ -13,9 +13,10 @@ GroupNormalize (REFERENCE 4.4) happen on the device.
   (INTER_AREA when shrinking, INTER_LINEAR when enlarging; releases the GIL). It is *not*
   pixel-identical to Pillow's antialiased bilinear filter, which training does not need: the crop,
   scale and flip semantics are the same, and the mean |diff| to Pillow is 0.2-1.1 grey levels on
-  textured frames. It is ~3x faster than Pillow on 340x256 sources but only ~1.6x on 589x331 ones
-  (area filtering at a non-integer ratio is slow); resize='cv2_linear' skips the antialiasing
-  (~5x faster there, mean |diff| up to ~2.8). resize='pil' gives the original's pixels.
+  textured frames. It is faster than Pillow, less so on sources whose shrink ratio is not an
+  integer (area filtering is slow there); resize='cv2_linear' skips the antialiasing (faster
+  still, mean |diff| up to ~2.8; docs/performance.md#input-decoding). resize='pil' gives the
+  original's pixels.
   In loader worker processes call `cv2.setNumThreads(1)` (OpenCV's own pool oversubscribes).
 * Validation (4.2) and testing (4.3): GroupScale(256) (torchvision `Resize(256)` on PIL images),
   then a centre crop, the full-res three-crop or the five/ten-crop oversampling. Pixel-identical to
@@ -147,7 +148,7 @@ def crop_frames(frames, x, y, crop_w, crop_h):
 def mirror(frame, out=None):
   """[H, W, C] -> [H, W, C] left-right mirror (PIL FLIP_LEFT_RIGHT / ImageOps.mirror).
 
-  cv2.flip: an exact pixel permutation, >30x faster than copying a `[:, ::-1]` view of RGB data.
+  cv2.flip: an exact pixel permutation, far faster than copying a `[:, ::-1]` view of RGB data.
   """
   return cv2.flip(frame, 1, dst=out)
 
@@ -167,7 +168,7 @@ def cv2_resize(frame, width, height, out=None, antialias=True):
   antialias=True: INTER_AREA (box filtering, the closest match to Pillow's antialiased filter) when the
   crop has more pixels than the output, else INTER_LINEAR (for enlargement Pillow's triangle filter is
   half-pixel bilinear interpolation, which INTER_LINEAR matches to within 1 grey level). antialias=False:
-  always INTER_LINEAR (2-10x faster when shrinking, but aliased). Views with a row stride are fine.
+  always INTER_LINEAR (much faster when shrinking, but aliased). Views with a row stride are fine.
   """
   h, w = frame.shape[:2]
   shrink = antialias and h * w > width * height

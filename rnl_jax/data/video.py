@@ -8,7 +8,7 @@ without the JPEG round trip. (The ffmpeg CLI also duplicates/drops frames of var
 constant rate and applies rotation metadata; this reader does neither: frames are the coded pictures.)
 
 How one clip is read (`VideoReader`):
-  1. Index pass: demux every packet of the video stream (no decoding; ~3 ms for 300 packets). A
+  1. Index pass: demux every packet of the video stream (no decoding, so cheap). A
      frame's number is the rank of its packet's pts (presentation order, so B-frames are fine); the
      keyframe packets split the stream into groups of pictures (GOPs). The frame count is the number of
      frame packets, checked against the container header (`stream.frames`): fewer packets than claimed
@@ -19,8 +19,9 @@ How one clip is read (`VideoReader`):
      from memory, or (large files) after `container.seek` to the keyframe, checked to have landed on it
      (else the stream is re-read from the start). Only wanted frames are converted to RGB. For codecs
      with B-frames (H.264, HEVC, MPEG-4, ..) unwanted packets are fed with `skip_frame='NONREF'`:
-     the decoder drops unwanted non-reference frames instead of decoding them (~1.3-1.5x faster on
-     x264 mp4s; a wanted frame never depends on a non-reference frame, so its pixels are unchanged).
+     the decoder drops unwanted non-reference frames instead of decoding them (faster:
+     docs/performance.md#input-decoding; a wanted frame never depends on a non-reference frame, so
+     its pixels are unchanged).
   Timestamps that cannot number frames (missing or repeated pts, or a decoded frame whose pts is not a
   packet's) fall back to numbering frames in decoder output order from the first packet.
 

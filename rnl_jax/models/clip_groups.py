@@ -3,8 +3,8 @@
 In evaluation BatchNorm uses its running statistics, so clips are independent and one forward over B
 clips equals B/k forwards over k clips. On a CPU a larger batch buys no speed, so running the groups
 one after another inside the jitted call (`lax.map`) keeps XLA's temporary arena at one group's
-size. Measured (2-core CPU, RNL-TSM-R50, 4 clips of 8 x 224 px, benchmarks/model.py): one pass
-12.9 s, 0.68 GB of XLA temporaries, 1.62 GB peak RSS; one clip per pass 11.8 s, 0.17 GB, 1.00 GB.
+size: one clip per pass was no slower and took a fraction of the memory
+(docs/performance.md#clip-groups).
 """
 import math
 

@@ -3,23 +3,18 @@
 `depthwise_conv3d(x, kernel)` equals
 `lax.conv_general_dilated(x, kernel, (1, 1, 1), [(k // 2, k // 2) for k in kernel.shape[:3]],
 dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'), feature_group_count=C)` (stride 1, 'same' zero padding,
-cross-correlation) but avoids XLA:CPU's grouped convolution, which took 12-15 s for x [2, 8, 28, 28, 256] and a
-[3, 7, 7, 1, 256] kernel. Two exact reformulations are used (benchmarks/depthwise.py; 2 shared AVX2 cores,
-medians, noisy):
+cross-correlation) but avoids XLA:CPU's grouped convolution, which is very slow there. Two
+exact reformulations are used, each the fastest of the forms measured for its kernel size
+(docs/performance.md#depthwise-region-conv):
 
-* few taps (kt*kh*kw <= _MAX_FUSED_TAPS, e.g. 3x3x3): the sum over taps of shifted slices times per-channel
-  weights, which XLA emits as ONE vectorised loop fusion (C minor). Above ~112 taps XLA:CPU stops vectorising
-  that fusion (147 taps: 0.8 s scalar code, 49 taps: ~0.03 s), hence the threshold. Custom vjp: the input
-  gradient is the same fused sum with the flipped kernel; the kernel gradient (a per-channel correlation of x
-  with dy, which as reductions costs 0.6-1.4 s) is done with FFTs (_fft_kernel_grad).
-  x [2, 8, 14, 14, 512], 3x3x3, float32: fwd 0.008 s, vjp 0.05 s (grouped conv: 1.6 s / 4.0 s; FFT path:
-  0.027 s / 0.079 s).
-* many taps (e.g. 3x7x7): the convolution theorem over (H, W) -- per-channel products of rfft2 spectra, the
-  kt taps applied as shifted sums of spectra -- with circular length L >= H + kh//2 (no wrap-around reaches
-  the kept outputs), differentiated by JAX's own FFT rules. x [2, 8, 28, 28, 256], 3x7x7, float32: fwd 0.10 s,
-  vjp 0.15 s (grouped conv: 12-15 s fwd; naive 147-slice sum: 0.4-0.8 s fwd, 1.6-2.2 s vjp; slices split into
-  <=49-tap fusions + custom vjp: 0.09 s fwd but 0.24 s vjp). [2,16,28,28,256]: 0.20 s / 0.35 s;
-  [4,8,32,32,256]: 0.20 s / 0.47 s.
+* few taps (kt*kh*kw <= _MAX_FUSED_TAPS, e.g. 3x3x3): the sum over taps of shifted slices times
+  per-channel weights, which XLA emits as ONE vectorised loop fusion (C minor). Above ~112 taps
+  XLA:CPU stops vectorising that fusion (scalar code), hence the threshold. Custom vjp: the input
+  gradient is the same fused sum with the flipped kernel; the kernel gradient (a per-channel
+  correlation of x with dy, slow as reductions) is done with FFTs (_fft_kernel_grad).
+* many taps (e.g. 3x7x7): the convolution theorem over (H, W) -- per-channel products of rfft2
+  spectra, the kt taps applied as shifted sums of spectra -- with circular length L >= H + kh//2 (no
+  wrap-around reaches the kept outputs), differentiated by JAX's own FFT rules.
 
 Everything is computed in float32 (or the promoted dtype, e.g. float64 under x64) and cast back, so bfloat16
 inputs give bfloat16 outputs/gradients with float32 accumulation. FFT rounding is ~1e-6 relative to the
@@ -138,7 +133,8 @@ def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
     kernel: [kt, kh, kw, 1, C] (Flax/XLA DHWIO with feature_group_count=C); odd kt, kh, kw.
   Returns:
     [N, T, H, W, C] in x.dtype; equal to lax.conv_general_dilated(..., feature_group_count=C) up to float
-    rounding, differentiable in both arguments (see the module docstring for method and timings).
+    rounding, differentiable in both arguments (method: the module docstring; timings:
+    docs/performance.md#depthwise-region-conv).
   """
   kt, kh, kw, one, c = kernel.shape
   if x.ndim != 5 or one != 1 or x.shape[-1] != c:

@@ -17,13 +17,13 @@ from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, to
 
 
 # Rows per tile of the symmetric affinity P P^T (one 28x28 frame of layer 2): fewer rows per tile
-# save more MACs but make smaller matmuls. RNL-R50 eval forward of one 8-frame clip, plain attention
-# (one run each, 2-core CPU): 784 rows 2.90 s, 1568 rows 3.00 s, 3136 rows 3.24 s, untiled 3.03 s.
+# save more MACs but make smaller matmuls; 784 rows measured fastest on CPU
+# (docs/performance.md#symmetric-affinity-tiles).
 AFFINITY_TILE = 784
 # Rows per streamed tile (CPU) / queries per chunk (accelerators) for evaluation where nothing else
-# says (rnl_jax.classify; configs/default.py). Streamed tiles of 784: 0.74x the time of chunks and
-# 0.77x plain per layer-2 attention; chunks: within 0-8 % of plain, 1/7-1/12 of its temporaries
-# (benchmarks/attention.py).
+# says (rnl_jax.classify; configs/default.py): streamed tiles of 784 measured fastest on CPU, and
+# chunks of 784 cost little time for a fraction of the plain attention's memory
+# (docs/performance.md#streamed-eval-attention).
 EVAL_QUERY_CHUNK = 784
 
 
@@ -31,9 +31,9 @@ def affinity(p, dtype):
   """P P^T `[N, M, M]` (`p`: `[N, M, C']`) from the tiles on and above the diagonal, mirrored below.
 
   The affinity is symmetric, so with k = M // AFFINITY_TILE tiles per side only k (k + 1) / 2 of
-  the k^2 tile products are computed: 56 % of the MACs at layer 2 of an 8-frame clip (k = 8); one
-  layer-2 attention then takes 0.87x the time forward and 0.83x forward + backward (1 clip, 2-core
-  CPU). Every entry is the same dot product as in one einsum (tile (j, i) is the transpose of tile
+  the k^2 tile products are computed: 56 % of the MACs at layer 2 of an 8-frame clip (k = 8), which
+  makes the attention faster forward and backward (docs/performance.md#symmetric-affinity-tiles).
+  Every entry is the same dot product as in one einsum (tile (j, i) is the transpose of tile
   (i, j)); the gradient follows through the tiles.
   """
   n, m, c = p.shape
@@ -72,11 +72,9 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
     query_chunk: None computes the `[N, M, M]` affinity at once; an integer processes at most that
       many queries at a time (rematerialised in the backward pass), so memory is `[N, chunk, M]`;
       the chunks are evened out (M = 8192 in chunks of <= 784: 11 chunks of 745). Each query row's
-      softmax is independent, so both paths compute the same function.
-      Measured (benchmarks/attention.py, 2-core CPU, 2 clips, C' = 256): at M = 6272 (8 frames)
-      the forward takes 1.34 s plain, 1.44 s in chunks of 784 (0.93 / 0.14 GB of temporaries), the
-      forward + backward 3.5 s plain (symmetric affinity, `affinity`), 4.9 s chunked (1.33 / 0.31
-      GB); at M = 12544 (16 frames) 5.3 / 5.7 s (3.6 / 0.3 GB) and 14.5 / 19.4 s (5.0 / 0.6 GB).
+      softmax is independent, so both paths compute the same function. Chunks are slower than the
+      plain (symmetric) path but need a fraction of its memory
+      (docs/performance.md#chunked-attention).
   Returns:
     `[N, M, C']`.
   """
@@ -95,12 +93,10 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
 
 # streamed_attention unrolls its tile pairs into straight-line code while every pair's weights
 # (2 x rows^2 floats per pair and clip) fit in STREAM_UNROLL_BYTES, and scans over the pairs beyond
-# (one pair's buffers, reused: 13 MB per clip at layer 2 of 8 frames). Unrolled, the pairs run in
-# groups of at most STREAM_GROUP_BYTES of weights, each group after the previous one's updates;
-# within a group XLA orders and overlaps the pairs freely. RNL-R50 eval forward of one 8-frame clip
-# (layer 2: 36 pairs, 177 MB of weights), 2-core CPU: 0.97x the time of the scan, in 3 groups (80 MB
-# of temporaries) as in one (164 MB); chained pair by pair (20 MB) no faster than the scan. The
-# unrolled program compiles in ~1 s more (8 vs 7 s for the model).
+# (one pair's buffers, reused). Unrolled, the pairs run in groups of at most STREAM_GROUP_BYTES of
+# weights, each group after the previous one's updates; within a group XLA orders and overlaps the
+# pairs freely. Groups keep the unrolled speed with about half the temporaries of one group; pair by
+# pair is no faster than the scan (docs/performance.md#streamed-eval-attention).
 STREAM_UNROLL_BYTES = 256 * 2 ** 20
 STREAM_GROUP_BYTES = 64 * 2 ** 20
 
@@ -131,14 +127,10 @@ def streamed_attention(p, theta, tile: int):
   the tile rows) are masked to -inf. The sums run in a different order from the plain softmax
   (differences ~1e-7 in float32). The tile pairs are unrolled in groups while all their weights
   fit in STREAM_UNROLL_BYTES (memory: one group's tiles), else scanned: memory is then one pair's
-  tiles plus `[N, M, C']` accumulators (XLA temporaries 13 MB at layer 2 of an 8-frame clip,
-  against 46 MB in query chunks of 784 and 315 MB plain). The mirrored use reads the tile down its
-  columns: a transposed copy made the RNL-R50 eval forward of one clip 2 % slower (scanned).
-  Measured (2-core CPU, 1 clip, C' = 256, jit, median of 5, scanned): M = 6272 (layer 2, 8 frames)
-  0.52 s against 0.70 s in chunks of 784 and 0.67 s plain; M = 8192 (8 x 256 px) 0.93 vs 1.17 /
-  1.20 s; M = 1568 (layer 3, C' = 512) 0.070 vs 0.082 / 0.070 s. Tiles of 392 / 1568 rows: 0.62 /
-  0.58 s at M = 6272. Differentiable, but the backward keeps every step's residuals: training
-  uses region_attention.
+  tiles plus `[N, M, C']` accumulators, less than query chunks or the plain path need. The mirrored
+  use reads the tile down its columns (a transposed copy was slower). On CPU it is faster than both
+  (docs/performance.md#streamed-eval-attention). Differentiable, but the backward keeps every
+  step's residuals: training uses region_attention.
 
   Args:
     p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out);
@@ -212,8 +204,9 @@ EVAL_ATTENTION = ('auto', 'streamed', 'chunked')
 
 
 def eval_attention_method(setting: str, backend: Optional[str] = None) -> str:
-  """'streamed' or 'chunked' for a setting; 'auto' = streamed on CPU (measured fastest there), chunked
-  on accelerators (measured on an H200: chunks of 784 beat plain; streamed not yet measured there)."""
+  """'streamed' or 'chunked' for a setting; 'auto' = streamed on CPU (fastest there), chunked on
+  accelerators (faster than plain on an H200, where streamed is unmeasured;
+  docs/performance.md#streamed-eval-attention)."""
   if setting not in EVAL_ATTENTION:
     raise ValueError(f'eval_attention={setting!r}: expected one of {EVAL_ATTENTION}')
   if setting != 'auto':
@@ -229,7 +222,7 @@ def penta_groups(inner: int) -> int:
 class DepthwiseConv3D(nn.Module):
   """Depthwise 3-D conv, stride 1, zero 'same' padding, no bias; kernel `[kt, kh, kw, 1, C]` (the
   layout of `nn.Conv(feature_group_count=C)`), computed by `depthwise_conv3d` (XLA:CPU's grouped
-  convolution is ~100x slower here)."""
+  convolution is far slower: docs/performance.md#depthwise-region-conv)."""
   kernel_size: Sequence[int]
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
