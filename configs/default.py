@@ -1,5 +1,12 @@
 """Defaults shared by every recipe: the original's Kinetics-400 RNL TSM-R50 8-frame recipe.
 
+    python main.py --config=configs/default.py --workdir=runs/k400_8f --config.data.root=/data \
+        --config.init.imagenet=ckpt/r50_imagenet
+
+runs it; configs/k400_8f.py is the same recipe with its dataset keys spelled out (data, init and
+hardware as described there: Kinetics-400 from `python -m rnl_jax.data.prepare kinetics400`, a
+multi-GPU/TPU job).
+
 Recipe files override `get_config()` of this module; any key can be overridden on the command line
 (`--config.optim.base_lr=0.01`). `rnl_jax.config.validate` checks every value before anything compiles.
 """
@@ -20,10 +27,9 @@ def get_config():
   # RNL attention in training / in evaluation: 0 = plain [M, M] (fastest to train: symmetric
   # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation with
   # eval_query_chunk > 0 runs as `eval_attention` says: 'streamed' (tiles of that many rows, each
-  # affinity tile used twice, running softmax: on a 2-core CPU 0.71-0.74x the time of chunks of 784
-  # and 0.76-0.81x plain, with less memory than either), 'chunked' (queries per chunk: on an H200
-  # 1.1x faster than plain), 'auto' = streamed on CPU, chunked on accelerators
-  # (benchmarks/attention.py; README, RNL attention).
+  # affinity tile used twice, running softmax: fastest on CPU, with less memory than chunks or
+  # plain), 'chunked' (queries per chunk: faster than plain on a GPU), 'auto' = streamed on CPU,
+  # chunked on accelerators (docs/performance.md#streamed-eval-attention).
   config.model.query_chunk = 0
   config.model.eval_query_chunk = 784
   config.model.eval_attention = 'auto'
@@ -52,8 +58,9 @@ def get_config():
   config.data.dense_sample = True     # I3D-style dense sampling (Kinetics) instead of TSN segments
   config.data.skip_corrupt = False    # replace unreadable videos (logged, counted) instead of failing
   # Training decode / resize: fast approximations by default (the crop, scale and flip distribution is
-  # the original's; ~3.2-3.7x the original loader per core). 'simplejpeg' + 'cv2' (area filter) are
-  # closer, 'pil' + 'pil' give the original's pixels. Validation and test are always exact.
+  # the original's; several times the original loader's speed: docs/performance.md#input-decoding).
+  # 'simplejpeg' + 'cv2' (area filter) are closer, 'pil' + 'pil' give the original's pixels.
+  # Validation and test are always exact.
   config.data.decoder = 'simplejpeg_fast'  # 'simplejpeg_fast' | 'simplejpeg' (Pillow's pixels) | 'pil'
   config.data.resize = 'cv2_linear'        # 'cv2_linear' | 'cv2' (area filter when shrinking) | 'pil'
   config.data.num_workers = 4         # grain worker processes per host (0: decode in the main process)

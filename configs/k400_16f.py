@@ -1,10 +1,16 @@
 """Kinetics-400, RNL TSM-R50, 16 frames (the 77.2% row); otherwise as k400_8f.
 
+    python main.py --config=configs/k400_16f.py --workdir=runs/k400_16f \
+        --config.data.root=/data --config.init.imagenet=ckpt/r50_imagenet
+
+Data and init as configs/k400_8f.py (Kinetics-400 from `python -m rnl_jax.data.prepare
+kinetics400 --source DIR --out /data`, a converted torchvision ResNet-50). Hardware: a
+multi-GPU/TPU job (16 clips of 16 x 224 px per forward, 4 forwards per step).
+
 Chunked attention (784 queries per chunk) keeps the 16-frame layer-2 affinities (12544^2 per clip
-and block) out of memory: measured on a 2-core CPU at 2 clips per step (benchmarks/train_step.py),
-69.2 s and 7.3 GB peak RSS chunked vs 57.7 s and 16.1 GB plain; the plain attention grows by ~6 GB
-per clip, so at this recipe's 16 clips per forward only the chunked one fits an accelerator.
-`--config.model.query_chunk=0` trains plain where memory allows (1.2x faster).
+and block) out of memory: the plain attention's memory grows with every clip, so at 16 clips per
+forward only the chunked one fits an accelerator (docs/performance.md#chunked-attention).
+`--config.model.query_chunk=0` trains plain, and faster, where memory allows.
 """
 from configs import k400_8f
 

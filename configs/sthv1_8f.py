@@ -1,5 +1,15 @@
 """Something-Something V1, RNL TSM-R50, 8 frames, TSN sampling (REFERENCE 5.8).
 
+    python main.py --config=configs/sthv1_8f.py --workdir=runs/sthv1_8f \
+        --config.data.root=/data --config.init.imagenet=ckpt/r50_imagenet
+
+Data: Something-Something V1 under data.root, prepared from the official download with
+`python -m rnl_jax.data.prepare something_v1 --source DIR --out /data` (frame folders; with
+--format videos or arrayrecord add the --config.data.* flags it prints). init.imagenet: a converted
+torchvision ResNet-50 (`python convert_torch_weights.py resnet50.pth ckpt/r50_imagenet
+--imagenet`). Hardware: a multi-GPU/TPU job (16 clips of 8 x 224 px per forward, 4 forwards per
+step, 50 epochs).
+
 wd 1e-3, dropout 0.8, 1 warmup epoch, cosine, 50 epochs, no flip (labels are direction-sensitive).
 """
 from configs import default

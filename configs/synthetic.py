@@ -1,11 +1,16 @@
 """The README's main job: RNL on the built-in synthetic time-reversed-pairs dataset, CPU-sized.
 
-The data (12 classes, 24 frames of 64x64 per video) is generated into WORKDIR/data on first use.
+    python main.py --config=configs/synthetic.py --workdir=/tmp/rnl_synthetic
+
+(main.py's default --config). Data: nothing to prepare: the dataset (12 classes, 2,400 training and
+480 validation videos of 24 frames of 64x64) is generated into WORKDIR/data on first use.
+Hardware: a CPU is enough; the 20 epochs (1500 steps of 32 clips) took 4.5 min on the project's
+2-core development machine, data generation included (README, Setup).
+
 A narrow ResNet-18 (width 16: 1/16 of the FLOPs of the standard one) with shift + region non-local,
-32 px crops, 4 frames; TSN sampling, no flip (the classes are direction-sensitive). The original's SGD
-recipe with a short warmup; 20 epochs (1500 steps of 32 clips) take a few minutes on 2 CPU cores.
-Measured (in-memory probes, same model and optimiser): at 48 px the same budget stays near chance (XLA:CPU
-runs the 48 px step 3.7x slower, and per step it also learns slower), at 32 px it reaches ~80 % top-1.
+32 px crops, 4 frames; TSN sampling, no flip (the classes are direction-sensitive). The original's
+SGD recipe with a short warmup. 32 px, not 48: at 48 px XLA:CPU's step is much slower and the same
+budget stays near chance (docs/performance.md#synthetic-recipe).
 """
 from configs import default
 
@@ -25,7 +30,8 @@ def get_config():
   config.data.flip = False
   config.data.dense_sample = False
   # Test protocol: 2 clips x 3 crops of 32 px (6 views). Not full-res: this tiny net, trained on 32 px
-  # crops, drops to ~11 % top-1 on 37 px full-res views (its 1x1 layer-4 map becomes 2x2), 78 % on 32 px.
+  # crops, fails on 37 px full-res views, where its 1x1 layer-4 map becomes 2x2
+  # (docs/performance.md#synthetic-recipe).
   config.test.twice_sample = True
   config.test.full_res = False
   config.test.views_per_step = 192
@@ -37,7 +43,7 @@ def get_config():
   config.eval_batch_size = 64
   config.optim.base_lr = 0.02         # per 64 clips -> 0.01 at 32 (the original's k400 lr)
   # No head lr x5/x10 (the original's setting for a new head on a pretrained backbone): from scratch it
-  # holds the loss at chance for ~600 of the 1500 steps, without it ~300 (in-memory probes).
+  # holds the loss at chance for longer (docs/performance.md#synthetic-recipe).
   config.optim.fc_lr5 = False
   config.optim.weight_decay = 1e-4
   config.optim.warmup_epochs = 1.0

@@ -5,16 +5,19 @@
 
 Trains the k400_8f network, sampling, augmentation and input size (dense 8 x 224 px crops from
 256 px frames) for `num_train_steps` steps on generated videos (64 training, 16 validation clips of
-64 frames at 256 x 256: a few minutes to generate once, in WORKDIR/data) and logs at the end
+64 frames at 256 x 256, generated once into WORKDIR/data: nothing to prepare) and logs at the end
 
     input check: the device waited for data X% of S s training over the last N steps (...)
 
 the fraction of training time after compilation that the device sat idle waiting for the input
 pipeline (rnl_jax/input_check.py; also in WORKDIR/results.json, key 'input'). Above 10 % the
-machine is input-bound at that batch
-size: raise data.num_workers (decoding processes) or lower the decode cost (data.decoder). The
-accuracy of so short a run means nothing. Batch 2 clips per step keeps a CPU step to seconds; on an
-accelerator, set batch_size to the real one.
+machine is input-bound at that batch size: raise data.num_workers (decoding processes) or lower the
+decode cost (data.decoder). The accuracy of so short a run means nothing.
+
+Hardware: a CPU is enough: batch 2 clips per step keeps a CPU step to seconds, and the whole run
+(data generation, compilation and evaluation included) took 5 min 47 s on the project's 2-core
+development machine (docs/performance.md#input-pipeline). On an accelerator, set batch_size to the
+real one.
 """
 from configs import k400_8f
 

@@ -1,4 +1,12 @@
-"""Smallest useful config (tests, smoke runs): ResNet-18 RNL, 4 frames of 32 px, synthetic data."""
+"""Smallest useful config (tests, smoke runs): ResNet-18 RNL, 4 frames of 32 px, synthetic data.
+
+    python main.py --config=configs/tiny.py --workdir=/tmp/rnl_tiny
+
+Data: nothing to prepare: 48 training and 24 validation videos (12 frames of 40x40) are generated
+into WORKDIR/data on first use. Hardware: a CPU; one epoch of 6 steps of 8 clips. Its train step
+took 0.056 s after a 30 s compile on the project's 2-core development machine
+(docs/performance.md#small-models-on-cpu).
+"""
 from configs import synthetic
 
 

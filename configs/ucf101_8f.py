@@ -1,6 +1,15 @@
 """UCF101 split 1, fine-tuned from a Kinetics RNL checkpoint (8 frames, TSN sampling).
 
-Set init.checkpoint to a converted Kinetics RNL checkpoint (convert_torch_weights.py). The head is
+    python main.py --config=configs/ucf101_8f.py --workdir=runs/ucf101_8f \
+        --config.data.root=/data --config.init.checkpoint=ckpt/k400_rnl_8f
+
+Data: UCF101 split 1 under data.root, prepared from the official download (videos and the
+train/test split files) with `python -m rnl_jax.data.prepare ucf101 --source DIR --out /data`
+(frame folders; other splits or formats: add the --config.data.* flags it prints). Hardware: a
+GPU/TPU job (16 clips of 8 x 224 px per forward, 4 forwards per step, 10 epochs).
+
+Set init.checkpoint to a converted Kinetics RNL checkpoint (`python convert_torch_weights.py
+SRC.pth.tar ckpt/k400_rnl_8f`, or WORKDIR/best of a configs/k400_8f.py run). The head is
 re-initialised for 101 classes and, as the original does when fine-tuning (`--tune_from`), gets no
 x5/x10 learning-rate boost. A short schedule with a lower lr, as is usual for UCF101 fine-tuning.
 """
