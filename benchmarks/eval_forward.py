@@ -2,12 +2,11 @@
 
   python -m benchmarks.eval_forward [--repeats 5] [--query_chunk 0] [--dtype float32]
 
-Loads the fixture's weights (rebuilt from ../shared/parity with NumPy, converted in memory) and its
+Loads the fixture's weights (tests/data/parity, rebuilt with NumPy, converted in memory) and its
 eval input `[2, 8, 224, 224, 3]`; prints compile time, the median of `--repeats` timed calls after
 a warm-up, and the max abs difference of the logits from the original's.
 """
 import json
-import os
 import statistics
 import time
 
@@ -21,17 +20,14 @@ from benchmarks.model import fixture, fixture_state_dict
 from rnl_jax import convert
 from rnl_jax.models import build_model
 
-_SHARED = flags.DEFINE_string(
-    'shared', os.path.join(os.path.dirname(__file__), '..', '..', 'shared'), 'The shared/ folder.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls after the warm-up.')
 _CHUNK = flags.DEFINE_integer('query_chunk', 0, '0: plain attention; > 0: queries per chunk.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 
 
 def main(_):
-  parity = os.path.join(_SHARED.value, 'parity')
-  tensors, spec = fixture(_SHARED.value)
-  sd = fixture_state_dict(_SHARED.value)
+  tensors, spec = fixture()
+  sd = fixture_state_dict()
   x = jnp.asarray(tensors.inputs(spec)['input'])
   variables, arch = convert.convert_state_dict(sd)
   model = build_model(arch, query_chunk=_CHUNK.value or None, dtype=getattr(jnp, _DTYPE.value))
@@ -46,7 +42,7 @@ def main(_):
     start = time.perf_counter()
     jax.block_until_ready(compiled(variables, x))
     times.append(time.perf_counter() - start)
-  ref = np.load(os.path.join(parity, 'k400_8f', 'logits.npy'))
+  ref = np.load(tensors.fixture_dir('k400_8f') / 'logits.npy')
   print(json.dumps({
       'model': 'RNL TSM-R50 (k400_8f fixture)', 'input': list(x.shape), 'dtype': _DTYPE.value,
       'query_chunk': _CHUNK.value, 'device': str(jax.devices()[0]),

@@ -33,8 +33,8 @@ Conv3d (32x the depthwise MACs; what the original's users run), 'depthwise' a tr
 (groups = C). TSM has no region conv (flavour '-'). Torch uses --threads intra-op threads; XLA:CPU uses
 all cores of this machine (2 here: run with --threads equal to the core count).
 
-Weights: RNL on both sides is the parity fixture's random checkpoint (../shared/parity, rebuilt with
-NumPy), so both compute the same function; JAX TSM takes the same tensors minus the RNL blocks, torch
+Weights: RNL on both sides is the parity fixture's random checkpoint (tests/data/parity, rebuilt
+with NumPy by tests/parity_fixture.py), so both compute the same function; JAX TSM takes the same tensors minus the RNL blocks, torch
 TSM keeps torchvision's random init (values do not change speed). The parent process writes them to a
 temporary directory the way each side's users hold them (write_checkpoints: the original's .pth.tar,
 loaded with torch.load as its main.py does; this port's converted checkpoints, loaded with
@@ -43,8 +43,8 @@ file, not of rebuilding and converting the fixture in the process (which leaves 
 heap that glibc keeps). A --case run on its own (no 'checkpoint' in it) rebuilds the fixture in
 process.
 
---weights random skips the fixture (fan-in-scaled random weights, BN statistics 0 / 1: for a machine
-without ../shared, such as a lent GPU).
+--weights random skips the fixture (fan-in-scaled random weights, BN statistics 0 / 1): no rebuild
+of its 143 MB of tensors, and the same speed.
 
 --torch_device cuda runs the reference on the GPU (cudnn.benchmark on, as the original's main.py sets;
 bfloat16 through torch.autocast, as --torch_dtypes asks) and synchronizes around each timed call; every
@@ -72,7 +72,6 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / 'shared'
 # REFERENCE section 8: G MACs per 8-frame 224 px clip (region conv as a true depthwise conv).
 GMACS = {'tsm': 32.70, 'rnl': 89.30}
 
@@ -134,19 +133,17 @@ def xla_options(preset):
           }[preset]
 
 
-def fixture(shared=SHARED):
-  """(fixture_tensors module, spec) of the parity fixture in `shared`/parity/k400_8f."""
-  parity = pathlib.Path(shared) / 'parity'
-  sys.path.insert(0, str(parity))
-  import fixture_tensors  # pylint: disable=import-outside-toplevel
-  with open(parity / 'k400_8f' / 'spec.json') as f:
-    return fixture_tensors, json.load(f)
+def fixture():
+  """(parity_fixture module, spec) of the parity fixture in tests/data/parity/k400_8f."""
+  sys.path.insert(0, str(REPO))
+  from tests import parity_fixture  # pylint: disable=import-outside-toplevel
+  return parity_fixture, parity_fixture.load_spec('k400_8f')
 
 
-def fixture_state_dict(shared=SHARED):
+def fixture_state_dict():
   """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint."""
-  tensors, spec = fixture(shared)
-  return {k[len('module.'):]: v for k, v in tensors.state_dict_arrays(spec).items()}
+  tensors, spec = fixture()
+  return {k[len('module.'):]: v for k, v in tensors.state_dict(spec).items()}
 
 
 def _jax_variables(model):
@@ -163,22 +160,22 @@ def _jax_variables(model):
   return traverse_util.unflatten_dict({k: jnp.array(flat[k]) for k in keep})
 
 
-def write_checkpoints(out_dir, frameworks, shared=SHARED):
+def write_checkpoints(out_dir, frameworks):
   """The fixture as each framework's users hold it, for the cases to load from disk: the original's
   `.pth.tar` (torch.save, what its main.py loads) and this port's converted checkpoints (RNL, and
   TSM = its subset; what rnl_jax.evaluate and classify load). {name: path}."""
   out_dir = pathlib.Path(out_dir)
   paths = {}
   if 'torch' in frameworks:
-    tensors, _ = fixture(shared)
-    paths['torch_rnl'] = tensors.write(str(pathlib.Path(shared) / 'parity' / 'k400_8f'), str(out_dir / 'torch'))
+    tensors, spec = fixture()
+    paths['torch_rnl'] = tensors.write_checkpoint(spec, out_dir / 'torch')
   if 'jax' in frameworks:
     from flax import traverse_util  # pylint: disable=import-outside-toplevel
     from rnl_jax import convert  # pylint: disable=import-outside-toplevel
     from rnl_jax.checkpoint import save_checkpoint  # pylint: disable=import-outside-toplevel
     from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
     from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
-    variables, arch = convert.convert_state_dict(fixture_state_dict(shared))
+    variables, arch = convert.convert_state_dict(fixture_state_dict())
     flat = traverse_util.flatten_dict(variables)
     for name in ('rnl', 'tsm'):
       arch = Architecture.from_variant(name, 400)
@@ -529,7 +526,7 @@ def main():
   parser.add_argument('--xla_eval', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--weights', default='fixture', choices=['fixture', 'random'],
-                      help="the parity fixture's checkpoint (needs ../shared) or random weights")
+                      help="the parity fixture's checkpoint (tests/data/parity) or random weights")
   parser.add_argument('--torch_device', default='cpu', choices=['cpu', 'cuda'])
   parser.add_argument('--torch_dtypes', type=split, default=['float32'],
                       help='the reference in these dtypes (bfloat16: torch.autocast)')

@@ -1,13 +1,13 @@
-"""Shared test fixtures: the parity fixture from ../shared/parity, rebuilt once per session."""
-import json
+"""Shared test fixtures: the parity fixture (tests/data/parity), rebuilt once per session."""
 import os
 import pathlib
-import sys
 import tempfile
 
 import jax
 import numpy as np
 import pytest
+
+import parity_fixture
 
 # Full float32 matmuls/convolutions on every backend (no TF32/bf16 passes): parity needs them.
 jax.config.update('jax_default_matmul_precision', 'highest')
@@ -24,45 +24,34 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get('RNL_SHARED_DIR', REPO.parent / 'shared'))
-PARITY = SHARED / 'parity'
-FIXTURE = PARITY / 'k400_8f'
-
-
-def fixture_module():
-  """`fixture_tensors` from ../shared/parity (never copied into the repo)."""
-  if not (PARITY / 'fixture_tensors.py').is_file():
-    raise FileNotFoundError(f'parity fixture not found at {PARITY}; set RNL_SHARED_DIR to the '
-                            f'shared/ directory')
-  if str(PARITY) not in sys.path:
-    sys.path.insert(0, str(PARITY))
-  import fixture_tensors  # pylint: disable=g-import-not-at-top
-  return fixture_tensors
+FIXTURE = parity_fixture.fixture_dir('k400_8f')
 
 
 @pytest.fixture(scope='session')
 def parity_spec():
-  with open(FIXTURE / 'spec.json') as f:
-    return json.load(f)
+  return parity_fixture.load_spec('k400_8f')
 
 
 @pytest.fixture(scope='session')
 def parity_state_dict(parity_spec):
-  """The fixture checkpoint's state_dict as NumPy arrays, keys without `module.`."""
-  arrays = fixture_module().state_dict_arrays(parity_spec)
+  """The fixture checkpoint's state_dict as NumPy arrays, keys without `module.`; checked against
+  the recipe's sha256 digest, so every parity test runs on exactly the original's weights."""
+  arrays = parity_fixture.state_dict(parity_spec)
+  parity_fixture.verify(parity_spec, weights=arrays)
   return {k[len('module.'):]: v for k, v in arrays.items()}
 
 
 @pytest.fixture(scope='session')
 def parity_inputs(parity_spec):
-  return fixture_module().inputs(parity_spec)
+  clips = parity_fixture.inputs(parity_spec)
+  parity_fixture.verify(parity_spec, clips=clips)
+  return clips
 
 
 @pytest.fixture(scope='session')
 def parity_checkpoint(tmp_path_factory, parity_spec):
   """The fixture in the released `.pth.tar` format (needs torch to write)."""
-  out = tmp_path_factory.mktemp('parity_ckpt')
-  return fixture_module().write(str(FIXTURE), str(out))
+  return parity_fixture.write_checkpoint(parity_spec, tmp_path_factory.mktemp('parity_ckpt'))
 
 
 def load_npy(*parts):

@@ -1,8 +1,8 @@
 """Full-size parity with the ORIGINAL implementation: RNL TSM-R50 on the k400_8f fixture.
 
-Tolerances are the fixture README's recommendations for a float32 port (its measured float32-vs-
-float64 noise uses 8% / 22% of the eval budget; train-mode checks are limited by the channel gate's
-2-clip BatchNorm1d, which amplifies rounding up to ~158x).
+Tolerances are the fixture's recommendations for a float32 port (docs/parity.md): its measured
+float32-vs-float64 noise uses 8% / 22% of the eval budget; train-mode checks are limited by the
+channel gate's 2-clip BatchNorm1d, which amplifies rounding up to ~158x.
 """
 import json
 import subprocess
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_npy
+import parity_fixture
 import parity_utils as pu
 import rnl_jax
 from rnl_jax import convert
@@ -23,6 +24,22 @@ GRADS = ['new_fc.weight', 'base_model.conv1.weight', 'base_model.layer2.0.nl.the
          'base_model.layer2.0.nl.penta.weight', 'base_model.layer2.0.cg.W_v2.weight',
          'base_model.layer3.4.nl.W.0.weight', 'base_model.layer4.2.conv3.weight']
 BN_AFTER = ['base_model.bn1', 'base_model.layer2.0.nl.W.1', 'base_model.layer2.0.cg.bn1']
+
+
+def test_rebuilt_weights_and_inputs_match_the_recipe_digests(parity_spec):
+  """The checkpoint and clips the original ran on are rebuilt from spec.json alone (the repo stores
+  neither); their sha256 digests are the original run's, so one flipped bit is caught."""
+  weights, clips = parity_fixture.state_dict(parity_spec), parity_fixture.inputs(parity_spec)
+  assert len(weights) == parity_spec['checkpoint_info']['num_tensors'] == 386
+  assert sum(v.size for v in weights.values()) == parity_spec['checkpoint_info']['num_elements']
+  parity_fixture.verify(parity_spec, weights, clips)
+  key = 'module.base_model.layer2.0.nl.penta.weight'
+  weights[key] = np.nextafter(weights[key], np.inf)
+  with pytest.raises(ValueError, match='state_dict_sha256'):
+    parity_fixture.verify(parity_spec, weights)
+  clips['input'] = clips['input'][::-1].copy()
+  with pytest.raises(ValueError, match="'input'"):
+    parity_fixture.verify(parity_spec, clips=clips)
 
 
 @pytest.fixture(scope='module')
@@ -90,7 +107,7 @@ def test_cli_conversion_and_load_checkpoint(parity_checkpoint, parity_inputs, tm
 
 def test_float64_port_is_exact(converted, parity_inputs):
   """The sharp check: the whole model in float64 against the original run in float64 (same float32
-  weights). Agreement is ~1e-13 (logits) and ~1e-10 (gradients), far inside the README's bounds,
+  weights). Agreement is ~1e-13 (logits) and ~1e-10 (gradients), far inside the fixture's bounds,
   so any deviation in the math, however small, shows up here."""
   variables, arch = converted
   labels = load_npy('train', 'labels.npy')

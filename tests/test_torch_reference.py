@@ -1,30 +1,24 @@
 """Tests that tests/torch_reference.py reproduces the original RNL TSN (via the parity fixture).
 
-The fixture lives in ``<repo>/../shared/parity`` (override: env ``RNL_SHARED_DIR`` = the shared dir).
-Its reference outputs were computed by upstream ``ops.models.TSN``; tolerances follow its README.
+The fixture lives in ``tests/data/parity/k400_8f`` (rebuilt by ``parity_fixture.py``).
+Its reference outputs were computed by upstream ``ops.models.TSN``; tolerances follow docs/parity.md.
 """
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import parity_fixture  # noqa: E402
 import torch_reference as tr  # noqa: E402
 
-SHARED_DIR = Path(os.environ.get("RNL_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
-PARITY_DIR = SHARED_DIR / "parity"
-FIXTURE_DIR = PARITY_DIR / "k400_8f"
+FIXTURE_DIR = parity_fixture.fixture_dir("k400_8f")
 
 torch.set_num_threads(2)
-
-needs_fixture = pytest.mark.skipif(not (FIXTURE_DIR / "spec.json").exists(),
-                                   reason=f"parity fixture not found at {FIXTURE_DIR}")
 
 
 def _rel_l2(a, b):
@@ -43,12 +37,9 @@ def _cosine(a, b):
 @pytest.fixture(scope="module")
 def fixture():
     """spec, rebuilt state-dict arrays (``module.`` stripped) and inputs; built once per module."""
-    sys.path.insert(0, str(PARITY_DIR))
-    import fixture_tensors
-
-    spec = json.loads((FIXTURE_DIR / "spec.json").read_text())
-    arrays = {k.removeprefix("module."): v for k, v in fixture_tensors.state_dict_arrays(spec).items()}
-    return {"spec": spec, "arrays": arrays, "inputs": fixture_tensors.inputs(spec)}
+    spec = parity_fixture.load_spec("k400_8f")
+    arrays = {k.removeprefix("module."): v for k, v in parity_fixture.state_dict(spec).items()}
+    return {"spec": spec, "arrays": arrays, "inputs": parity_fixture.inputs(spec)}
 
 
 def _loaded_model(fixture):
@@ -57,7 +48,6 @@ def _loaded_model(fixture):
     return model
 
 
-@needs_fixture
 def test_state_dict_layout_matches_upstream(fixture):
     model = tr.build_tsn(400, 8)
     expected = [(k.removeprefix("module."), tuple(e["shape"]), e["dtype"])
@@ -71,7 +61,6 @@ def test_state_dict_layout_matches_upstream(fixture):
     assert n_trainable == fixture["spec"]["checkpoint_info"]["trainable_params"] == 32_011_473
 
 
-@needs_fixture
 def test_eval_logits_and_features_match_upstream(fixture):
     model = _loaded_model(fixture).eval()
     feats = []
@@ -85,9 +74,8 @@ def test_eval_logits_and_features_match_upstream(fixture):
     np.testing.assert_allclose(feats[0].numpy(), ref_feats, rtol=1e-4, atol=1e-4)
 
 
-@needs_fixture
 def test_train_step_matches_upstream(fixture):
-    """One train-mode forward/backward (README 'Train-mode check semantics')."""
+    """One train-mode forward/backward (docs/parity.md: train-mode check)."""
     model = _loaded_model(fixture).train()
     labels = np.load(FIXTURE_DIR / "train" / "labels.npy")
     logits = model(tr.to_torch_input(fixture["inputs"]["train_input"]))
