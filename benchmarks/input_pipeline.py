@@ -101,7 +101,7 @@ def make_data(root, num_videos, num_frames, kinds):
 
 
 # ----------------------------------------------------------------------------------------------------
-# the original loader's method (REFERENCE 4.1, 4.2, 4.4)
+# the original loader's method (docs/original.md §4.1, 4.2, 4.4)
 
 
 def _pil_frames(root, record, indices):

@@ -53,7 +53,7 @@ max_memory_allocated).
 
 The run also measures the machine's matmul peak per dtype (--matmul_size^3 GEMM, best of --repeats,
 jnp.dot and torch.mm; on a GPU each timed call is 10 products) and reports each case against the FLOP
-limit: MACs (REFERENCE section 8: TSM 32.70 G, RNL 89.3 G per 8x224 clip; x3 for a train step) x 2 /
+limit: MACs (docs/original.md §8: TSM 32.70 G, RNL 89.3 G per 8x224 clip; x3 for a train step) x 2 /
 peak, and as MFU (its inverse, against that measured peak). Results go to --out (JSON, one entry per
 case; an existing file's cases are kept and not run again, so an interrupted run resumes) and a
 Markdown table on stdout (also --out with .md).
@@ -72,7 +72,7 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# REFERENCE section 8: G MACs per 8-frame 224 px clip (region conv as a true depthwise conv).
+# docs/original.md §8: G MACs per 8-frame 224 px clip (region conv as a true depthwise conv).
 GMACS = {'tsm': 32.70, 'rnl': 89.30}
 
 
@@ -112,8 +112,8 @@ def peak_rss_gb():
 
 
 def gmacs(model, frames, size):
-  """G MACs of one clip's forward: REFERENCE's 8x224 figure, the backbone scaled by T*S^2 and the
-  attention by (T*S^2)^2 (accurate to the per-frame / quadratic split of REFERENCE section 8)."""
+  """G MACs of one clip's forward: the 8x224 figure of docs/original.md §8, the backbone scaled by
+  T*S^2 and the attention by (T*S^2)^2 (accurate to the per-frame / quadratic split given there)."""
   scale = frames * size * size / (8 * 224 * 224)
   tsm = GMACS['tsm'] * scale
   if model == 'tsm':

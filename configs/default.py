@@ -43,9 +43,10 @@ def get_config():
   config.image_size = 224             # training / validation crop
   config.scale_size = 256             # validation / test short side
 
-  # Data (REFERENCE 3). A table dataset (kinetics, something, somethingv2, ucf101, hmdb51, jester,
-  # synthetic) takes its list files, frame template and class count from rnl_jax.data.datasets;
-  # name='custom' needs root, train_list, val_list, num_classes and frame_template.
+  # Data (docs/original.md §3). A table dataset (kinetics, something, somethingv2, ucf101, hmdb51,
+  # jester, synthetic) takes its list files, frame template and class count from
+  # rnl_jax.data.datasets; name='custom' needs root, train_list, val_list, num_classes and
+  # frame_template.
   config.data = ml_collections.ConfigDict()
   config.data.name = 'kinetics'
   config.data.root = ''               # dataset root (custom: the frame root); synthetic: '' = WORKDIR/data
@@ -73,13 +74,14 @@ def get_config():
   config.data.synthetic.size = 64
   config.data.synthetic.seed = 0      # the dataset's seed (independent of `seed`, the training seed)
 
-  # Batch (REFERENCE 5.1): `batch_size` clips per forward (global, the BatchNorm batch), and
+  # Batch (docs/original.md §5.1): `batch_size` clips per forward (global, the BatchNorm batch), and
   # `batch_multiplier` forwards accumulated per optimizer step: 16 x 4 = the original's 64 clips.
   config.batch_size = 16
   config.batch_multiplier = 4
   config.eval_batch_size = 16         # views per eval forward (global)
 
-  # Optimiser (REFERENCE 5.2-5.4): lr = base_lr * (batch_size * batch_multiplier) / reference_batch.
+  # Optimiser (docs/original.md §5.2-5.4):
+  # lr = base_lr * (batch_size * batch_multiplier) / reference_batch.
   config.optim = ml_collections.ConfigDict()
   config.optim.base_lr = 0.02
   config.optim.reference_batch = 64
@@ -102,7 +104,7 @@ def get_config():
   config.init.checkpoint = ''         # a converted/trained RNL checkpoint (fine-tuning)
   config.init.new_head = False        # re-initialise new_fc (different classes)
 
-  # Test protocol (REFERENCE 6; config.mode='test', rnl_jax.evaluate): the val list, clips x crops
+  # Test protocol (docs/original.md §6; mode='test', rnl_jax.evaluate): the val list, clips x crops
   # views per video, raw logits averaged per video. Clips: `test.dense_clips` with data.dense_sample,
   # 2 with `twice_sample`, else 1. Writes WORKDIR/{output}.json, {output}_per_class.csv and
   # {output}_scores.npz (for `python -m rnl_jax.ensemble`).

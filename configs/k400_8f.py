@@ -1,4 +1,4 @@
-"""Kinetics-400, RNL TSM-R50, 8 frames, dense sampling: the original's README command (REFERENCE 5.8).
+"""Kinetics-400, RNL TSM-R50, 8 frames, dense sampling: the original's README command (docs/original.md §5.8).
 
     python main.py --config=configs/k400_8f.py --workdir=runs/k400_8f \
         --config.data.root=/data --config.init.imagenet=ckpt/r50_imagenet

@@ -1,4 +1,4 @@
-"""Something-Something V1, RNL TSM-R50, 8 frames, TSN sampling (REFERENCE 5.8).
+"""Something-Something V1, RNL TSM-R50, 8 frames, TSN sampling (docs/original.md §5.8).
 
     python main.py --config=configs/sthv1_8f.py --workdir=runs/sthv1_8f \
         --config.data.root=/data --config.init.imagenet=ckpt/r50_imagenet

@@ -5,7 +5,7 @@
 
 A VIDEO is a file PyAV decodes (mp4, webm, avi, ..) or a folder of JPEG frames numbered from 1
 (img_00001.jpg, 00001.jpg, 000001.jpg, ..: the template is read off the files). Each video is sampled
-and cropped with the original's test protocol (REFERENCE 3.3, 4.3, 6): `--num_segments` frames per clip
+and cropped with the original's test protocol (docs/original.md §3.3, 4.3, 6): `--num_segments` frames per clip
 (uniform segment centres, `--twice_sample`, or `--dense_sample` with `--clips` windows), short side
 scaled to `--scale_size`, then `--crops` 1 / 3 (full-res) / 5 / 10 crops of `--image_size` (or of
 `--scale_size` with `--full_res`). Views are fused as the original: the raw logits are averaged over
@@ -18,7 +18,7 @@ A video that cannot be read gets one line on stderr (`classify: <path>: <reason>
 still classified; the exit status is 1 if any video failed, 2 for a bad checkpoint or flags, else 0.
 
 `--attention PNG` draws, for one RNL block, the attention S = softmax_i(<P_j, P_i>) of the first view
-(REFERENCE 1.6: queries = keys = the region-aggregated features P, over all T*H*W positions of the
+(docs/original.md §1.6: queries = keys = the region-aggregated P, over all T*H*W positions of the
 clip): the row of one query position `--query t,y,x` (feature-grid coordinates), or by default ('mean')
 the mean attention each position receives, averaged over all queries. Both maps sum to 1 over the clip.
 The picture shows the T sampled frames of that view side by side, and below them the map upsampled and
@@ -63,7 +63,7 @@ class ClassifyError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ViewSettings:
-  """How a video becomes model inputs: frame sampling (REFERENCE 3.3) and test crops (4.3)."""
+  """How a video becomes model inputs: sampling and test crops (docs/original.md §3.3, 4.3)."""
   num_segments: int = DEFAULT_SEGMENTS
   image_size: int = transforms.INPUT_SIZE
   scale_size: int = transforms.SCALE_SIZE

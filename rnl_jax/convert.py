@@ -179,7 +179,7 @@ def _to_flax(key: str, value: np.ndarray, flax_shape: Tuple[int, ...], what: str
   """One PyTorch tensor -> the Flax layout of `flax_shape`, with a shape check naming the key."""
   value = np.asarray(value)
   is_penta = key.endswith('penta.weight')
-  if is_penta:  # masked grouped [C', g, kt, kh, kw] -> depthwise [kt, kh, kw, 1, C'] (REFERENCE 1.6.1)
+  if is_penta:  # masked grouped [C', g, kt, kh, kw] -> depthwise [kt, kh, kw, 1, C'] (docs/original.md §1.6.1)
     inner = flax_shape[-1]
     g = penta_groups(inner)
     expected = (inner, g) + tuple(flax_shape[:3])

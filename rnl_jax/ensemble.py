@@ -1,4 +1,4 @@
-"""Score ensembles (REFERENCE 6.4): `python -m rnl_jax.ensemble A.npz B.npz [...] [--coeff 1,1]`.
+"""Score ensembles (docs/original.md §6.4): `python -m rnl_jax.ensemble A.npz B.npz [--coeff 1,1]`.
 
 Reads the per-video scores written by the test protocol (`WORKDIR/test_scores.npz`), checks that every
 file holds the same videos with the same labels (matched by video id, so file order does not matter),

@@ -1,4 +1,4 @@
-"""The original's test protocol (REFERENCE 6): `python main.py --config=... --config.mode=test`.
+"""Test protocol of docs/original.md §6: `python main.py --config=... --config.mode=test`.
 
 Every video of the validation list is seen through `clips x crops` views (clips: `test.dense_clips`
 dense windows with `data.dense_sample`, 2 with `test.twice_sample`, else 1; crops: `test.crops` of

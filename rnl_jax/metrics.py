@@ -1,7 +1,7 @@
 """Video-level classification metrics from per-view logits, accumulated by video index.
 
 Scores of all views of a video are averaged (the original fuses raw logits by the mean over views,
-REFERENCE 6); rows are attributed by `video_index`, never by batch position, and padded rows
+docs/original.md §6); rows are attributed by `video_index`, never by batch position, and padded rows
 (`mask` False) are ignored, so results do not depend on batch size, device or process count.
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""The original's optimiser (REFERENCE 5.2-5.4) as an optax chain, and its learning-rate schedules.
+"""The original's optimiser (docs/original.md §5.2-5.4) as an optax chain, and its LR schedules.
 
 Update of one optimizer step, as PyTorch's SGD with the original's parameter groups does it:
 
@@ -8,7 +8,7 @@ Update of one optimizer step, as PyTorch's SGD with the original's parameter gro
     p <- p - lr(step) * lr_mult * buf
 
 `param_groups` assigns each parameter its group by the original's rules (`TSN.get_optim_policies`).
-grouping='original' (default) reproduces the upstream accident of REFERENCE 7.4: inside the region
+grouping='original' (default) keeps the upstream accident (docs/original.md §7.4): in the region
 non-local blocks the first parameter of every module goes to `nl_weight` and the second to `nl_bias`,
 so the depthwise region kernel gets lr x2 and no decay, and the output BN scale is weight-decayed.
 grouping='clean' treats those like every other conv / BN parameter.
@@ -23,7 +23,7 @@ import flax
 import jax
 import optax
 
-# group -> (lr multiplier, weight-decay multiplier)   (REFERENCE 5.2)
+# group -> (lr multiplier, weight-decay multiplier)   (docs/original.md §5.2)
 GROUPS = {
     'first_conv_weight': (1, 1),
     'first_conv_bias': (2, 0),
@@ -109,7 +109,7 @@ def scaled_lr(base_lr, batch_size, reference_batch=64):
 
 def lr_schedule(lr, *, schedule='cos', num_epochs, warmup_epochs=0.0, lr_steps=(20, 40),
                 micro_batches_per_epoch, batch_multiplier=1):
-  """lr(optimizer step) of the original (REFERENCE 5.3), evaluated at tau of the step's last micro-batch.
+  """lr(optimizer step) of the original (docs/original.md §5.3), evaluated at tau of the step's last micro-batch.
 
   cos: linear warmup from lr/10 to lr over `warmup_epochs`, then half-cosine to 0 at `num_epochs`.
   step: lr * 0.1 ** (number of lr_steps epochs completed), no warmup (as upstream).

@@ -312,7 +312,7 @@ def model_inputs(config):
 
 
 def _derived(config, num_train_videos):
-  """Batch, lr and step arithmetic of REFERENCE 5.1-5.3 for this run."""
+  """Batch, lr and step arithmetic of docs/original.md §5.1-5.3 for this run."""
   step_batch = config.batch_size * config.batch_multiplier
   lr = optim.scaled_lr(config.optim.base_lr, step_batch, config.optim.reference_batch)
   micro_per_epoch = num_train_videos / config.batch_size

@@ -47,7 +47,7 @@ def test_recipes_validate(name):
 @pytest.mark.parametrize('name,clips,crops', [('k400_8f', 10, 3), ('k400_16f', 10, 3), ('sthv1_8f', 2, 3),
                                              ('sthv1_16f', 2, 3), ('sthv2_8f', 2, 3)])
 def test_recipes_hold_the_readme_test_protocol(name, clips, crops):
-  """REFERENCE 6: Kinetics 10 dense clips x 3 full-res crops, Something 2 clips (twice) x 3."""
+  """docs/original.md §6: Kinetics 10 dense clips x 3 full-res crops, Something 2 (twice) x 3."""
   c = importlib.import_module(f'configs.{name}').get_config()
   got = c.test.dense_clips if c.data.dense_sample else (2 if c.test.twice_sample else 1)
   assert (got, c.test.crops, c.test.full_res) == (clips, crops, True)
@@ -62,7 +62,7 @@ def test_recipes_hold_the_readme_test_protocol(name, clips, crops):
 ])
 def test_recipes_are_the_original_commands(name, frames, dense, flip, wd, dropout, warmup, epochs,
                                            classes):
-  """REFERENCE 5.8: 16 clips per forward x 4 accumulated = 64 per step at lr 0.02, cosine, clip 20."""
+  """docs/original.md §5.8: 16 clips per forward x 4 accumulated = 64 per step at lr 0.02, cosine, clip 20."""
   c = importlib.import_module(f'configs.{name}').get_config()
   assert (c.num_segments, c.data.dense_sample, c.data.flip) == (frames, dense, flip)
   assert (c.optim.weight_decay, c.model.dropout, c.optim.warmup_epochs, c.num_epochs) == (

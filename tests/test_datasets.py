@@ -1,4 +1,4 @@
-"""Dataset table, list parsing and the frame-folder source (REFERENCE 3.1, 3.2, 3.4; 7.11, 7.13, 7.15)."""
+"""Dataset table, list parsing and the frame-folder source (docs/original.md §3.1, 3.2, 3.4; 7.11, 7.13, 7.15)."""
 import logging
 import subprocess
 import sys

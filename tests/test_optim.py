@@ -24,7 +24,7 @@ def _flat(tree):
 
 
 def test_original_groups_of_rnl_r50(r50_params):
-  """REFERENCE 5.2, including the non-local grouping accident (7.4)."""
+  """docs/original.md §5.2, including the non-local grouping accident (7.4)."""
   groups = _flat(optim.param_groups(r50_params))
   by_group = {}
   for name, g in groups.items():
@@ -101,7 +101,7 @@ def test_chain_matches_torch_sgd_with_groups():
 
 
 def _reference_lr(tau, epoch, lr, schedule, num_epochs, warmup, steps):
-  """REFERENCE 5.3, literally."""
+  """docs/original.md §5.3, literally."""
   if schedule == 'step':
     return lr * 0.1 ** sum(epoch > s for s in steps)
   if warmup and tau < warmup:

@@ -96,7 +96,7 @@ def test_cli_conversion_and_load_checkpoint(parity_checkpoint, parity_inputs, tm
                          str(dst)], capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 0, proc.stderr
   summary = json.loads(proc.stdout)
-  assert summary['parameters'] == 28_392_657  # REFERENCE 8: effective learnable parameters
+  assert summary['parameters'] == 28_392_657  # docs/original.md §8: effective learnable parameters
   assert json.loads((dst / 'model.json').read_text())['architecture']['shift_div'] == 8
   model, variables = rnl_jax.load_checkpoint(str(dst))
   logits = np.asarray(jax.jit(lambda v, x: model.apply(v, x))(variables, parity_inputs['input']))

@@ -1,7 +1,7 @@
-"""Frame sampling (rnl_jax.data.sampling) against REFERENCE 3.3 / 7.9, 7.10, 7.19.
+"""Frame sampling (rnl_jax.data.sampling) against docs/original.md §3.3 / 7.9, 7.10, 7.19.
 
 The deterministic samplers are compared, for every F in 1..300, with plain-loop re-implementations that
-read like the original `ops/dataset.py` (new_length = 1), plus REFERENCE's worked examples. The random
+read like the original `ops/dataset.py` (new_length = 1), plus §3.3's worked examples. The random
 samplers are checked for range, determinism per seed and coverage of exactly the allowed values.
 """
 import numpy as np
@@ -91,7 +91,7 @@ def test_indices_always_within_video():
 
 
 # ----------------------------------------------------------------------------------------------------
-# REFERENCE's worked examples and quirks
+# docs/original.md's worked examples (§3.3) and quirks (§7)
 
 
 def test_reference_examples_uniform():

@@ -131,7 +131,7 @@ def test_default_frame_count_keeps_tsn_samplers_symmetric(num_segments):
   """
   f = synthetic.DEFAULT_FRAMES
   tick = f / float(num_segments)
-  centres = {int(tick / 2.0 + tick * t) for t in range(num_segments)}  # REFERENCE 3.3
+  centres = {int(tick / 2.0 + tick * t) for t in range(num_segments)}  # docs/original.md §3.3
   assert {f - 1 - c for c in centres} == centres
   d = f // num_segments
   train = [{t * d + k for k in range(d)} for t in range(num_segments)]  # support of segment t

@@ -9,7 +9,7 @@ from rnl_jax.models.temporal_shift import _shift
 
 
 def shift_loop(x, div):
-  """REFERENCE 1.3 written out: x [N, T, H, W, C]."""
+  """docs/original.md §1.3 written out: x [N, T, H, W, C]."""
   n, t, _, _, c = x.shape
   f = c // div
   out = np.array(x, copy=True)

@@ -189,7 +189,7 @@ def test_tiny_forward_and_randomize(tiny):
 
 
 def test_nl_matches_query_key_formulation(tiny):
-    """REFERENCE 1.6: logits[j, i] = <P_j, P_i>, softmax over i, Y = S @ theta."""
+    """docs/original.md §1.6: logits[j, i] = <P_j, P_i>, softmax over i, Y = S @ theta."""
     nl = tiny.base_model.layer3[0].nl
     v = torch.randn(2, 256, 4, 4, 4, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Clip transforms (REFERENCE 4) against a re-creation of the original's Pillow code.
+"""Clip transforms (docs/original.md §4) against a re-creation of the original's Pillow code.
 
 Validation/test views must equal the original bit for bit; training crops must follow the
 GroupMultiScaleCrop rules (sizes, pairs, 13-point grid), apply one crop/flip to the whole clip, and the
@@ -148,7 +148,7 @@ def test_test_views_match_pillow(shape, num_crops, full_res):
 
 
 def test_portrait_full_res_three_crop_quirk():
-  """REFERENCE 7.12: offsets move only horizontally, so a portrait frame gets 3 equal crops."""
+  """docs/original.md §7.12: offsets move only sideways, so a portrait frame gets 3 equal crops."""
   clip = make_clip(340, 256)                       # portrait: W = 256, H = 340 (no rescale needed)
   views = transforms.test_views(clip, num_crops=3, full_res=True)
   np.testing.assert_array_equal(views[0], views[1])

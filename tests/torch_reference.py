@@ -1,6 +1,6 @@
 """Independent PyTorch reference of the original RNL TSM video classifier (``ops.models.TSN``).
 
-Written from REFERENCE.md (sections 1, 1.8 and 2.3) for parity tests of the JAX port. It reproduces
+Written from docs/original.md (§1, §1.8, §2.3) for parity tests of the JAX port. It reproduces
 upstream numerically *and* its state_dict layout (key names and order, without the ``module.`` prefix
 of the released checkpoints), so a released / fixture checkpoint loads with ``strict=True``::
 
@@ -37,14 +37,14 @@ __all__ = [
 
 _STAGES = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
            50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3])}
-# (stage name, block index) -> (channel gate?, depthwise kernel (t, h, w)); REFERENCE 1.4.
+# (stage name, block index) -> (channel gate?, depthwise kernel (t, h, w)); docs/original.md §1.4.
 _RNL_SITES = {("layer2", 0): (True, (3, 7, 7)), ("layer2", 2): (False, (3, 7, 7)),
               ("layer3", 0): (False, (3, 3, 3)), ("layer3", 2): (False, (3, 3, 3)),
               ("layer3", 4): (False, (3, 3, 3))}
 
 
 # --------------------------------------------------------------------------------------------------
-# Temporal shift (REFERENCE 1.3)
+# Temporal shift (docs/original.md §1.3)
 # --------------------------------------------------------------------------------------------------
 
 def temporal_shift(x, n_segment, fold_div=8):
@@ -76,7 +76,7 @@ class TemporalShift(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# torchvision-style ResNet v1.5 (REFERENCE 1.2)
+# torchvision-style ResNet v1.5 (docs/original.md §1.2)
 # --------------------------------------------------------------------------------------------------
 
 def _conv3x3(cin, cout, stride=1):
@@ -175,11 +175,11 @@ class ResNet(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# RNL: masked depthwise conv, channel gate, region non-local block, wrapper (REFERENCE 1.4-1.6)
+# RNL: masked depthwise conv, channel gate, region NL block, wrapper (docs/original.md §1.4-1.6)
 # --------------------------------------------------------------------------------------------------
 
 class MaskedDepthwiseConv3d(nn.Module):
-    """Upstream's "DiagonalwiseRefactorization" depthwise Conv3d (REFERENCE 1.6.1).
+    """Upstream's "DiagonalwiseRefactorization" depthwise Conv3d (docs/original.md §1.6.1).
 
     A grouped conv (``groups = max(C // 32, 1)``, ``g = C / groups`` channels per group) whose stored
     kernel ``weight`` [C, g, kt, kh, kw] is multiplied by the fixed 0/1 ``mask`` (``mask[o, o % g] = 1``),
@@ -214,7 +214,7 @@ class MaskedDepthwiseConv3d(nn.Module):
 
 
 class ChannelGate(nn.Module):
-    """GCNet-style additive context gate (REFERENCE 1.5), input/output [N, C, T, H, W]."""
+    """GCNet-style additive context gate (docs/original.md §1.5), input/output [N, C, T, H, W]."""
 
     def __init__(self, channels, reduction=2):
         super().__init__()
@@ -238,7 +238,7 @@ class ChannelGate(nn.Module):
 
 
 class NonLocalBlock3D(nn.Module):
-    """Region-based non-local block (REFERENCE 1.6), input/output [N, C, T, H, W].
+    """Region-based non-local block (docs/original.md §1.6), input/output [N, C, T, H, W].
 
     ``theta`` 1x1x1 conv -> ``P = penta(theta)``; softmax over keys of ``P P^T`` (no scaling); values are
     ``theta``; ``W = (1x1x1 conv, BatchNorm3d)``; residual add.
@@ -287,7 +287,7 @@ class NL3DWrapper(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# TSN wrapper (REFERENCE 1.1) and builder
+# TSN wrapper (docs/original.md §1.1) and builder
 # --------------------------------------------------------------------------------------------------
 
 class TSN(nn.Module):
@@ -318,7 +318,7 @@ def build_tsn(num_classes, num_segments, depth=50, shift=True, shift_div=8, shif
 
     ``depth`` in {18, 34, 50, 101}; ``shift_place`` in {'blockres', 'block'}. For 'blockres' with >= 23
     blocks in layer3 (ResNet-101) only even-indexed blocks are shifted, as in TSM's ``make_temporal_shift``.
-    Nothing is pretrained: torchvision's random init for the ResNet, REFERENCE 1.8 for the rest.
+    Nothing is pretrained: torchvision's init for the ResNet, docs/original.md §1.8 for the rest.
     The ResNet ``fc`` is always ``Dropout(dropout)`` with ``new_fc`` at TSN level, also for
     ``dropout == 0`` (upstream would then reuse ``base_model.fc`` as the classifier; the fixture's train
     check instead builds with p > 0 and sets p to 0, i.e. this layout).

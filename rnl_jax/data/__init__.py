@@ -1,1 +1,1 @@
-"""Data pipeline: list files, frame sampling, transforms and loaders (REFERENCE 3-4)."""
+"""Data pipeline: list files, frame sampling, transforms and loaders (docs/original.md §3-4)."""

@@ -1,9 +1,9 @@
-"""Dataset table (REFERENCE 3.2) and list-file parsing (REFERENCE 3.1, 7.11, 7.13, 7.15).
+"""Dataset table and list-file parsing (docs/original.md §3.1, 3.2, 7.11, 7.13, 7.15).
 
 A list file has one record per video, `<folder> <num_frames> <label>` (0-based label). Upstream reads
 Kinetics lists with a CSV reader and every other list by splitting on spaces, while the TSM label tools
-write space-separated Kinetics lists (REFERENCE 7.13); `parse_list_file` therefore detects the delimiter
-per file from its first record. Folders are relative to the dataset's frame root (REFERENCE 7.15: the
+write space-separated Kinetics lists (docs/original.md §7.13); `parse_list_file` therefore detects the delimiter
+per file from its first record. Folders are relative to the dataset's frame root (docs/original.md §7.15: the
 Something-V1 label tool's `something/v1/img/` prefix must be stripped) or absolute (the authors' Kinetics
 lists). Malformed lines raise ValueError naming the file and line instead of failing later in a loader.
 
@@ -20,7 +20,7 @@ DELIMITERS = ('space', 'comma')
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  """One row of REFERENCE 3.2; every path is relative to a dataset root (`../data/` upstream).
+  """One row of docs/original.md §3.2; paths are relative to a dataset root (`../data/` upstream).
 
   `num_classes` is None when the class count comes from `classes_file` (the synthetic dataset).
   `flip` is False where the label depends on left/right (Something-Something, Jester, synthetic).
@@ -31,7 +31,7 @@ class DatasetInfo:
   name: str
   frame_root: str
   train_list: str
-  val_list: str          # doubles as the test list (REFERENCE 3.2)
+  val_list: str          # doubles as the test list (docs/original.md §3.2)
   template: str          # 1-based frame file name, e.g. 'img_{:05d}.jpg'
   num_classes: Optional[int]
   flip: bool
@@ -146,7 +146,7 @@ def _looks_like_comma(line):
 
 
 def detect_delimiter(lines):
-  """'comma' or 'space', from the first non-blank line (REFERENCE 7.13: Kinetics lists come in both)."""
+  """'comma' or 'space', from the first non-blank line (docs/original.md §7.13: Kinetics lists come in both)."""
   for line in lines:
     if line.strip():
       return 'comma' if _looks_like_comma(line.strip()) else 'space'
@@ -263,7 +263,7 @@ def parse_video_list_file(path, num_classes=None):
 
 
 def filter_records(records, mode, remove_missing=True):
-  """Drops records upstream drops (F < 3, except ensemble testing; REFERENCE 3.1, 7.11).
+  """Drops records upstream drops (F < 3, except ensemble testing; docs/original.md §3.1, 7.11).
 
   Returns (kept records, number dropped).
   """

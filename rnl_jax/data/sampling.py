@@ -1,9 +1,10 @@
-"""Frame-index sampling of the original `ops/dataset.py` (REFERENCE 3.3), as pure NumPy functions.
+"""Frame-index sampling of the original `ops/dataset.py` (docs/original.md §3.3), in pure NumPy.
 
 Every function maps (num_frames F, num_segments T[, rng]) to **1-based** frame indices (int64), in the
 original's clip-major order `[clip0: t0 .. t_{T-1}, clip1: ...]`. The expressions are the original's
 (Python-float `tick = F / float(T)`, `int()` truncation, `np.linspace` for the dense test starts), so the
-deterministic samplers agree with upstream for every F, quirks included (REFERENCE 7.9, 7.10, 7.19):
+deterministic samplers agree with upstream for every F, quirks included (docs/original.md §7.9,
+7.10, 7.19):
 
 * uniform validation returns T copies of frame 1 when F <= T (the test sampler does not) -- reproduced
   by default, `fix_short=True` uses the test formula instead;
@@ -14,10 +15,10 @@ deterministic samplers agree with upstream for every F, quirks included (REFEREN
 
 Randomness comes only from the `np.random.Generator` passed in (the caller derives one per example, e.g.
 from (seed, epoch, index)), so indices are a pure function of (F, T, generator state). The exact random
-streams of the original (global NumPy RNG in loader workers, REFERENCE 7.20) are not reproducible and are
+streams of the original (global NumPy RNG in loader workers, docs/original.md §7.20) are not reproducible and are
 not attempted; only the distributions are.
 
-Frame-count filter (REFERENCE 3.1): upstream drops records with F < 3 for training/validation and for
+Frame-count filter (docs/original.md §3.1): upstream drops records with F < 3 for training/validation and for
 single-model testing; `keep_record` expresses that rule. The samplers themselves accept any F >= 1
 (ensemble testing keeps the short records).
 """
@@ -28,7 +29,7 @@ import numpy as np
 MODES = ('train', 'val', 'test')
 DENSE_WINDOW = 64        # frames covered by one dense (I3D-style) clip
 DENSE_TEST_CLIPS = 10    # clips per video in the dense test protocol
-MIN_NUM_FRAMES = 3       # records with fewer frames are dropped (REFERENCE 3.1)
+MIN_NUM_FRAMES = 3       # records with fewer frames are dropped (docs/original.md §3.1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def tsn_train(num_frames, num_segments, rng):
 def tsn_val(num_frames, num_segments, fix_short=False):
   """Training-time validation: segment centres if F > T, else T copies of frame 1.
 
-  Upstream quirk (REFERENCE 7.10): F == T (and F < T) gives frame 1 only, while the test sampler gives
+  Upstream quirk (docs/original.md §7.10): F == T (and F < T) gives frame 1 only, while the test sampler gives
   the centres. `fix_short=True` always uses the centres (= `tsn_test`). Returns [T] int64, 1-based.
   """
   f = _check_count(num_frames, 'num_frames')
@@ -147,7 +148,7 @@ def _dense_clip(num_frames, num_segments, start):
 def dense_train(num_frames, num_segments, rng, include_last_start=False):
   """Training: one window at a random start; start = 0 if P == 1 else U{0..P-2}.
 
-  Upstream's `randint(0, P - 1)` never draws the last valid start F - 64 (REFERENCE 7.10); reproduced by
+  Upstream's `randint(0, P - 1)` never draws the last valid start F - 64 (docs/original.md §7.10); reproduced by
   default, `include_last_start=True` draws from U{0..P-1}. Returns [T] int64, 1-based.
   """
   f = _check_count(num_frames, 'num_frames')
@@ -162,7 +163,7 @@ def dense_train(num_frames, num_segments, rng, include_last_start=False):
 
 
 def dense_val(num_frames, num_segments, rng, include_last_start=False):
-  """Training-time validation with dense sampling: the *same random rule* as training (REFERENCE 7.9).
+  """Training-time validation with dense sampling: the *same random rule* as training (docs/original.md §7.9).
 
   Upstream validates on one random 64-frame window, so validation curves are noisy; reported numbers use
   the deterministic 10-clip `dense_test`. Returns [T] int64, 1-based.
@@ -199,7 +200,7 @@ def _check_options(mode, dense, twice_sample):
     raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
   if twice_sample and dense:
     raise ValueError('twice_sample and dense sampling cannot be combined (upstream would sample 10 clips '
-                     'but expect 20 views; REFERENCE 7.19): choose one of them')
+                     'but expect 20 views; docs/original.md §7.19): choose one of them')
   if twice_sample and mode != 'test':
     raise ValueError(f'twice_sample exists only at test time (mode="test"), got mode={mode!r}')
 
@@ -214,7 +215,7 @@ def num_clips_per_video(mode, *, dense, twice_sample=False, num_clips=DENSE_TEST
 
 def sample_indices(num_frames, num_segments, mode, *, dense, rng=None, twice_sample=False,
                    num_clips=DENSE_TEST_CLIPS, fix_short=False, include_last_start=False):
-  """1-based frame indices of one video as `[clips, T]` int64 (REFERENCE 3.3).
+  """1-based frame indices of one video as `[clips, T]` int64 (docs/original.md §3.3).
 
   Args:
     num_frames: F >= 1, frames in the video folder (the list file's count).

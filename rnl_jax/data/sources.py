@@ -1,4 +1,4 @@
-"""Random-access source of sampled, decoded frame clips from TSM frame folders (REFERENCE 3.1, 3.3, 3.4).
+"""Random-access source of sampled, decoded frame clips from TSM frame folders (docs/original.md §3.1, 3.3, 3.4).
 
 `ClipSource` holds what every source shares (sampling, decoding each wanted frame once, skip_corrupt);
 `FrameFolderSource` implements `__len__` / `__getitem__`, so it can back a grain `MapDataset.source`
@@ -9,10 +9,10 @@ decodes only those JPEG frames (each distinct frame once) and returns
 
 Randomness ('train', and dense 'val') comes from a per-example `np.random.Generator`: either the caller's
 (`get(index, rng)`) or `np.random.default_rng([seed, epoch, index])`, so a clip is a pure function of
-(seed, epoch, index) and independent of worker assignment (REFERENCE 7.20).
+(seed, epoch, index) and independent of worker assignment (docs/original.md §7.20).
 
 Bad data fails loudly (CorruptVideoError, a ValueError naming the file). Upstream silently substitutes
-frame 1 for an unreadable frame and a random other video for a missing folder (REFERENCE 3.4, 7.11);
+frame 1 for an unreadable frame, a random video for a missing folder (docs/original.md §3.4, 7.11);
 that is not reproduced. With `skip_corrupt=True` a bad video is replaced deterministically by the next
 readable one (index + 1, wrapping), logged, and counted in `skipped` / `skipped_paths` (per process: each
 loader worker holds its own copy of the source).

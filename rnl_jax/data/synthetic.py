@@ -4,7 +4,7 @@
                                      --height 64 --width 64 --seed 0 --workers 4
                                      --mp4 --keyframe_interval 30]
 
-writes the TSM frame-folder layout (REFERENCE 3.1):
+writes the TSM frame-folder layout (docs/original.md §3.1):
 
     DIR/frames/<video_id>/img_00001.jpg ... img_{F:05d}.jpg   (1-based, JPEG quality 90)
     DIR/train.txt, DIR/val.txt                                 lines `<video_id> <num_frames> <label>`
@@ -32,8 +32,8 @@ tell the pairs apart); a temporal model (TSM) can learn all of them.
 
 Why 24 frames by default: a model sees a SUBSET of the frames, and the argument above needs that subset to
 be symmetric under t -> F-1-t. With T segments and F / T = d an integer, TSN's training offsets
-t*d + U{0..d-1} always are, its test/validation segment centres int(d/2 + d*t) only for odd d (REFERENCE
-3.3). F = 24, T = 8 (d = 3) is exact for both; with F = 16 (d = 2) the centres are frames 2, 4, .., 16
+t*d + U{0..d-1} always are, its test/validation centres int(d/2 + d*t) only for odd d (docs/original.md
+§3.3). F = 24, T = 8 (d = 3) is exact for both; with F = 16 (d = 2) the centres are frames 2, 4, .., 16
 (1-based) and the twin shows frames 15, .., 1 of the forward clip, every trajectory shifted by one frame
 step, which leaks direction through absolute position/size/opacity near the edges of their ranges
 (several % above chance for an order-blind model at evaluation). Motion amounts are set per clip, not per

@@ -1,9 +1,9 @@
-"""Clip transforms of the original `ops/transforms.py` (REFERENCE 4), uint8 RGB, channels last.
+"""Clip transforms of the original `ops/transforms.py` (docs/original.md §4), uint8 RGB, NHWC.
 
 A clip is a sequence of frames `[T, H, W, 3]` uint8 (an array, or a list of equally sized
 `[H, W, 3]` arrays straight from a JPEG decoder). Every "group" transform draws its random choices
 once per clip and applies them to all frames. Outputs stay uint8: ToTorchFormatTensor and
-GroupNormalize (REFERENCE 4.4) happen on the device.
+GroupNormalize (docs/original.md §4.4) happen on the device.
 
 * Training (4.1): GroupMultiScaleCrop(224, (1, .875, .75, .66), max_distort=1, fix_crop,
   more_fix_crop) on the frames as stored, then GroupRandomHorizontalFlip (off for
@@ -279,7 +279,7 @@ def multi_crop_offsets(width, height, num_crops, crop):
 
 
 def test_views(frames, num_crops=1, full_res=False, scale=SCALE_SIZE, crop=INPUT_SIZE):
-  """Test-time views (REFERENCE 4.3): [N, H, W, 3] -> [num_crops, N, S, S, 3] uint8, crop-major.
+  """Test views (docs/original.md §4.3): [N, H, W, 3] -> [num_crops, N, S, S, 3] uint8, crop-major.
 
   S = scale (256) if full_res else crop (224). The frames are first scaled to short side `scale`.
   N may hold several clips (clip-major, then segment, as sampled); reshape the result to

@@ -1,9 +1,9 @@
-"""Random-access clips from raw video files (mp4, webm, avi, ...) decoded with PyAV (REFERENCE 3.1, 3.3).
+"""Random-access clips from raw video files (mp4, webm, avi, ...) decoded with PyAV (docs/original.md §3.1, 3.3).
 
 `VideoFileSource` is the raw-video sibling of `sources.FrameFolderSource`: same sampling, same output
 (`{'frames': uint8 [clips*T, H, W, 3], 'label', 'video_index'}`), same skip_corrupt. Frame k (1-based) is
 the k-th frame of a plain sequential decode (`for f in container.decode(video=0)`): for a constant-rate
-video the picture that `ffmpeg -i video img_%05d.jpg` frame extraction (REFERENCE 3.5) writes as frame k,
+video the picture that `ffmpeg -i video img_%05d.jpg` frame extraction (docs/original.md §3.5) writes as frame k,
 without the JPEG round trip. (The ffmpeg CLI also duplicates/drops frames of variable-rate videos to a
 constant rate and applies rotation metadata; this reader does neither: frames are the coded pictures.)
 

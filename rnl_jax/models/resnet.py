@@ -21,8 +21,8 @@ STAGES = {
     101: (True, (3, 4, 23, 3)),
 }
 WIDTHS = (64, 128, 256, 512)   # stage widths of the released models (width=64)
-# (stage, block) -> (channel gate?, region kernel (t, h, w)); REFERENCE 1.4. Positions a shallower
-# network lacks are skipped (ResNet-18 has only layer2.0 and layer3.0).
+# (stage, block) -> (channel gate?, region kernel (t, h, w)); docs/original.md §1.4. Positions a
+# shallower network lacks are skipped (ResNet-18 has only layer2.0 and layer3.0).
 NONLOCAL_LAYOUT = {
     (2, 0): (True, (3, 7, 7)),
     (2, 2): (False, (3, 7, 7)),

@@ -1,4 +1,4 @@
-"""Region-based non-local block and channel gate (REFERENCE 1.4-1.6).
+"""Region-based non-local block and channel gate (docs/original.md §1.4-1.6).
 
 Both act on the frames of one clip folded into the batch, `[N*T, H, W, C]`, and see the clip as
 `M = T*H*W` positions. Positions are flattened in (t, h, w) order; the attention and the gate are

@@ -1,6 +1,6 @@
 """Temporal shift (TSM): part of the channels move one frame forward / backward in time.
 
-For `u` viewed as `[N, T, ..., C]` and `f = C // shift_div` (REFERENCE 1.3):
+For `u` viewed as `[N, T, ..., C]` and `f = C // shift_div` (docs/original.md §1.3):
   channels [0, f):   out[:, t] = u[:, t + 1], out[:, T - 1] = 0   (information moves backward in time)
   channels [f, 2f):  out[:, t] = u[:, t - 1], out[:, 0] = 0       (information moves forward in time)
   channels [2f, C):  unchanged.

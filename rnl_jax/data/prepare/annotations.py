@@ -30,7 +30,7 @@ class AnnotationError(PrepareError):
 class Item:
   """One annotation row whose video exists.
 
-  split: 'train' or 'val' (= the test list, REFERENCE 3.2).
+  split: 'train' or 'val' (= the test list, docs/original.md §3.2).
   name: output name: the frame folder relative to the frame root, and (plus '.mp4') the re-encoded
     video relative to the videos folder; no whitespace (list files are space-separated).
   label: 0-based class index.

@@ -43,7 +43,7 @@ class Spec:
 
   table: its `datasets.DATASETS` entry (frame root, frame list names, template, class count).
   home: its folder under --out (classes, report, state, videos/, arrayrecord/).
-  height: the original's frame height (REFERENCE 3.5), None = frames as released.
+  height: the original's frame height (docs/original.md §3.5), None = frames as released.
   numbered_splits: the download defines splits 1..3 (--split).
   video_list: the video list of a split ({split}, {n}), relative to --out.
   extra_lists: further space-separated frame lists (the TSM label tool's names), relative to --out.
@@ -416,7 +416,7 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     if num_frames < 3:
       warnings.append({'kind': 'short', 'split': item.split, 'video': item.video, 'where': item.where,
                        'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 frames '
-                                 f'in training and validation (REFERENCE 3.1)'})
+                                 f'in training and validation (docs/original.md §3.1)'})
   state.save()
 
   # Lists (each atomically, only if changed), classes, then the shards.

@@ -2,7 +2,7 @@
 
 `testTrainMulti_7030_splits/<class>_test_split<N>.txt` lines are `<video>.avi <id>` with id 1 = train,
 2 = test (our val list), 0 = unused in this split (counted in the notes, not prepared). Classes and their
-order are TSN's `class_list.txt` (the tools the original delegates to, REFERENCE 3.5; the order of the
+order are TSN's `class_list.txt` (the tools the original delegates to, docs/original.md §3.5; the order of the
 sorted split-file names, so `kick_ball` comes before `kick`); a split file of any other class is an
 unknown class. Frame folders are named by the video file name without extension, flat under the frame
 root. Videos are found by file name anywhere under --source.

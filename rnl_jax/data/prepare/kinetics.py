@@ -1,4 +1,4 @@
-"""Kinetics-400: the official CSV annotations and the downloaded clips (REFERENCE 3.5, 7.13, 7.14).
+"""Kinetics-400: official CSV annotations and downloaded clips (docs/original.md §3.5, 7.13, 7.14).
 
 Annotations: `train.csv` and `validate.csv` (or `kinetics_400_train.csv` / `kinetics_400_val.csv`,
 `kinetics_train.csv` / `kinetics_val.csv`, ...) with the header `label,youtube_id,time_start,time_end,split`
@@ -12,8 +12,8 @@ is matched by (youtube_id, start, end), whatever the folder.
 Classes and labels are the original's (`gen_label_kinetics.py`): the 400 names of
 `kinetics_label_map.txt` (bundled; `--label-map` for another file) in file order, normalised by
 spaces -> `_` and removing `"`, `(`, `)`, `'`; a row's label is normalised the same way. Frame folders
-are `<normalised class>/<video file name without extension>` (REFERENCE 7.14: named after what the
-download produced, i.e. what the original's `vid2img_kinetics.py` creates).
+are `<normalised class>/<video file name without extension>` (docs/original.md §7.14:
+named after what the download produced, i.e. what the original's `vid2img_kinetics.py` creates).
 """
 import csv
 

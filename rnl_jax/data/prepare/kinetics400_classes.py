@@ -1,4 +1,4 @@
-"""The original's Kinetics-400 class names (`kinetics_label_map.txt` of the TSM tools, REFERENCE 3.5).
+"""The original's Kinetics-400 class names (`kinetics_label_map.txt` of the TSM tools, docs/original.md §3.5).
 
 Line i is the raw name of label i (alphabetical). `kinetics.normalise` turns them into the names the
 TSM label tool uses (spaces -> `_`, `"`, `(`, `)`, `'` removed).

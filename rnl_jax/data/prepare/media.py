@@ -2,7 +2,7 @@
 
 Decoding is PyAV's plain sequential decode (no ffmpeg binary needed): frame k is the k-th decoded
 picture, as in `video.VideoReader`. The original's tools run `ffmpeg -i V -vf scale=-1:H -q:v 0
-img_%05d.jpg` (REFERENCE 3.5); here:
+img_%05d.jpg` (docs/original.md §3.5); here:
 
 * size (`Size`): 'height' forces the height and derives the width as ffmpeg's `scale=-1:H` does
   (`round(H * w / h)`, halves away from zero, no even constraint); 'short' scales the shorter side to N;

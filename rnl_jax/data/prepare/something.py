@@ -1,4 +1,4 @@
-"""Something-Something V1 and V2 (REFERENCE 3.5, 7.15).
+"""Something-Something V1 and V2 (docs/original.md §3.5, 7.15).
 
 V1 (`gen_label_sthv1.py`): the released JPEG frame folders `20bn-something-something-v1/<id>/%05d.jpg`
 (100 px high) and the semicolon-separated CSVs `something-something-v1-labels.csv` (one class per line;
@@ -9,8 +9,8 @@ V2 (`gen_label_sthv2.py`): the released videos `20bn-something-something-v2/<id>
 `something-something-v2-train.json` / `-validation.json` ([{id, template, ...}]; label = the template
 with `[` and `]` removed). The unlabelled test split is not prepared (counted in the notes if present).
 
-Frame folders are named by the video id, relative to the frame root (REFERENCE 7.15: not the label
-tool's `something/v1/img/<id>`).
+Frame folders are named by the video id, relative to the frame root (docs/original.md
+§7.15: not the label tool's `something/v1/img/<id>`).
 """
 import json
 import os

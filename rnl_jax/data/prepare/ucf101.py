@@ -1,6 +1,6 @@
 """UCF101: the avi files in class folders plus `ucfTrainTestlist/` (split N = 1, 2 or 3).
 
-As the TSN tools the original delegates to (`build_file_list.py`, REFERENCE 3.5): classes and their order
+As the TSN tools the original delegates to (`build_file_list.py`, docs/original.md §3.5): classes and their order
 from `classInd.txt` (`<index> <Class>`, 1-based), the label of a video = its class folder in the list
 (`<Class>/<video>.avi`), 0-based; `trainlist0N.txt` lines also carry the 1-based index, which must agree.
 `testlist0N.txt` is the validation (= test) list. Frame folders are named by the video file name without
