@@ -34,6 +34,7 @@ No JAX import here: the pipeline runs in grain worker processes.
 """
 import dataclasses
 import os
+import signal
 from typing import Optional
 
 from absl import flags
@@ -46,15 +47,18 @@ LABEL_DTYPE = np.int32
 
 
 def _init_worker(worker_index, worker_count):
-  """grain worker start-up: one OpenCV thread per worker (its own pool would oversubscribe the cores)."""
+  """grain worker start-up: one OpenCV thread per worker (its own pool would oversubscribe the cores).
+  Workers ignore Ctrl-C: a terminal sends it to the whole process group, and the trainer's main
+  process handles it (saves, then stops its workers)."""
   del worker_index, worker_count
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   import cv2  # pylint: disable=import-outside-toplevel
   cv2.setNumThreads(1)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainAugment:
-  """Training view settings (REFERENCE 4.1): multi-scale crop to `input_size`, optional flip."""
+  """Training views (docs/original.md §4.1): multi-scale crop to `input_size`, optional flip."""
   input_size: int = transforms.INPUT_SIZE
   flip: bool = True
   scales: tuple = transforms.SCALES
@@ -70,7 +74,7 @@ class TrainAugment:
 
 @dataclasses.dataclass(frozen=True)
 class EvalViews:
-  """Evaluation views (REFERENCE 4.2, 4.3): short side to `scale_size`, then `num_crops` crops.
+  """Evaluation views (docs/original.md §4.2, 4.3): short side to `scale_size`, `num_crops` crops.
 
   num_crops: 1 (centre, the validation view), 3 (GroupFullResSample), 5 or 10 (GroupOverSample).
   full_res: crops of `scale_size` instead of `input_size` (the original's 256 full-res test mode).

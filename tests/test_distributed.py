@@ -79,10 +79,11 @@ def _steps(ckpts):
   return sorted(int(s) for s in os.listdir(ckpts) if s.isdigit()) if ckpts.exists() else []
 
 
-def _start_and_signal(cmd, ckpts, after_step, sig):
-  """Starts a run, sends `sig` once a checkpoint past `after_step` exists; returns (code, stderr)."""
+def _start_and_signal(cmd, ckpts, after_step, sig, group=False):
+  """Starts a run, sends `sig` once a checkpoint past `after_step` exists (to its whole process
+  group with `group`, as a terminal's Ctrl-C does); returns (code, stderr)."""
   proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
+                          text=True, start_new_session=group)
   deadline = time.time() + 600
   try:
     # orbax renames a finished save into place, so a listed step is a complete checkpoint
@@ -90,7 +91,7 @@ def _start_and_signal(cmd, ckpts, after_step, sig):
         s > after_step for s in _steps(ckpts)):
       time.sleep(0.05)
     assert proc.poll() is None, 'the run ended before the signal: ' + proc.stderr.read()[-2000:]
-    os.kill(proc.pid, sig)
+    (os.killpg if group else os.kill)(proc.pid, sig)
     _, err = proc.communicate(timeout=300)
   finally:
     if proc.poll() is None:
@@ -118,6 +119,26 @@ def test_sigkill_and_sigterm_then_restart_is_bit_identical(reference, data, tmp_
   assert expected.keys() == got.keys()
   for k in expected:
     np.testing.assert_array_equal(got[k], expected[k], err_msg=k)   # bit-identical on CPU
+
+
+def test_ctrl_c_saves_then_restart_is_bit_identical(reference, data, tmp_path):
+  """Ctrl-C (SIGINT to the process group, data workers included) saves a checkpoint at the end of
+  the step and exits 130 without a traceback; the restart ends bit-identical to the uninterrupted
+  run (whose data order does not depend on the worker count)."""
+  workdir = tmp_path / 'interrupted'
+  ckpts = workdir / 'checkpoints'
+  cmd = _command(workdir, data, '--config.data.num_workers=2')
+  code, err = _start_and_signal(cmd, ckpts, 1, signal.SIGINT, group=True)
+  assert code == 130, err[-2000:]
+  saved = _steps(ckpts)[-1]
+  assert f'SIGINT: saved step {saved}' in err and saved < TOTAL, err[-2000:]
+  assert 'Traceback' not in err and 'KeyboardInterrupt' not in err, err[-2000:]
+  out = _run(cmd)
+  assert f'resumed from {ckpts} at step {saved}' in out.stderr
+  expected, got = _leaves(_state(reference, TOTAL)), _leaves(_state(workdir, TOTAL))
+  assert expected.keys() == got.keys()
+  for k in expected:
+    np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
 
 
 def _assert_close(reference, workdir, step):
