@@ -5,6 +5,7 @@ from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
 from rnl_jax.models.rnl import EVAL_ATTENTION
 from rnl_jax import optim
+from rnl_jax.errors import ConfigError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 FORMATS = ('frames', 'videos', 'arrayrecord')
@@ -13,7 +14,7 @@ MODES = ('train', 'test')
 
 
 def _fail(key, value, expected):
-  raise ValueError(f'config.{key}={value!r}: expected {expected}')
+  raise ConfigError(f'config.{key}={value!r}: expected {expected}')
 
 
 def architecture_from_config(config) -> Architecture:
@@ -23,7 +24,7 @@ def architecture_from_config(config) -> Architecture:
     return Architecture.from_variant(m.variant, config.data.num_classes, m.depth, shift_div=m.shift_div,
                                      width=m.width)
   except ValueError as e:
-    raise ValueError(f'config.model / config.data.num_classes: {e}') from None
+    raise ConfigError(f'config.model / config.data.num_classes: {e}') from None
 
 
 def model_from_config(config) -> TSN:
@@ -52,14 +53,12 @@ def validate(config):
   """All value checks of the training config (ValueError naming the key); the model's included."""
   model_from_config(config)
   d, o = config.data, config.optim
-  if d.name != 'custom':
-    datasets.get_dataset(d.name)      # KeyError listing the known names
-  elif not (d.root and d.train_list and d.val_list and d.frame_template):
-    missing = [k for k in ('root', 'train_list', 'val_list', 'frame_template') if not d[k]]
-    _fail(f'data.{missing[0]}', d[missing[0]], "a value (name='custom' needs root, train_list, "
-          'val_list, num_classes and frame_template)')
   if d.format not in FORMATS:
     _fail('data.format', d.format, f'one of {FORMATS}')
+  if d.name == 'custom':
+    _validate_custom_data(d)
+  elif d.name not in datasets.DATASETS:
+    _fail('data.name', d.name, f"one of {', '.join(sorted(datasets.DATASETS))} or 'custom'")
   if d.decoder not in sources.DECODERS:
     _fail('data.decoder', d.decoder, f'one of {sources.DECODERS}')
   if d.resize not in transforms.RESIZE_METHODS:
@@ -117,6 +116,21 @@ def validate(config):
   if config.mode not in MODES:
     _fail('mode', config.mode, f'one of {MODES}')
   _validate_test(config)
+
+
+# What a user's own dataset (data.name='custom') needs, per format: video files have no frame
+# template, and an ArrayRecord index holds the frames (neither root nor template).
+CUSTOM_KEYS = {'frames': ('root', 'train_list', 'val_list', 'frame_template'),
+               'videos': ('root', 'train_list', 'val_list'),
+               'arrayrecord': ('train_list', 'val_list')}
+
+
+def _validate_custom_data(d):
+  needed = CUSTOM_KEYS[d.format]
+  for key in needed:
+    if not d[key]:
+      _fail(f'data.{key}', d[key], f"a value (name='custom' with format={d.format!r} needs "
+            f"{', '.join(needed)} and num_classes)")
 
 
 def _validate_test(config):

@@ -42,6 +42,7 @@ import grain
 import numpy as np
 
 from rnl_jax.data import datasets, sampling, sources, transforms
+from rnl_jax.errors import ConfigError, DataError
 
 LABEL_DTYPE = np.int32
 
@@ -308,10 +309,10 @@ def data_paths(config, root=None):
     return DataPaths(root, d.train_list, d.val_list, d.frame_template, d.num_classes)
   info = datasets.get_dataset(d.name)
   if not root:
-    raise ValueError(f'config.data.root is empty: set it to the folder holding {info.train_list}')
+    raise ConfigError(f'config.data.root is empty: set it to the folder holding {info.train_list}')
   num_classes = info.resolve_num_classes(root) if info.num_classes is None else info.num_classes
   if num_classes != d.num_classes:
-    raise ValueError(f'config.data.num_classes={d.num_classes} but dataset {d.name!r} has '
+    raise ConfigError(f'config.data.num_classes={d.num_classes} but dataset {d.name!r} has '
                      f'{num_classes} classes')
   classes = os.path.join(root, info.classes_file) if info.classes_file else None
   return DataPaths(info.frame_dir(root), d.train_list or info.list_path(root, 'train'),
@@ -338,7 +339,7 @@ def load_split(paths, split, mode=None):
   mode = mode or ('train' if split == 'train' else 'val')
   kept, dropped = datasets.filter_records(records, mode)
   if not kept:
-    raise ValueError(f'{path}: no usable videos ({dropped} dropped for having < '
+    raise DataError(f'{path}: no usable videos ({dropped} dropped for having < '
                      f'{sampling.MIN_NUM_FRAMES} frames)')
   return kept, dropped
 
@@ -363,7 +364,7 @@ def make_source(config, paths, split, mode, **overrides):
   path = paths.train_list if split == 'train' else paths.val_list
   key = f'config.data.{split}_list'
   if not d[f'{split}_list']:
-    raise ValueError(f'{key} is empty: format {d.format!r} needs the {split} '
+    raise ConfigError(f'{key} is empty: format {d.format!r} needs the {split} '
                      f'{"video list" if d.format == "videos" else "ArrayRecord index"}')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{split} list {path} does not exist ({key})')
@@ -371,15 +372,15 @@ def make_source(config, paths, split, mode, **overrides):
     from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
     records = datasets.parse_video_list_file(path, paths.num_classes)
     if not records:
-      raise ValueError(f'{path}: no videos')
+      raise DataError(f'{path}: no videos')
     return video.VideoFileSource(d.root, records, **kwargs)
   from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
   source = arrayrecord.ArrayRecordSource(path, decoder=decoder, filter_short=True, **kwargs)
   labels = [r.label for r in source.records]
   if not labels:
-    raise ValueError(f'{path}: no usable videos')
+    raise DataError(f'{path}: no usable videos')
   if max(labels) >= paths.num_classes:
-    raise ValueError(f'{path}: label {max(labels)} outside [0, {paths.num_classes}) '
+    raise DataError(f'{path}: label {max(labels)} outside [0, {paths.num_classes}) '
                      f'(config.data.num_classes)')
   return source
 

@@ -87,3 +87,31 @@ def test_test_protocol_values_fail_naming_the_key(overrides, message):
     (config[section] if section else config)[name] = value
   with pytest.raises(ValueError, match=re.escape(message)):
     config_lib.validate(config)
+
+
+@pytest.mark.parametrize('fmt,given', [
+    ('frames', {'root': '/d', 'train_list': 't', 'val_list': 'v', 'frame_template': 'img_{:05d}.jpg'}),
+    ('videos', {'root': '/d', 'train_list': 't', 'val_list': 'v'}),            # no frame template
+    ('arrayrecord', {'train_list': 't.json', 'val_list': 'v.json'}),          # no root, no template
+])
+def test_custom_data_needs_only_the_keys_its_format_reads(fmt, given):
+  config = tiny.get_config()
+  config.data.name, config.data.format, config.data.num_classes = 'custom', fmt, 3
+  for key, value in given.items():
+    config.data[key] = value
+  config_lib.validate(config)
+  for key in given:   # each needed key, when missing, is named with what the format needs
+    config.data[key] = ''
+    with pytest.raises(ValueError, match=rf"config.data.{key}='': .*format='{fmt}' needs "
+                                         + re.escape(', '.join(given))):
+      config_lib.validate(config)
+    config.data[key] = given[key]
+
+
+@pytest.mark.parametrize('name', ['kinetics400', 'something_v1', 'something_v2'])
+def test_prepare_names_of_datasets_are_accepted(name):
+  config = default.get_config()
+  config.data.name = name
+  if name != 'kinetics400':
+    config.data.num_classes = 174
+  config_lib.validate(config)

@@ -90,12 +90,46 @@ def test_custom_dataset_needs_its_keys_and_matching_classes(tmp_path):
     train.train_and_evaluate(config, str(tmp_path / 'c'))
 
 
-def test_unknown_override_is_rejected_by_main(tmp_path):
+MISTAKES = [  # (arguments after --workdir, what the one line must say)
+    (['--config.optim.lr=0.1'], '--config.optim.lr: no such config key; nearest: optim.'),
+    (['--config.optim.base_lrr=0.1'], 'nearest: optim.base_lr'),
+    (['--config=configs/nope.py'], '--config=configs/nope.py: no such config file'),
+    (['--config.num_epochs=abc'], '--config.num_epochs=abc'),
+    (['--workdri=x'], "Unknown command line flag 'workdri'"),
+    (['--config.optim.base-lr=-1'], 'config.optim.base_lr=-1.0: expected > 0'),   # dashes accepted
+    (['--config.num_segments=0'], 'config.num_segments=0: expected >= 1'),
+    (['--config.data.format=video'], "config.data.format='video': expected one of"),
+    (['--config.data.name=kinetic'], "config.data.name='kinetic': expected one of"),
+    (['--config=configs/k400_8f.py'], 'config.data.root is empty: set it to the folder holding'),
+    (['--config.mode=test'], 'best does not exist (train first'),
+    (['--config.data.name=custom', '--config.data.format=videos', '--config.data.train_list={bad}',
+      '--config.data.val_list={bad}', '--config.data.root={tmp}', '--config.data.num_classes=3'],
+     't.txt:2: label 5 outside [0, 3)'),
+]
+
+
+@pytest.mark.parametrize('args,expected', MISTAKES, ids=[' '.join(a)[:40] for a, _ in MISTAKES])
+def test_main_answers_a_mistake_in_one_line(tmp_path, args, expected):
+  """A config key or value, a flag, a list line or a missing checkpoint: one line on stderr that
+  names it, exit 2, no traceback (each would be a 20-55 line traceback without rnl_jax.cli)."""
+  bad = tmp_path / 't.txt'
+  bad.write_text('a 10 1\nb 10 5\n')   # line 2: label 5 of 3 classes
+  args = [a.format(bad=bad, tmp=tmp_path) for a in args]
+  proc = subprocess.run([sys.executable, 'main.py', '--config=configs/tiny.py',
+                         f'--workdir={tmp_path / "w"}', *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
+  assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert len(errors) == 1 and expected in errors[0], proc.stderr[-3000:]
+  assert proc.stderr.rstrip().splitlines()[-1] == errors[0]
+
+
+def test_main_debug_shows_the_traceback(tmp_path):
   proc = subprocess.run([sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={tmp_path}',
-                         '--config.optim.lr=0.1'], cwd=REPO, capture_output=True, text=True,
-                        timeout=120)
-  assert proc.returncode != 0
-  assert 'lr' in proc.stderr and ('not found' in proc.stderr or 'KeyError' in proc.stderr)
+                         '--config.num_segments=0', '--debug'], cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode != 0 and 'Traceback' in proc.stderr
+  assert 'ConfigError: config.num_segments=0: expected >= 1' in proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------------

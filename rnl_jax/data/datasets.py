@@ -14,6 +14,7 @@ import os
 from typing import Optional
 
 from rnl_jax.data import sampling
+from rnl_jax.errors import DataError
 
 DELIMITERS = ('space', 'comma')
 
@@ -57,11 +58,20 @@ class DatasetInfo:
     return len(read_class_names(os.path.join(root, self.classes_file)))
 
 
+# `python -m rnl_jax.data.prepare` names the downloads; the trainer accepts those names too.
+ALIASES = {'kinetics400': 'kinetics', 'something_v1': 'something', 'something_v2': 'somethingv2'}
+
+
 class _Table(dict):
-  """A dict whose KeyError lists the known dataset names."""
+  """A dict that also takes the prepare command's names and whose KeyError lists the known ones."""
 
   def __missing__(self, key):
+    if key in ALIASES:
+      return self[ALIASES[key]]
     raise KeyError(f'unknown dataset {key!r}; known datasets: {", ".join(sorted(self))}')
+
+  def __contains__(self, key):
+    return super().__contains__(ALIASES.get(key, key))
 
 
 DATASETS = _Table({d.name: d for d in (
@@ -102,7 +112,7 @@ def read_class_names(path):
     names = [line.strip() for line in f]
   names = [n for n in names if n]
   if not names:
-    raise ValueError(f'{path}: no class names')
+    raise DataError(f'{path}: no class names')
   return names
 
 
@@ -182,22 +192,22 @@ def parse_list_file(path, num_classes=None, delimiter=None):
     where = f'{path}:{lineno}'
     parts = _split(line, delimiter)
     if len(parts) < 3 or not parts[0]:
-      raise ValueError(f'{where}: expected 3 fields `folder num_frames label` separated by {sep}, '
+      raise DataError(f'{where}: expected 3 fields `folder num_frames label` separated by {sep}, '
                        f'got {raw!r}')
     folder, frames_str, label_str = parts
     try:
       num_frames = int(frames_str)
     except ValueError:
-      raise ValueError(f'{where}: frame count {frames_str!r} is not an integer (line {raw!r})') from None
+      raise DataError(f'{where}: frame count {frames_str!r} is not an integer (line {raw!r})') from None
     try:
       label = int(label_str)
     except ValueError:
-      raise ValueError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+      raise DataError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
     if num_frames < 0:
-      raise ValueError(f'{where}: negative frame count {num_frames} (line {raw!r})')
+      raise DataError(f'{where}: negative frame count {num_frames} (line {raw!r})')
     if label < 0 or (num_classes is not None and label >= num_classes):
       bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
-      raise ValueError(f'{where}: label {label} outside {bound} (line {raw!r})')
+      raise DataError(f'{where}: label {label} outside {bound} (line {raw!r})')
     records.append(VideoRecord(folder, num_frames, label))
   return records
 
@@ -238,7 +248,7 @@ def parse_video_list_file(path, num_classes=None):
     where = f'{path}:{lineno}'
     parts = line.rsplit(None, 2)
     if len(parts) < 2:
-      raise ValueError(f'{where}: expected `path label` or `path num_frames label` separated by spaces, '
+      raise DataError(f'{where}: expected `path label` or `path num_frames label` separated by spaces, '
                        f'got {raw!r}')
     num_frames = None
     if len(parts) == 3:
@@ -252,12 +262,12 @@ def parse_video_list_file(path, num_classes=None):
     try:
       label = int(label_str)
     except ValueError:
-      raise ValueError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+      raise DataError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
     if num_frames is not None and num_frames < 0:
-      raise ValueError(f'{where}: negative frame count {num_frames} (line {raw!r})')
+      raise DataError(f'{where}: negative frame count {num_frames} (line {raw!r})')
     if label < 0 or (num_classes is not None and label >= num_classes):
       bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
-      raise ValueError(f'{where}: label {label} outside {bound} (line {raw!r})')
+      raise DataError(f'{where}: label {label} outside {bound} (line {raw!r})')
     records.append(VideoFileRecord(video, label, num_frames))
   return records
 
