@@ -41,9 +41,13 @@ def test_views(config):
 
 
 def test_source(config, paths):
-  """The validation list in test mode (clips per video as configured)."""
-  return input_pipeline.make_source(config, paths, 'val', 'test', twice_sample=config.test.twice_sample,
-                                    num_clips=config.test.dense_clips)
+  """The validation list in test mode (clips per video as configured); every listed video must
+  exist (checked before anything compiles)."""
+  source = input_pipeline.make_source(config, paths, 'val', 'test',
+                                      twice_sample=config.test.twice_sample,
+                                      num_clips=config.test.dense_clips)
+  input_pipeline.check_listed_videos(source, paths.val_list)
+  return source
 
 
 def checkpoint_path(config, workdir):

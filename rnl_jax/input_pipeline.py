@@ -32,14 +32,17 @@ trainer sums and logs it (the sources live in worker processes, so their own cou
 
 No JAX import here: the pipeline runs in grain worker processes.
 """
+from concurrent import futures
 import dataclasses
 import os
 import signal
 from typing import Optional
 
 from absl import flags
+from absl import logging
 import grain
 import numpy as np
+import tqdm
 
 from rnl_jax.data import datasets, sampling, sources, transforms
 from rnl_jax.errors import ConfigError, DataError
@@ -342,6 +345,57 @@ def load_split(paths, split, mode=None):
     raise DataError(f'{path}: no usable videos ({dropped} dropped for having < '
                      f'{sampling.MIN_NUM_FRAMES} frames)')
   return kept, dropped
+
+
+# Existence checks are I/O-bound (network file systems: ~1 ms each): threads overlap the waits.
+CHECK_THREADS = 32
+CHECK_PROGRESS_FROM = 20_000   # listed videos from which the check shows a progress bar
+
+
+def missing_videos(source):
+  """Indices of `source`'s records whose files (`required_files`) do not exist, in list order."""
+  def is_missing(index):
+    return not all(os.path.exists(f) for f in source.required_files(index))
+  with futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
+    flags_ = pool.map(is_missing, range(len(source)))
+    if len(source) >= CHECK_PROGRESS_FROM:
+      flags_ = tqdm.tqdm(flags_, total=len(source), desc='checking listed videos', unit='video')
+    return [i for i, missing in enumerate(flags_) if missing]
+
+
+def _list_line(list_path, video):
+  """1-based line of `list_path` that names `video` (a record's path), or None."""
+  with open(list_path) as f:
+    for number, line in enumerate(f, 1):
+      fields = line.replace(',', ' ').split()
+      if fields and (fields[0] == video or line.startswith(video)):
+        return number
+  return None
+
+
+def check_listed_videos(source, list_path):
+  """Before anything compiles: every listed video of `source` exists (frame folders: the folder
+  and its first frame; video files: the file). A missing one is a DataError naming the list file
+  and line; with `source.skip_corrupt` the missing ones are dropped and logged instead. Returns
+  the dropped videos' paths."""
+  missing = missing_videos(source)
+  if not missing:
+    return []
+  paths = [source.video_path(i) for i in missing]
+  if not source.skip_corrupt:
+    first = source.required_files(missing[0])[0]
+    what = (f'video folder {paths[0]} does not exist' if not os.path.exists(paths[0]) else
+            f'{first} does not exist')
+    line = _list_line(list_path, source.records[missing[0]].path)
+    raise DataError(f'{list_path}:{line}: {what} ({len(missing)} of {len(source)} listed videos are '
+                    'missing; fix the list or the data root, or set config.data.skip_corrupt=True '
+                    'to skip them)')
+  logging.warning('%s: skipping %d missing videos of %d: %s%s', list_path, len(missing),
+                  len(source), ', '.join(paths[:5]), ', ...' if len(paths) > 5 else '')
+  source.drop(missing)
+  if not len(source):
+    raise DataError(f'{list_path}: none of the listed videos exists')
+  return paths
 
 
 def make_source(config, paths, split, mode, **overrides):

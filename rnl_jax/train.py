@@ -344,6 +344,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   class_names = input_pipeline.class_names(paths)
   train_source = input_pipeline.make_source(config, paths, 'train', 'train')
   val_source = input_pipeline.make_source(config, paths, 'val', 'val')
+  missing = {split: input_pipeline.check_listed_videos(source, list_path)
+             for split, source, list_path in (('train', train_source, paths.train_list),
+                                              ('val', val_source, paths.val_list))}
   for source in (train_source, val_source):   # wrong root / template / format: fail before compiling
     source.read(0, np.random.default_rng(0))
   model = config_lib.model_from_config(config)
@@ -408,6 +411,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       results['history'] = [h for h in results['history'] if h['step'] <= step0]
       results['best_top1'] = max([h['top1'] for h in results['history']], default=-1.0)
     logging.info('resumed from %s at step %d', ckpt_dir, step0)
+  results['missing_videos'] = {split: len(videos) for split, videos in missing.items()}
 
   batch_sharding = sharding.batch_sharding(mesh, batch_axis=1)
   p_train = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),

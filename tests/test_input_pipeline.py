@@ -226,3 +226,37 @@ def test_config_formats_give_the_same_clips(tmp_path):
   config.data.val_list = ''
   with pytest.raises(ValueError, match='config.data.val_list is empty'):
     ip.make_source(config, ip.data_paths(config), 'val', 'val')
+
+
+def _listed(root, tmp_path, extra_lines):
+  """A copy of the synthetic train list with `extra_lines` appended; (list path, source)."""
+  _, _, frame_dir = datasets.load_records('synthetic', root, 'train')
+  lines = (root / 'train.txt').read_text().splitlines() + extra_lines
+  path = tmp_path / 'train.txt'
+  path.write_text('\n'.join(lines) + '\n')
+  records = datasets.parse_list_file(str(path), 12)
+  return path, len(lines), frame_dir, records
+
+
+def test_missing_videos_are_named_with_list_line_before_any_read(data_root, tmp_path, caplog):
+  """A listed video that is not there is found up front (all of them, in parallel) and named with
+  its list file and line; with skip_corrupt the missing ones are dropped and logged instead."""
+  shutil.copytree(data_root / 'frames' / 'train_000001', tmp_path / 'no_first')
+  os.remove(tmp_path / 'no_first' / synthetic.FRAME_TEMPLATE.format(1))
+  path, n, frame_dir, records = _listed(data_root, tmp_path, [
+      'train_999999 12 3', f'{tmp_path / "no_first"} 12 4'])
+  src = sources.FrameFolderSource(frame_dir, records, synthetic.FRAME_TEMPLATE, mode='train',
+                                  num_segments=T)
+  assert ip.missing_videos(src) == [NUM_TRAIN, NUM_TRAIN + 1]
+  with pytest.raises(ValueError, match=rf'{path}:{n - 1}: video folder .*train_999999 does not '
+                                       r'exist \(2 of 26 listed videos are missing; .*skip_corrupt'):
+    ip.check_listed_videos(src, str(path))
+  src.records = src.records[:NUM_TRAIN] + src.records[NUM_TRAIN + 1:]   # only the frameless one
+  with pytest.raises(ValueError, match=rf'{path}:{n}: .*no_first/img_00001.jpg does not exist'):
+    ip.check_listed_videos(src, str(path))
+  skipping = sources.FrameFolderSource(frame_dir, records, synthetic.FRAME_TEMPLATE, mode='train',
+                                       num_segments=T, skip_corrupt=True)
+  dropped = ip.check_listed_videos(skipping, str(path))
+  assert dropped == [os.path.join(frame_dir, 'train_999999'), str(tmp_path / 'no_first')]
+  assert len(skipping) == NUM_TRAIN and 'skipping 2 missing videos of 26' in caplog.text
+  assert ip.check_listed_videos(_source(data_root), str(data_root / 'train.txt')) == []

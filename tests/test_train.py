@@ -105,6 +105,10 @@ MISTAKES = [  # (arguments after --workdir, what the one line must say)
     (['--config.data.name=custom', '--config.data.format=videos', '--config.data.train_list={bad}',
       '--config.data.val_list={bad}', '--config.data.root={tmp}', '--config.data.num_classes=3'],
      't.txt:2: label 5 outside [0, 3)'),
+    (['--config.data.name=custom', '--config.data.train_list={bad}', '--config.data.val_list={bad}',
+      '--config.data.root={tmp}', '--config.data.num_classes=6',
+      '--config.data.frame_template=img_{{:05d}}.jpg'],
+     't.txt:1: video folder {tmp}/a does not exist (2 of 2 listed videos are missing'),
 ]
 
 
@@ -115,6 +119,7 @@ def test_main_answers_a_mistake_in_one_line(tmp_path, args, expected):
   bad = tmp_path / 't.txt'
   bad.write_text('a 10 1\nb 10 5\n')   # line 2: label 5 of 3 classes
   args = [a.format(bad=bad, tmp=tmp_path) for a in args]
+  expected = expected.format(tmp=tmp_path)
   proc = subprocess.run([sys.executable, 'main.py', '--config=configs/tiny.py',
                          f'--workdir={tmp_path / "w"}', *args], cwd=REPO, capture_output=True,
                         text=True, timeout=300)

@@ -28,11 +28,12 @@ import simplejpeg
 
 from rnl_jax.data import sampling
 from rnl_jax.data.datasets import VideoRecord
+from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class CorruptVideoError(ValueError):
+class CorruptVideoError(UserError, ValueError):
   """A video that cannot be read: missing folder or frame, truncated or non-JPEG frame. `path` = the file."""
 
   def __init__(self, message, path):
@@ -152,10 +153,21 @@ class ClipSource:
   def video_path(self, index):
     raise NotImplementedError
 
+  def required_files(self, index):
+    """Files that must exist for record `index` to be readable (checked before training starts);
+    none by default (a packed source holds its frames)."""
+    del index
+    return []
+
   # -- shared ---------------------------------------------------------------------------------------
 
   def __len__(self):
     return len(self.records)
+
+  def drop(self, indices):
+    """Removes records `indices` (e.g. videos found missing before training) from the source."""
+    gone = set(indices)
+    self.records = [r for i, r in enumerate(self.records) if i not in gone]
 
   def __getitem__(self, index):
     return self.get(index)
@@ -296,6 +308,9 @@ class FrameFolderSource(ClipSource):
 
   def open_video(self, index):
     return _FolderVideo(self, index)
+
+  def required_files(self, index):
+    return [self.frame_path(index, 1)]   # its folder and first frame
 
   def frame_path(self, index, frame):
     """File of 1-based frame `frame` of record `index`."""

@@ -397,6 +397,9 @@ class VideoFileSource(ClipSource):
   def video_path(self, index):
     return os.path.join(self.root, self.records[index].path)
 
+  def required_files(self, index):
+    return [self.video_path(index)]
+
   def open_video(self, index):
     return VideoReader(self.video_path(index), max_buffer_bytes=self.max_buffer_bytes,
                        skip_nonref=self.skip_nonref)
