@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from rnl_jax import checkpoint
+from rnl_jax import cli
 from rnl_jax import convert
 
 _IMAGENET = flags.DEFINE_bool('imagenet', False, 'SRC is a torchvision ResNet ImageNet state_dict: '
@@ -22,20 +22,22 @@ _IMAGENET = flags.DEFINE_bool('imagenet', False, 'SRC is a torchvision ResNet Im
 _SHIFT_DIV = flags.DEFINE_integer('shift_div', None, 'Shift fraction 1/shift_div (not stored in the '
                                   'weights); default: read from the file name (_shift8_), else 8.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty DST_DIR.')
+_DEBUG = flags.DEFINE_bool('debug', False, 'Show the traceback of an error (also: RNL_DEBUG=1).')
 
 
 def main(argv):
-  if len(argv) != 3:
-    raise app.UsageError('usage: convert_torch_weights.py SRC DST_DIR [--imagenet] [--shift_div N]')
+  if len(argv) != 3:   # one line, as every mistake (absl's UsageError prints the whole help)
+    print(f'error: expected SRC and DST_DIR, got {argv[1:]} (usage: convert_torch_weights.py SRC '
+          'DST_DIR [--imagenet] [--shift_div N])', file=sys.stderr)
+    raise SystemExit(2)
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  try:
+  # ConversionError, CheckpointError, a missing SRC: `error: ...` and exit status 2
+  with cli.user_errors(_DEBUG.value or cli.debug_requested([])):
     summary = convert.convert_to_directory(argv[1], argv[2], imagenet=_IMAGENET.value,
                                            shift_div=_SHIFT_DIV.value, overwrite=_OVERWRITE.value)
-  except (convert.ConversionError, checkpoint.CheckpointError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(json.dumps(summary, indent=1))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  # `--shift-div` is accepted for `--shift_div`; a flag mistake is one line (rnl_jax.cli)
+  app.run(main, flags_parser=cli.absl_flags_parser())

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from rnl_jax.errors import UserError
 from rnl_jax.models.resnet import ResNet
 from rnl_jax.models.tsn import TSN, Architecture, abstract_variables, build_model
 
@@ -23,7 +24,7 @@ TORCH_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.tar')
 INPUT_KEYS = ('num_segments', 'image_size', 'scale_size', 'dense_sample')
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
   """A checkpoint directory that cannot be read; the message names the path."""
 
 

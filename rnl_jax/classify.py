@@ -26,7 +26,6 @@ overlaid as a heat map (blue = the map's minimum .. red = its maximum over the c
 is outlined).
 With several videos, PNG names get the video's index: out.png -> out_0.png, out_1.png, ...
 """
-import argparse
 import dataclasses
 import json
 import math
@@ -39,11 +38,13 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from rnl_jax import cli
 from rnl_jax import checkpoint as ckpt_lib
 from rnl_jax import train as train_lib
 from rnl_jax.data import datasets, sampling, transforms
 from rnl_jax.data.sources import FrameFolderSource
 from rnl_jax.data.video import VideoFileSource
+from rnl_jax.errors import UserError
 from rnl_jax.models.rnl import EVAL_QUERY_CHUNK
 
 PROG = 'python -m rnl_jax.classify'
@@ -53,7 +54,7 @@ MEAN = 'mean'
 _FRAME_FILE = re.compile(r'^(.*?)(\d+)\.(jpe?g)$', re.IGNORECASE)   # prefix, number, extension
 
 
-class ClassifyError(ValueError):
+class ClassifyError(UserError, ValueError):
   """A problem with one video (or with the setup) that is reported in one line."""
 
 
@@ -473,7 +474,7 @@ def classify(checkpoint: str, paths: Sequence[str], *, top_k: int = TOP_K, atten
 
 
 def _parser():
-  p = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n', 1)[0])
+  p = cli.ArgumentParser(prog=PROG, description=__doc__.split('\n', 1)[0])
   p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files or frame folders')
   p.add_argument('--checkpoint', required=True, help='checkpoint directory (or an original .pth.tar)')
   p.add_argument('--json', action='store_true', help='print one JSON document instead of text')
@@ -485,12 +486,12 @@ def _parser():
   g.add_argument('--scale_size', type=int, default=None, help='short side before cropping '
                  '(default image_size * 256 // 224)')
   g.add_argument('--crops', type=int, default=None, choices=transforms.TEST_CROPS, help='test crops (default 1)')
-  g.add_argument('--full_res', action=argparse.BooleanOptionalAction, default=None,
+  g.add_argument('--full_res', action=cli.BooleanOptionalAction, default=None,
                  help='crops of scale_size instead of image_size')
-  g.add_argument('--dense_sample', action=argparse.BooleanOptionalAction, default=None,
+  g.add_argument('--dense_sample', action=cli.BooleanOptionalAction, default=None,
                  help='dense (I3D) sampling: 64-frame windows')
   g.add_argument('--clips', type=int, default=None, help='dense test clips (default 10)')
-  g.add_argument('--twice_sample', action=argparse.BooleanOptionalAction, default=None,
+  g.add_argument('--twice_sample', action=cli.BooleanOptionalAction, default=None,
                  help='add the segment-start clip (uniform sampling)')
   g.add_argument('--batch_views', type=int, default=8, help='views per forward pass')
   a = p.add_argument_group('attention')
@@ -516,13 +517,20 @@ def main(argv=None, stdout=None, stderr=None):
   flags = {k: getattr(args, k) for k in ('num_segments', 'image_size', 'scale_size', 'crops', 'full_res',
                                          'dense_sample', 'clips', 'twice_sample')}
   report = lambda path, reason: print(f'classify: {path}: {reason}', file=stderr, flush=True)
-  try:
-    results = classify(args.checkpoint, args.videos, top_k=args.top_k, attention=args.attention,
-                       attention_block=args.attention_block, query=args.query, classes_file=args.classes,
-                       batch_views=args.batch_views, on_error=report, **flags)
-  except ValueError as e:   # ClassifyError, CheckpointError: the setup, not one video
-    print(f'classify: {e}', file=stderr)
-    return 2
+  debug = args.debug or cli.debug_requested([])     # --debug or RNL_DEBUG=1: the traceback
+  with cli.user_errors(debug):                       # Ctrl-C: `interrupted`, exit status 130
+    try:
+      results = classify(args.checkpoint, args.videos, top_k=args.top_k, attention=args.attention,
+                         attention_block=args.attention_block, query=args.query,
+                         classes_file=args.classes, batch_views=args.batch_views, on_error=report,
+                         **flags)
+    except Exception as e:  # pylint: disable=broad-except
+      # ClassifyError, CheckpointError, ..: the setup, not one video (a bug keeps its traceback)
+      found = None if debug else cli.find_user_error(e)
+      if found is None:
+        raise
+      print(f'error: {cli.message(found)}', file=stderr)
+      return 2
   done = [r for r in results if 'error' not in r]
   if args.json:
     keys = ('video', 'top5', 'num_views', 'num_frames', 'attention')

@@ -110,3 +110,29 @@ class BooleanOptionalAction(argparse.BooleanOptionalAction):
   def __call__(self, parser, namespace, values, option_string=None):
     if option_string in self.option_strings:
       setattr(namespace, self.dest, not option_string.startswith('--no_'))
+
+
+_ABSL_HELP = ('help', 'helpshort', 'helpfull', 'helpxml', '?')
+
+
+def absl_flags_parser(parse=None):
+  """A `flags_parser` for absl's `app.run`: both flag spellings, `--help` exits 0 (absl's exits 1),
+  and a flag mistake is `error: <message> (see --help)` with exit status 2 (absl's: two lines and
+  status 1). `parse(argv)` does the parsing (default: absl's FLAGS)."""
+  def parser(argv):
+    from absl import flags  # pylint: disable=import-outside-toplevel  (absl only where used)
+    argv = both_spellings(argv)
+    parse_fn = parse or flags.FLAGS
+    if any(a.lstrip('-').partition('=')[0] in _ABSL_HELP for a in argv[1:] if a.startswith('-')):
+      try:
+        return parse_fn(argv)
+      except SystemExit as e:
+        raise SystemExit(0 if e.code == 1 else e.code) from None
+    try:
+      return parse_fn(argv)
+    except flags.Error as e:
+      if debug_requested(argv):
+        raise
+      print(f'error: {message(e)} (see --help)', file=sys.stderr)
+      raise SystemExit(2) from None
+  return parser

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnl_jax.data import datasets
+from rnl_jax.errors import UserError
 from rnl_jax.models.resnet import STAGES, ResNet, is_shifted, nonlocal_positions
 from rnl_jax.models.rnl import penta_groups
 from rnl_jax.models.tsn import Architecture, abstract_variables, build_model
@@ -27,7 +28,7 @@ _MODULE_NAMES = {'downsample_0': 'downsample.0', 'downsample_1': 'downsample.1',
 _BLOCK_KEY = re.compile(r'^(?:base_model\.)?layer(\d+)\.(\d+)\.')
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
   """A checkpoint that cannot be converted; the message names the file or key."""
 
 

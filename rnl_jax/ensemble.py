@@ -4,23 +4,24 @@ Reads the per-video scores written by the test protocol (`WORKDIR/test_scores.np
 file holds the same videos with the same labels (matched by video id, so file order does not matter),
 and averages the raw logits as the original does (each model's scores times its `--coeff`, summed,
 divided by the number of models). Prints top-1, top-5 and mean class accuracy; `--out F.json` writes
-them, `--scores F.npz` writes the ensemble's scores (an input for further ensembles).
+them, `--scores_out F.npz` writes the ensemble's scores (an input for further ensembles).
 
 The seed's (16+8) x 10 Kinetics row is `python -m rnl_jax.ensemble k400_16f/test_scores.npz
 k400_8f/test_scores.npz`.
 """
-import argparse
 import json
 import os
 import sys
 
 import numpy as np
 
+from rnl_jax import cli
 from rnl_jax import evaluate
 from rnl_jax import metrics as metrics_lib
+from rnl_jax.errors import UserError
 
 
-class EnsembleError(ValueError):
+class EnsembleError(UserError, ValueError):
   """Score files that cannot be combined; the message names the file."""
 
 
@@ -70,22 +71,21 @@ def combine(score_files, coeffs=None):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(prog='python -m rnl_jax.ensemble', description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(prog='python -m rnl_jax.ensemble', description=__doc__.split('\n')[0])
   p.add_argument('scores', nargs='+', help='test-protocol scores files (WORKDIR/test_scores.npz)')
-  p.add_argument('--coeff', default='', help='comma-separated weights, one per file (default all 1)')
+  p.add_argument('--coeff', type=cli.comma_list(float), nargs='+', default=None,
+                 help='weights, one per file: `1,2` or `1 2` (default all 1)')
   p.add_argument('--out', default='', help='write the metrics as JSON here')
   p.add_argument('--scores_out', default='', help='write the ensemble scores (.npz) here')
   args = p.parse_args(argv)
-  try:
-    coeffs = [float(c) for c in args.coeff.split(',')] if args.coeff else None
-  except ValueError:
-    p.error(f'--coeff {args.coeff!r}: expected comma-separated numbers')
-  try:
-    loaded = [(path, load_scores(path)) for path in args.scores]
-    ids, labels, logits, names = combine(loaded, coeffs)
-  except EnsembleError as e:
-    print(f'ensemble: {e}', file=sys.stderr)
-    return 1
+  coeffs = cli.flatten_lists(args.coeff) if args.coeff else None
+  with cli.user_errors(args.debug or cli.debug_requested([])):  # EnsembleError: `error: ..`, exit 2
+    return _run(args, coeffs)
+
+
+def _run(args, coeffs):
+  loaded = [(path, load_scores(path)) for path in args.scores]
+  ids, labels, logits, names = combine(loaded, coeffs)
   m = metrics_lib.classification_metrics(logits, labels)
   result = dict(m, files=[os.path.abspath(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded))
   for path, s in loaded:

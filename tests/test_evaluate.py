@@ -196,7 +196,8 @@ def test_ensemble_cli(checkpointed, tmp_path, capsys):
   evaluate.test(small_test_config(workdir, output='b', crops=1, twice_sample=False), workdir)
   a, b = (os.path.join(workdir, f'{x}_scores.npz') for x in 'ab')
   out, scores_out = tmp_path / 'ens.json', tmp_path / 'ens.npz'
-  assert ensemble.main([a, b, '--coeff', '1,3', '--out', str(out), '--scores_out', str(scores_out)]) == 0
+  assert ensemble.main([a, b, '--coeff', '1', '3', '--out', str(out),   # or --coeff 1,3
+                        '--scores_out', str(scores_out)]) == 0
   sa, sb = np.load(a), np.load(b)
   expected = (sa['logits'].astype(np.float64) + 3 * sb['logits']) / 2     # coeff-weighted, / #models
   m = metrics_lib.classification_metrics(expected, sa['labels'])
@@ -217,12 +218,16 @@ def test_ensemble_cli(checkpointed, tmp_path, capsys):
   short = tmp_path / 'short.npz'
   evaluate.save_scores(str(short), sb['video_ids'][1:], sb['labels'][1:], sb['logits'][1:],
                        sb['class_names'])
-  assert ensemble.main([a, str(short)]) == 1
+  with pytest.raises(SystemExit) as e:   # a user's mistake: `error: ...`, exit status 2
+    ensemble.main([a, str(short)])
+  assert e.value.code == 2
   assert "short.npz lacks 'val_000000'" in capsys.readouterr().err
   relabelled = tmp_path / 'relabelled.npz'
   evaluate.save_scores(str(relabelled), sb['video_ids'], (sb['labels'] + 1) % 12, sb['logits'],
                        sb['class_names'])
-  assert ensemble.main([a, str(relabelled)]) == 1
+  with pytest.raises(SystemExit) as e:
+    ensemble.main([a, str(relabelled)])
+  assert e.value.code == 2
   assert 'relabelled.npz: video' in capsys.readouterr().err
 
 

@@ -76,6 +76,7 @@ import numpy as np
 from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
 from rnl_jax.data.sources import ClipSource, CorruptVideoError, stack_frames
+from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ _SHARD_RE = re.compile(r'^(?P<prefix>.*)-(?P<shard>\d{5})-of-(?P<num>\d{5})' + r
 INDEX_COLUMNS = ('path', 'label', 'num_frames', 'width', 'height', 'shard', 'position')
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(UserError, ValueError):
   """Bytes that are not a valid metadata record of this format."""
 
 

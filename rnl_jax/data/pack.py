@@ -21,7 +21,6 @@ under temporary names and renamed once all are complete; the index is written la
 leaves no index. A missing or unreadable folder/video stops the run with an error naming it; with
 `--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
 """
-import argparse
 import collections
 import io
 import itertools
@@ -35,8 +34,10 @@ import time
 import numpy as np
 from PIL import Image
 
+from rnl_jax import cli
 from rnl_jax.data import arrayrecord, datasets, sources
 from rnl_jax.data.sources import CorruptVideoError, _missing_frame_message
+from rnl_jax.errors import UserError
 
 DEFAULT_TEMPLATE = 'img_{:05d}.jpg'
 DEFAULT_QUALITY = 90
@@ -44,7 +45,7 @@ RECORDS_PER_SHARD = 1000  # --shards default: ceil(N / this)
 VERIFY = ('decode', 'header')
 
 
-class PackError(ValueError):
+class PackError(UserError, ValueError):
   """The packer cannot go on (bad list, unreadable input without --skip_corrupt, existing output)."""
 
 
@@ -340,7 +341,8 @@ def _close_writer(writer, path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m rnl_jax.data.pack', description=__doc__.split('\n', 1)[0])
+  parser = cli.ArgumentParser(prog='python -m rnl_jax.data.pack',
+                             description=__doc__.split('\n', 1)[0])
   parser.add_argument('--list', required=True, help='list file: `<folder> <num_frames> <label>` per line '
                       '(with --videos: `<path> [<num_frames>] <label>`)')
   parser.add_argument('--root', default='', help='folder the list paths are joined onto')
@@ -364,14 +366,11 @@ def main(argv=None):
   # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
   # `pack_one` under the package path.
   from rnl_jax.data import pack as packer  # pylint: disable=g-import-not-at-top,import-self
-  try:
+  with cli.user_errors(args.debug or cli.debug_requested([])):   # PackError: `error: ..`, exit 2
     summary = packer.pack(args.list, args.root, args.out, template=args.template, videos=args.videos,
                           num_shards=args.shards, workers=args.workers, classes_file=args.classes,
                           skip_corrupt=args.skip_corrupt, verify=args.verify, quality=args.quality,
                           overwrite=args.overwrite, progress=not args.no_progress)
-  except (packer.PackError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    raise SystemExit(2) from None
   if summary['skipped']:
     print(f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in {summary["index"]})',
           file=sys.stderr)

@@ -47,7 +47,6 @@ skips videos whose folder exists. Rendering is vectorised NumPy on [F, H, W] arr
 Pillow. Bytes are reproducible for the same NumPy/Pillow/libjpeg build (transcendental functions may
 round differently on other builds).
 """
-import argparse
 import io
 import json
 import multiprocessing
@@ -57,6 +56,9 @@ import time
 
 import numpy as np
 from PIL import Image
+
+from rnl_jax import cli
+from rnl_jax.errors import UserError
 
 # Line 2k is the forward class, line 2k + 1 its exact time reversal.
 CLASSES = (
@@ -384,6 +386,10 @@ def _write_text(path, text):
   os.replace(tmp, path)
 
 
+class SyntheticError(UserError, ValueError):
+  """Settings `generate` cannot use, or an output folder generated with other settings."""
+
+
 def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, width=64, seed=0, workers=1,
              quality=JPEG_QUALITY, verbose=False, videos=False, keyframe_interval=VIDEO_KEYFRAME_INTERVAL):
   """Writes (or completes) the dataset in `out_dir`; returns a summary dict.
@@ -399,13 +405,14 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
   """
   for name, value in (('num_train', num_train), ('num_val', num_val)):
     if int(value) < 0:
-      raise ValueError(f'{name} must be >= 0, got {value}')
+      raise SyntheticError(f'{name} must be >= 0, got {value}')
   if num_frames < 2 or height < 16 or width < 16:
-    raise ValueError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, {height}, {width}')
+    raise SyntheticError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, '
+                         f'{height}, {width}')
   if videos and (height % 2 or width % 2):
-    raise ValueError(f'mp4 videos (4:2:0) need an even height and width, got {height}x{width}')
+    raise SyntheticError(f'mp4 videos (4:2:0) need an even height and width, got {height}x{width}')
   if videos and int(keyframe_interval) < 1:
-    raise ValueError(f'keyframe_interval must be >= 1, got {keyframe_interval}')
+    raise SyntheticError(f'keyframe_interval must be >= 1, got {keyframe_interval}')
   start = time.perf_counter()
   out_dir = os.path.abspath(out_dir)
   frames_dir = os.path.join(out_dir, 'frames')
@@ -424,8 +431,8 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
     if videos and 'video' in old and old['video'] != video_settings:
       changed['video'] = (old['video'], video_settings)
     if changed:
-      raise ValueError(f'{out_dir} holds a dataset generated with other settings (key: (existing, '
-                       f'requested)) {changed}; use a new directory')
+      raise SyntheticError(f'{out_dir} holds a dataset generated with other settings (key: '
+                           f'(existing, requested)) {changed}; use a new directory')
     if videos and 'video' not in old:
       _write_text(settings_path, json.dumps(dict(old, video=video_settings), indent=1) + '\n')
   else:
@@ -480,7 +487,8 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser = cli.ArgumentParser(prog='python -m rnl_jax.data.synthetic',
+                              description=__doc__.split('\n', 1)[0])
   parser.add_argument('--out', required=True, help='output directory')
   parser.add_argument('--num_train', type=int, default=2400)
   parser.add_argument('--num_val', type=int, default=600)
@@ -499,13 +507,11 @@ def main(argv=None):
   # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
   # `_make_video` under the package path.
   from rnl_jax.data import synthetic  # pylint: disable=g-import-not-at-top,import-self
-  try:
+  with cli.user_errors(args.debug or cli.debug_requested([])):  # SyntheticError: exit 2
     summary = synthetic.generate(args.out, args.num_train, args.num_val, num_frames=args.frames,
                                  height=args.height, width=args.width, seed=args.seed,
                                  workers=args.workers, quality=args.quality, verbose=True,
                                  videos=args.mp4, keyframe_interval=args.keyframe_interval)
-  except ValueError as e:
-    raise SystemExit(f'error: {e}') from None
   print(json.dumps({k: v for k, v in summary.items() if k != 'classes'}))
 
 

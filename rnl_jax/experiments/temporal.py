@@ -52,7 +52,6 @@ gives ~23 min. With the 20-epoch recipe (configs/synthetic.py) RNL
 reaches ~79 % val top-1 after 10 epochs and ~85 % after 20; a 10-epoch run has its own (shorter)
 cosine schedule.
 """
-import argparse
 import json
 import math
 import os
@@ -63,6 +62,9 @@ import time
 import warnings
 
 import numpy as np
+
+from rnl_jax import cli
+from rnl_jax.errors import UserError
 
 VARIANTS = ('tsn', 'tsm', 'rnl')
 LABELS = {'tsn': 'TSN (no shift)', 'tsm': 'TSM', 'rnl': 'TSM + RNL'}
@@ -84,6 +86,10 @@ MAIN = REPO / 'main.py'
 
 class RunFailed(RuntimeError):
   """A main.py subprocess failed; the message names the run and shows the end of its log."""
+
+
+class ExperimentError(UserError, ValueError):
+  """Options or a work directory the experiment cannot use; the message names the option or run."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,10 +135,11 @@ def check_overrides(overrides):
     key, sep, value = item.partition('=')
     key = key.strip().removeprefix('--config.').removeprefix('config.')
     if not sep or not key:
-      raise ValueError(f'--config_override {item!r}: expected key=value (e.g. model.width=8)')
+      raise ExperimentError(f'--config_override {item!r}: expected key=value (e.g. model.width=8)')
     if any(key == c or (c.endswith('.') and key.startswith(c)) for c in CONTROLLED):
-      raise ValueError(f'--config_override {key}: set by the experiment (variants, seeds, --epochs, '
-                       '--eval_every_epochs, the data root and the test protocol are its own options)')
+      raise ExperimentError(f'--config_override {key}: set by the experiment (variants, seeds, '
+                            '--epochs, --eval_every_epochs, the data root and the test protocol '
+                            'are its own options)')
     pairs.append((key, value))
   return pairs
 
@@ -196,8 +203,9 @@ def run_state(run_dir, config):
   if diff:
     shown = ', '.join(f'{k}: {have.get(k, "<unset>")!r} there, {want.get(k, "<unset>")!r} now'
                       for k in diff[:5])
-    raise ValueError(f'{run_dir} was made with another config ({shown}{", ..." if len(diff) > 5 else ""});'
-                     ' use another --workdir or delete that run')
+    raise ExperimentError(f'{run_dir} was made with another config ({shown}'
+                          f'{", ..." if len(diff) > 5 else ""}); use another --workdir or delete '
+                          'that run')
   results_path = os.path.join(run_dir, 'results.json')
   if os.path.exists(results_path):
     with open(results_path) as f:
@@ -376,13 +384,14 @@ def run_experiment(args):
   from rnl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   args.workdir = os.path.abspath(args.workdir)
   overrides = check_overrides(args.config_override)
-  variants = [v for v in args.variants.split(',') if v]
-  seeds = [s.strip() for s in args.seeds.split(',') if s.strip()]
+  variants = [v.strip() for v in args.variants if v.strip()]       # lists (parse_args)
+  seeds = [s.strip() for s in args.seeds if s.strip()]
   bad = [v for v in variants if v not in VARIANTS] + [s for s in seeds if not s.lstrip('-').isdigit()]
   seeds = [int(s) for s in seeds] if not bad else []
   if bad or not variants or not seeds:
-    raise ValueError(f'--variants {args.variants!r} / --seeds {args.seeds!r}: variants from {VARIANTS}, '
-                     'seeds integers, at least one of each')
+    raise ExperimentError(f'--variants {",".join(args.variants)!r} / --seeds '
+                          f'{",".join(args.seeds)!r}: variants from {VARIANTS}, seeds integers, '
+                          'at least one of each')
   if not MAIN.is_file():
     raise FileNotFoundError(f'{MAIN} not found: run from a checkout of the repository')
   config_file = args.config if os.path.exists(args.config) else str(REPO / args.config)
@@ -395,8 +404,8 @@ def run_experiment(args):
       config = load_config(config_file, flags)
       config_lib.validate(config)
       if config.data.name != 'synthetic' or config.data.num_classes % 2:
-        raise ValueError(f'config.data.name={config.data.name!r}: the experiment needs the synthetic '
-                         'time-reversed pairs (data.name=synthetic)')
+        raise ExperimentError(f'config.data.name={config.data.name!r}: the experiment needs the '
+                              'synthetic time-reversed pairs (data.name=synthetic)')
       name = run_name(v, s)
       plan.append((v, s, name, os.path.join(args.workdir, name), config, flags))
   # Every run directory is checked before anything runs (a config mismatch fails first).
@@ -470,11 +479,13 @@ def run_experiment(args):
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m rnl_jax.experiments.temporal',
-                                   description=__doc__.split('\n', 1)[0])
+  parser = cli.ArgumentParser(prog='python -m rnl_jax.experiments.temporal',
+                              description=__doc__.split('\n', 1)[0])
   parser.add_argument('--workdir', required=True, help='experiment directory (runs, data, reports)')
-  parser.add_argument('--variants', default=','.join(VARIANTS), help='comma-separated: tsn, tsm, rnl')
-  parser.add_argument('--seeds', default='0,1,2', help='comma-separated training seeds')
+  parser.add_argument('--variants', type=cli.comma_list(str), nargs='+', default=None,
+                      help='tsn, tsm, rnl: `tsn,tsm` or `tsn tsm` (default: all three)')
+  parser.add_argument('--seeds', type=cli.comma_list(str), nargs='+', default=None,
+                      help='training seeds: `0,1,2` or `0 1 2` (the default)')
   parser.add_argument('--epochs', type=float, default=DEFAULT_EPOCHS, help='training epochs per run')
   parser.add_argument('--eval_every_epochs', type=float, default=DEFAULT_EVAL_EVERY,
                       help='validation interval (the curve), in epochs')
@@ -485,17 +496,20 @@ def parse_args(argv=None):
   parser.add_argument('--xla_cache', default=None,
                       help='persistent XLA compilation cache of the runs (default: '
                       "$JAX_COMPILATION_CACHE_DIR or WORKDIR/xla_cache; '' = none)")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  args.variants = cli.flatten_lists(args.variants) if args.variants else list(VARIANTS)
+  args.seeds = cli.flatten_lists(args.seeds) if args.seeds else ['0', '1', '2']
+  return args
 
 
 def main(argv=None):
   args = parse_args(argv)
-  try:
-    return run_experiment(args)
-  except (RunFailed, ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    raise SystemExit(1) from None
-
+  with cli.user_errors(args.debug or cli.debug_requested([])):  # ExperimentError: `error: ..`, 2
+    try:
+      return run_experiment(args)
+    except RunFailed as e:   # the run's own log tail says why; exit status 1 as before
+      print(f'error: {e}', file=sys.stderr)
+      raise SystemExit(1) from None
 
 if __name__ == '__main__':
   main()

@@ -1,11 +1,12 @@
 """Dataset preparation: from an official download to data the trainer reads, one command per dataset.
 
     python -m rnl_jax.data.prepare DATASET --source DIR --out DIR [--format frames|arrayrecord|videos]
-        [--short-side N] [--workers N] [--split N] [--annotations DIR] [--label-map FILE]
-        [--retry-failed] [--no-progress]
+        [--short_side N] [--workers N] [--split N] [--annotations DIR] [--label_map FILE]
+        [--retry_failed] [--no_progress]
 
-DATASET: kinetics400, something_v1, something_v2, ucf101, hmdb51 (readers: `kinetics`, `something`,
-`ucf101`, `hmdb51`; what each expects of the download is in their docstrings). --out is the dataset root
+DATASET: kinetics400, something_v1, something_v2, ucf101, hmdb51, or the trainer's config.data.name
+(kinetics, something, somethingv2) (readers: `kinetics`, `something`, `ucf101`, `hmdb51`; what each
+expects of the download is in their docstrings). --out is the dataset root
 of the trainer (`--config.data.root`); outputs use the names of the dataset table
 (`rnl_jax.data.datasets`), e.g. for Kinetics:
 

@@ -13,12 +13,14 @@ import os
 import re
 from typing import Optional
 
+from rnl_jax.errors import UserError
+
 SPLITS = ('train', 'val')
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.3gp', '.ogv')
 PROBLEM_KINDS = ('missing', 'undecodable', 'zero_frames', 'unknown_class')
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
   """The preparation cannot go on (no annotations found, clashing outputs, changed settings, ...)."""
 
 

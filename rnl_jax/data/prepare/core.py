@@ -74,6 +74,8 @@ SPECS = {s.name: s for s in (
     Spec('hmdb51', 'hmdb51', 'HMDB51', hmdb51.read, 256, True,
          'HMDB51/splits/hmdb51_videos_{split}_split_{n}.txt', classes_files=('HMDB51/classes.txt',)),
 )}
+# The trainer's config.data.name of each dataset (its `table` name), accepted for the SPECS name.
+ALIASES = {s.table: s.name for s in SPECS.values() if s.table != s.name}
 
 
 class Layout:
@@ -310,6 +312,7 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     PrepareError (AnnotationError for malformed annotation rows, naming file and line).
   """
   start = time.perf_counter()
+  dataset = ALIASES.get(dataset, dataset)
   if dataset not in SPECS:
     raise ann.PrepareError(f'unknown dataset {dataset!r}; known: {", ".join(SPECS)}')
   if fmt not in FORMATS:
@@ -321,7 +324,7 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     raise ann.PrepareError(f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, got '
                            f'{quality}, {keyframe_interval}, {workers}')
   if short_side is not None and int(short_side) < 0:
-    raise ann.PrepareError(f'--short-side must be >= 0, got {short_side}')
+    raise ann.PrepareError(f'--short_side must be >= 0, got {short_side}')
   source = os.path.abspath(source)
   if not os.path.isdir(source):
     raise ann.PrepareError(f'--source {source} is not a folder')

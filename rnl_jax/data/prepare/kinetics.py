@@ -10,7 +10,7 @@ or flat, named `<youtube_id>_<start:06d>_<end:06d>.<ext>` as the official downlo
 is matched by (youtube_id, start, end), whatever the folder.
 
 Classes and labels are the original's (`gen_label_kinetics.py`): the 400 names of
-`kinetics_label_map.txt` (bundled; `--label-map` for another file) in file order, normalised by
+`kinetics_label_map.txt` (bundled; `--label_map` for another file) in file order, normalised by
 spaces -> `_` and removing `"`, `(`, `)`, `'`; a row's label is normalised the same way. Frame folders
 are `<normalised class>/<video file name without extension>` (docs/original.md §7.14:
 named after what the download produced, i.e. what the original's `vid2img_kinetics.py` creates).
