@@ -152,4 +152,4 @@ def _run():
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.absl_flags_parser(_parse_flags))

@@ -51,9 +51,7 @@ HELP = [  # (command line, a multi-word option its help lists)
     ('rnl_jax.data.synthetic', '--num_train'),
     ('rnl_jax.experiments.temporal', '--eval_every_epochs'),
     ('convert_torch_weights.py', '--shift_div'),
-    pytest.param('main.py', '--coordinator_address', marks=pytest.mark.xfail(
-        strict=True, reason="absl's --help exits 1; main.py (not this change's file) needs "
-        'app.run(main, flags_parser=cli.absl_flags_parser(_parse_flags)); then drop this mark')),
+    ('main.py', '--coordinator_address'),
 ]
 
 
