@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from rnl_jax import classify as cl
+from rnl_jax import train
 from rnl_jax.checkpoint import save_checkpoint
 from rnl_jax.data import sampling, synthetic, transforms, video
 from rnl_jax.models import Architecture, build_model
@@ -57,7 +58,9 @@ def setup(tmp_path_factory):
     Image.fromarray(frame).save(folder / f'{k:06d}.jpg', quality=90)
   text = root / 'notes.txt'
   text.write_text('not a video\n')
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=['intermediates']))
+  # the compiler options classify's forward uses (they change the CPU kernels, hence the bits)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=['intermediates']),
+                  compiler_options=train.compiler_options())
   return {'model': model, 'variables': variables, 'apply': apply, 'ckpt': ckpt, 'mp4': mp4,
           'folder': str(folder), 'text': str(text)}
 
