@@ -23,10 +23,8 @@ leaves no index. A missing or unreadable folder/video stops the run with an erro
 """
 import collections
 import io
-import itertools
 import json
 import math
-import multiprocessing
 import os
 import sys
 import time
@@ -35,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 from rnl_jax import cli
+from rnl_jax import fileio
 from rnl_jax.data import arrayrecord, datasets, sources
-from rnl_jax.data.sources import CorruptVideoError, _missing_frame_message
+from rnl_jax.data.sources import CorruptVideoError, missing_frame_message
 from rnl_jax.errors import UserError
 
 DEFAULT_TEMPLATE = 'img_{:05d}.jpg'
@@ -83,7 +82,7 @@ def read_frame_folder(folder, num_frames, template, verify='decode'):
         data = f.read()
     except FileNotFoundError:
       record = datasets.VideoRecord(folder, num_frames, 0)
-      raise CorruptVideoError(_missing_frame_message(path, folder, record), path) from None
+      raise CorruptVideoError(missing_frame_message(path, folder, record), path) from None
     except OSError as e:  # permissions, I/O errors
       raise CorruptVideoError(f'cannot read frame {path}: {e}', path) from e
     wh = _jpeg_size(path, data, verify)
@@ -146,23 +145,6 @@ def pack_one(task):
   return ('ok', arrayrecord.encode_meta_record(meta), frames, width, height)
 
 
-def _ordered_map(fn, items, workers):
-  """fn over items in order; workers > 1: 'spawn' processes with at most 4 tasks per worker in flight."""
-  if workers <= 1:
-    for item in items:
-      yield fn(item)
-    return
-  ctx = multiprocessing.get_context('spawn')
-  with ctx.Pool(workers) as pool:  # leaving the block (also on error / generator close) terminates it
-    items = iter(items)
-    pending = collections.deque(pool.apply_async(fn, (x,)) for x in itertools.islice(items, 4 * workers))
-    while pending:
-      result = pending.popleft().get()
-      for x in itertools.islice(items, 1):
-        pending.append(pool.apply_async(fn, (x,)))
-      yield result
-
-
 # ----------------------------------------------------------------------------------------------------
 # lists
 
@@ -181,14 +163,6 @@ def shard_bounds(num_records, num_shards):
 
 # ----------------------------------------------------------------------------------------------------
 # packing
-
-
-def _write_json(path, obj):
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, separators=(',', ':'))
-    f.write('\n')
-  os.replace(tmp, path)
 
 
 def _remove(paths):
@@ -239,7 +213,7 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     raise PackError(f'--shards must be in [1, {n}] for {n} records, got {num_shards}')
   bounds = shard_bounds(n, num_shards)
   finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
-  temps = [f'{p}.tmp-{os.getpid()}' for p in finals]
+  temps = [fileio.temp_path(p) for p in finals]   # {shard}.tmp-<pid>, renamed at the commit
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   root = os.fspath(root)
   tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
@@ -251,7 +225,7 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
   skipped, mismatches = [], []
   total_bytes = 0
   writer, shard = None, -1
-  results = _ordered_map(pack_one, tasks, int(workers))
+  results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
   bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
   try:
     for i, result in enumerate(bar):
@@ -325,7 +299,7 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
   }
   if videos:
     index['frame_count_mismatches'] = mismatches
-  _write_json(index_file, index)
+  fileio.write_json(index_file, index, separators=(',', ':'), newline=True)
   seconds = time.perf_counter() - start_time
   return {'index': index_file, 'num_videos': num_videos, 'num_records': num_records,
           'num_shards': num_shards, 'skipped': len(skipped), 'frame_count_mismatches': len(mismatches),

@@ -45,7 +45,7 @@ def _as_record(r):
   return r if isinstance(r, VideoRecord) else VideoRecord(str(r[0]), int(r[1]), int(r[2]))
 
 
-def _missing_frame_message(path, folder, record):
+def missing_frame_message(path, folder, record):
   """Why a frame file is absent: no folder, or a folder with fewer files than the list's frame count."""
   if not os.path.isdir(folder):
     return f'video folder {folder} does not exist (missing frame file {path})'
@@ -275,8 +275,8 @@ class _FolderVideo:
       try:
         frames.append(decode_frame(path, src.decoder))   # [H, W, 3]
       except FileNotFoundError:
-        raise CorruptVideoError(
-            _missing_frame_message(path, os.path.join(src.root, record.path), record), path) from None
+        folder = os.path.join(src.root, record.path)
+        raise CorruptVideoError(missing_frame_message(path, folder, record), path) from None
     return stack_frames(frames, lambda k: src.frame_path(self.index, numbers[k]))  # [K, H, W, 3]
 
   def close(self):

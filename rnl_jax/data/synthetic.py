@@ -49,7 +49,6 @@ round differently on other builds).
 """
 import io
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -58,6 +57,7 @@ import numpy as np
 from PIL import Image
 
 from rnl_jax import cli
+from rnl_jax import fileio
 from rnl_jax.errors import UserError
 
 # Line 2k is the forward class, line 2k + 1 its exact time reversal.
@@ -77,7 +77,6 @@ DEFAULT_FRAMES = 24  # = 8 segments x 3: see the module docstring
 JPEG_QUALITY = 90
 FORMAT_VERSION = 1
 _SETTINGS_FILE = 'synthetic.json'
-_TMP_PREFIX = '.tmp-'
 VIDEO_DIR = 'videos'
 VIDEO_KEYFRAME_INTERVAL = 30
 VIDEO_FPS = 25
@@ -306,10 +305,9 @@ def _write_mp4(videos_dir, vid, clip, keyframe_interval):
   """Encodes one clip to videos/<vid>.mp4 atomically (temp file + os.replace)."""
   from rnl_jax.data import video  # pylint: disable=g-import-not-at-top  (PyAV only when asked for)
   final = _video_path(videos_dir, vid)
-  tmp = os.path.join(videos_dir, f'{_TMP_PREFIX}{os.getpid()}-{vid}.mp4')
-  video.write_video(tmp, clip, fps=VIDEO_FPS, keyframe_interval=keyframe_interval, crf=VIDEO_CRF,
-                    preset=VIDEO_PRESET)
-  os.replace(tmp, final)
+  with fileio.atomic_path(final, fileio.temp_sibling(final)) as tmp:  # .tmp-<pid>-<vid>.mp4
+    video.write_video(tmp, clip, fps=VIDEO_FPS, keyframe_interval=keyframe_interval, crf=VIDEO_CRF,
+                      preset=VIDEO_PRESET)
 
 
 def _make_video(task):
@@ -332,9 +330,7 @@ def _make_video(task):
     _write_mp4(videos_dir, vid, clip, keyframe_interval)
   if frames_done:
     return True
-  tmp = os.path.join(frames_dir, f'{_TMP_PREFIX}{os.getpid()}-{vid}')
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)
+  tmp = fileio.temp_sibling(final)   # frames/.tmp-<pid>-<vid>
   os.makedirs(tmp)
   for t in range(num_frames):
     with open(os.path.join(tmp, FRAME_TEMPLATE.format(t + 1)), 'wb') as f:
@@ -352,38 +348,6 @@ def _make_video(task):
       raise
     return False
   return True
-
-
-def pid_alive(pid):
-  """Whether process `pid` exists (temporary outputs of live writers are left alone)."""
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
-def _remove_stale_tmp(frames_dir):
-  """Deletes temp folders (and temp video files) left by killed runs (their process no longer exists)."""
-  for name in os.listdir(frames_dir):
-    if name.startswith(_TMP_PREFIX):
-      pid = name[len(_TMP_PREFIX):].split('-', 1)[0]
-      if not pid.isdigit() or not pid_alive(int(pid)):
-        path = os.path.join(frames_dir, name)
-        if os.path.isdir(path):
-          shutil.rmtree(path, ignore_errors=True)
-        else:
-          os.remove(path)
-
-
-def _write_text(path, text):
-  """Atomic text write (temp file + os.replace)."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 class SyntheticError(UserError, ValueError):
@@ -434,15 +398,16 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
       raise SyntheticError(f'{out_dir} holds a dataset generated with other settings (key: '
                            f'(existing, requested)) {changed}; use a new directory')
     if videos and 'video' not in old:
-      _write_text(settings_path, json.dumps(dict(old, video=video_settings), indent=1) + '\n')
+      fileio.write_text(settings_path, json.dumps(dict(old, video=video_settings), indent=1) + '\n')
   else:
-    _write_text(settings_path, json.dumps(dict(settings, video=video_settings) if videos else settings,
-                                          indent=1) + '\n')
-  _remove_stale_tmp(frames_dir)
+    fileio.write_text(settings_path,
+                      json.dumps(dict(settings, video=video_settings) if videos else settings,
+                                 indent=1) + '\n')
+  fileio.remove_stale_temps(frames_dir)
   videos_dir = os.path.join(out_dir, VIDEO_DIR)
   if videos:
     os.makedirs(videos_dir, exist_ok=True)
-    _remove_stale_tmp(videos_dir)
+    fileio.remove_stale_temps(videos_dir)
 
   splits = {'train': int(num_train), 'val': int(num_val)}
   extra = (videos_dir, int(keyframe_interval)) if videos else ()
@@ -451,30 +416,20 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
   todo = [t for t in tasks if not _is_complete(os.path.join(frames_dir, video_id(t[1], t[2])), num_frames)
           or (videos and not os.path.isfile(_video_path(videos_dir, video_id(t[1], t[2]))))]
   generated = 0
-  if todo:
-    if workers > 1 and len(todo) > 1:
-      ctx = multiprocessing.get_context('spawn')
-      workers = min(int(workers), len(todo))
-      chunk = max(1, min(32, len(todo) // (4 * workers)))
-      with ctx.Pool(workers) as pool:
-        for i, written in enumerate(pool.imap_unordered(_make_video, todo, chunksize=chunk)):
-          generated += written
-          if verbose and (i + 1) % 1000 == 0:
-            print(f'{i + 1}/{len(todo)} videos', flush=True)
-    else:
-      for i, task in enumerate(todo):
-        generated += _make_video(task)
-        if verbose and (i + 1) % 1000 == 0:
-          print(f'{i + 1}/{len(todo)} videos', flush=True)
+  results = fileio.map_unordered(_make_video, todo, int(workers), tasks_per_worker=4, max_chunk=32)
+  for i, written in enumerate(results):
+    generated += written
+    if verbose and (i + 1) % 1000 == 0:
+      print(f'{i + 1}/{len(todo)} videos', flush=True)
 
   for split, n in splits.items():
     lines = ''.join(f'{video_id(split, i)} {num_frames} {video_label(i)}\n' for i in range(n))
-    _write_text(os.path.join(out_dir, f'{split}.txt'), lines)
+    fileio.write_text(os.path.join(out_dir, f'{split}.txt'), lines)
     if videos:
       lines = ''.join(f'{VIDEO_DIR}/{video_id(split, i)}.mp4 {num_frames} {video_label(i)}\n'
                       for i in range(n))
-      _write_text(os.path.join(out_dir, f'{split}_videos.txt'), lines)
-  _write_text(os.path.join(out_dir, 'classes.txt'), ''.join(c + '\n' for c in CLASSES))
+      fileio.write_text(os.path.join(out_dir, f'{split}_videos.txt'), lines)
+  fileio.write_text(os.path.join(out_dir, 'classes.txt'), ''.join(c + '\n' for c in CLASSES))
   seconds = time.perf_counter() - start
   summary = {'out_dir': out_dir, 'num_classes': NUM_CLASSES, 'classes': list(CLASSES),
              'num_train': splits['train'], 'num_val': splits['val'], 'num_frames': int(num_frames),

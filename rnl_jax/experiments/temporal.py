@@ -64,6 +64,7 @@ import warnings
 import numpy as np
 
 from rnl_jax import cli
+from rnl_jax import fileio
 from rnl_jax.errors import UserError
 
 VARIANTS = ('tsn', 'tsm', 'rnl')
@@ -362,11 +363,6 @@ def _log(msg):
   print(f'[temporal {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
-def _hms(seconds):
-  seconds = int(round(seconds))
-  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
-
-
 def _child_env(args):
   env = dict(os.environ)
   cache = args.xla_cache
@@ -414,7 +410,7 @@ def run_experiment(args):
   estimate = {p[2]: estimate_seconds(p[4]) for p in plan}
   _log(f'{len(plan)} runs ({", ".join(variants)} x seeds {", ".join(map(str, seeds))}) in {args.workdir}: '
        f'{len(plan) - len(todo)} finished, {len(todo)} to do; estimate '
-       f'{_hms(sum(estimate[p[2]] for p in todo))} '
+       f'{fileio.hms(round(sum(estimate[p[2]] for p in todo)))} '
        'on an idle 2-core CPU')
 
   env = _child_env(args)
@@ -451,7 +447,7 @@ def run_experiment(args):
     eta = (np.mean(measured) if measured else estimate[name]) * len(left)
     _log(f"{tag}: val top-1 {r['top1']:.4f} (best {r['best_top1']:.4f} at step {r['best_step']}), "
          f"within-pair {r['within_pair']:.4f}, pair {r['pair']:.4f} ({seconds:.0f} s); "
-         f'{len(left)} runs left, ETA {_hms(eta)}')
+         f'{len(left)} runs left, ETA {fileio.hms(round(eta))}')
 
   c = plan[0][4]
   report = {

@@ -11,6 +11,8 @@ ever listed, and an interrupted run can simply be started again:
 * videos: a file under its final name is complete.
 * arrayrecord: the frames stage as above, then `pack.pack` per split; a split whose index already holds
   exactly the videos to list (paths and labels, in order) is not re-packed, even if its frames were deleted.
+* tfds: the frames stage as above, then `tfds_write.write` of both lists into the TFDS dataset
+  `rnl_<dataset>[_split_<n>]` under `<home>/tfds` (rewritten unless its index holds exactly the lists).
 * a source that failed (undecodable, zero frames) is remembered with its size and mtime in
   `<home>/.prepare_state.json` and not retried while unchanged (`retry_failed=True` retries).
 
@@ -20,18 +22,17 @@ and rewrites no file whose content is unchanged.
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import shutil
 import sys
 import time
 from typing import Callable, Optional
 
-from rnl_jax.data import arrayrecord, datasets, synthetic
+from rnl_jax import fileio
+from rnl_jax.data import arrayrecord, datasets
 from rnl_jax.data.prepare import annotations as ann
 from rnl_jax.data.prepare import hmdb51, kinetics, media, something, ucf101
 
-FORMATS = ('frames', 'arrayrecord', 'videos')
+FORMATS = ('frames', 'arrayrecord', 'videos', 'tfds')
 STATE_VERSION = 1
 STATE_FILE = '.prepare_state.json'
 SAVE_EVERY_S = 60.0
@@ -106,6 +107,14 @@ class Layout:
 
   def arrayrecord_prefix(self, split):
     return os.path.join(self.home, 'arrayrecord', f'{split}{self.suffix}')
+
+  def tfds_name(self):
+    """The TFDS dataset's name: rnl_<dataset>[_split_<n>] (never a TFDS catalog name)."""
+    return f'rnl_{self.spec.name}{self.suffix}'
+
+  def tfds_dir(self):
+    """The TFDS data_dir (config.data.tfds_data_dir)."""
+    return os.path.join(self.home, 'tfds')
 
   def report(self, fmt):
     return os.path.join(self.home, f'prepare_report_{fmt}{self.suffix}.json')
@@ -184,38 +193,10 @@ class State:
 
 
 def _write_text(path, text, only_if_changed=True):
-  """Atomic write (temp file + rename); returns False (and writes nothing) if the content is unchanged."""
-  if only_if_changed and os.path.isfile(path):
-    with open(path) as f:
-      if f.read() == text:
-        return False
+  """Atomic write (fileio.write_text) into a folder made if missing; returns False (and writes
+  nothing) if the content is unchanged."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-  return True
-
-
-  return True
-
-
-def _remove_stale_tmp(folders):
-  """Removes `.tmp-<pid>-*` entries of dead processes (an interrupted run's partial outputs)."""
-  for folder in folders:
-    if not os.path.isdir(folder):
-      continue
-    for name in os.listdir(folder):
-      if not name.startswith(media.TMP_PREFIX):
-        continue
-      pid = name[len(media.TMP_PREFIX):].split('-', 1)[0]
-      if pid.isdigit() and synthetic.pid_alive(int(pid)):
-        continue
-      path = os.path.join(folder, name)
-      if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-      else:
-        os.remove(path)
+  return fileio.write_text(path, text, only_if_changed=only_if_changed)
 
 
 def _is_done(kind, path):
@@ -260,25 +241,15 @@ def _run(tasks, workers, progress, desc, on_result):
   bar = tqdm(total=len(tasks), desc=desc, unit='video', dynamic_ncols=True, disable=not progress,
              file=sys.stderr)
   failed = 0
+  results = fileio.map_unordered(media.run_task, tasks, workers, tasks_per_worker=8, max_chunk=16)
   try:
-    if workers > 1 and len(tasks) > 1:
-      ctx = multiprocessing.get_context('spawn')
-      workers = min(workers, len(tasks))
-      chunk = max(1, min(16, len(tasks) // (8 * workers)))
-      with ctx.Pool(workers) as pool:
-        for result in pool.imap_unordered(media.run_task, tasks, chunksize=chunk):
-          failed += result['status'] != 'ok'
-          on_result(result)
-          bar.set_postfix(failed=failed, refresh=False)
-          bar.update()
-    else:
-      for task in tasks:
-        result = media.run_task(task)
-        failed += result['status'] != 'ok'
-        on_result(result)
-        bar.set_postfix(failed=failed, refresh=False)
-        bar.update()
+    for result in results:
+      failed += result['status'] != 'ok'
+      on_result(result)
+      bar.set_postfix(failed=failed, refresh=False)
+      bar.update()
   finally:
+    results.close()   # an error in on_result: the pool is terminated
     bar.close()
 
 
@@ -393,7 +364,8 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
       outputs.pop(name, None)
     state.save(force=False)
 
-  _remove_stale_tmp({os.path.dirname(t.output) for t in tasks})
+  for folder in {os.path.dirname(t.output) for t in tasks}:   # an interrupted run's partial outputs
+    fileio.remove_stale_temps(folder)
   try:
     _run(tasks, int(workers), progress, f'{dataset} {fmt}', on_result)
   finally:
@@ -455,6 +427,9 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
                   progress=progress)
         packed_now.append(split_name)
       lists[split_name] = arrayrecord.index_path(prefix)
+  if fmt == 'tfds' and any(records.values()):
+    _write_tfds(layout, {s: lists[s] for s in ann.SPLITS if records[s]}, records, classes_files[0],
+                int(workers), progress)
 
   counts = {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS}
   summary = {
@@ -492,8 +467,34 @@ def _num_frames(kind, layout, outputs, name):
     return reader.num_frames
 
 
+def _write_tfds(layout, lists, records, classes_file, workers, progress):
+  """The TFDS dataset of the lists (splits 'train', 'validation'), unless its metadata index already
+  holds exactly `records` [(name, num_frames, label)] per split."""
+  from rnl_jax.data import tfds_write  # pylint: disable=import-outside-toplevel
+  splits = {'train': tfds_write.TRAIN_SPLIT, 'val': tfds_write.VAL_SPLIT}
+  expected = {splits[s]: {'path': [n for n, _, _ in records[s]], 'label': [l for _, _, l in records[s]],
+                          'num_frames': [f for _, f, _ in records[s]]} for s in lists}
+  meta = os.path.join(layout.tfds_dir(), layout.tfds_name(), '1.0.0', 'metadata.json')
+  try:
+    with open(meta) as f:
+      index = json.load(f)['rnl_jax']
+    if index['splits'] == expected and not any(index['skipped'].values()):
+      return
+  except (OSError, ValueError, KeyError, TypeError):
+    pass
+  tfds_write.write(layout.tfds_name(), layout.tfds_dir(), root=layout.frame_root,
+                   train_list=lists.get('train'), val_list=lists.get('val'), template=layout.template,
+                   classes_file=classes_file, verify='header', workers=workers, overwrite=True,
+                   progress=progress)
+
+
 def _config_hint(spec, layout, fmt, lists, out):
   """The trainer flags that read this output."""
+  if fmt == 'tfds':
+    return ' '.join([f'--config.data.name={spec.table}',
+                     f'--config.data.num_classes={layout.info.num_classes}', '--config.data.format=tfds',
+                     f'--config.data.tfds_name={layout.tfds_name()}',
+                     f'--config.data.tfds_data_dir={layout.tfds_dir()}'])
   flags = [f'--config.data.name={spec.table}', f'--config.data.num_classes={layout.info.num_classes}',
            f'--config.data.root={out}', f'--config.data.format={fmt}']
   if fmt != 'frames' or spec.numbered_splits and layout.n != 1:

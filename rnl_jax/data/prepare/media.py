@@ -37,6 +37,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from rnl_jax import fileio
+
 JPEG_QUALITY = 95
 # Re-encoded videos (format 'videos'): H.264, a keyframe every KEYFRAME_INTERVAL frames (chosen with
 # benchmarks/reencode.py, see README), constant quality CRF with the PRESET speed/size trade-off.
@@ -44,7 +46,6 @@ KEYFRAME_INTERVAL = 16
 CRF = 18
 PRESET = 'veryfast'
 DEFAULT_FPS = 25.0
-TMP_PREFIX = '.tmp-'
 
 Task = collections.namedtuple('Task', 'name source source_kind output kind template size quality fps '
                                       'keyframe_interval crf preset')
@@ -264,17 +265,6 @@ def encode_jpeg(rgb, quality=JPEG_QUALITY):
                                 colorsubsampling='420', fastdct=False)
 
 
-def tmp_path(final):
-  """`.tmp-<pid>-<name>` next to `final` (removed first if a previous attempt of this process left it)."""
-  parent, base = os.path.split(final)
-  tmp = os.path.join(parent, f'{TMP_PREFIX}{os.getpid()}-{base}')
-  if os.path.isdir(tmp):
-    shutil.rmtree(tmp)
-  elif os.path.lexists(tmp):
-    os.remove(tmp)
-  return tmp
-
-
 def _link_or_copy(src, dst):
   try:
     os.link(src, dst)
@@ -295,7 +285,7 @@ def write_frame_folder(frames, final, template, quality, link_sources=None):
   except StopIteration:
     raise SourceError('zero_frames', f'no frames for {final}') from None
   os.makedirs(os.path.dirname(final), exist_ok=True)
-  tmp = tmp_path(final)
+  tmp = fileio.temp_sibling(final)   # .tmp-<pid>-<name>
   os.mkdir(tmp)
   count = 0
   try:
@@ -338,15 +328,9 @@ def write_mp4(frames, final, fps, keyframe_interval, crf, preset):
   clip = [f[1] if isinstance(f, tuple) else f for f in frames]
   if not clip:
     raise SourceError('zero_frames', f'{final}: no frames to encode')
-  tmp = tmp_path(final)
-  try:
+  with fileio.atomic_path(final, fileio.temp_sibling(final)) as tmp:
     video.write_video(tmp, np.stack(clip), fps=_fps_fraction(fps), keyframe_interval=keyframe_interval,
                       crf=crf, preset=preset)
-    os.replace(tmp, final)
-  except BaseException:
-    if os.path.lexists(tmp):
-      os.remove(tmp)
-    raise
   return len(clip)
 
 
