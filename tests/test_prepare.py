@@ -20,7 +20,7 @@ from rnl_jax import input_pipeline as ip
 from rnl_jax.data import datasets
 from rnl_jax.data.prepare import AnnotationError, PrepareError, prepare
 from rnl_jax.data.prepare import core, kinetics, media
-from rnl_jax.data.prepare.kinetics400_classes import NAMES as K400
+from rnl_jax.data.kinetics400_classes import NAMES as K400
 from rnl_jax.data.video import write_video
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -120,8 +120,8 @@ def default_class_names(num_classes):
   """Names for a model without its own: Kinetics-400's (normalised as the TSM label tool does, the
   original's label order) for 400 classes, else `class_<i>`."""
   if num_classes == 400:
-    from rnl_jax.data.prepare import kinetics  # pylint: disable=import-outside-toplevel
-    return kinetics.class_names()
+    from rnl_jax.data import kinetics400_classes  # pylint: disable=import-outside-toplevel
+    return kinetics400_classes.normalised_names()
   return [f'class_{i}' for i in range(num_classes)]
 
 
@@ -163,6 +163,39 @@ def detect_delimiter(lines):
   return 'space'
 
 
+def _read_lines(path):
+  """(path as str, the file's lines)."""
+  path = os.fspath(path)
+  with open(path) as f:
+    return path, f.read().splitlines()
+
+
+def _parse_lines(path, lines, parse_line):
+  """[parse_line(line, where, raw)] over the non-blank lines, in file order: `line` stripped, `raw`
+  as in the file, `where` = 'path:lineno' (1-based) for the error messages."""
+  records = []
+  for lineno, raw in enumerate(lines, 1):
+    line = raw.strip()
+    if line:
+      records.append(parse_line(line, f'{path}:{lineno}', raw))
+  return records
+
+
+def _int_label(label_str, where, raw):
+  try:
+    return int(label_str)
+  except ValueError:
+    raise DataError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+
+
+def _check_label(label, num_classes, where, raw):
+  """A label must lie in [0, num_classes) (be >= 0 without num_classes)."""
+  if label < 0 or (num_classes is not None and label >= num_classes):
+    bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
+    raise DataError(f'{where}: label {label} outside {bound} (line {raw!r})')
+  return label
+
+
 def parse_list_file(path, num_classes=None, delimiter=None):
   """Records of a list file, in file order; blank lines skipped.
 
@@ -176,40 +209,29 @@ def parse_list_file(path, num_classes=None, delimiter=None):
     ValueError naming the file and 1-based line number for a line with fewer than 3 fields, a
     non-integer frame count or label, a negative frame count or an out-of-range label.
   """
-  path = os.fspath(path)
-  with open(path) as f:
-    lines = f.read().splitlines()
+  path, lines = _read_lines(path)
   if delimiter is None:
     delimiter = detect_delimiter(lines)
   elif delimiter not in DELIMITERS:
     raise ValueError(f'delimiter must be one of {DELIMITERS} or None, got {delimiter!r}')
   sep = 'commas' if delimiter == 'comma' else 'spaces'
-  records = []
-  for lineno, raw in enumerate(lines, 1):
-    line = raw.strip()
-    if not line:
-      continue
-    where = f'{path}:{lineno}'
+
+  def parse_line(line, where, raw):
     parts = _split(line, delimiter)
     if len(parts) < 3 or not parts[0]:
       raise DataError(f'{where}: expected 3 fields `folder num_frames label` separated by {sep}, '
-                       f'got {raw!r}')
+                      f'got {raw!r}')
     folder, frames_str, label_str = parts
     try:
       num_frames = int(frames_str)
     except ValueError:
       raise DataError(f'{where}: frame count {frames_str!r} is not an integer (line {raw!r})') from None
-    try:
-      label = int(label_str)
-    except ValueError:
-      raise DataError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+    label = _int_label(label_str, where, raw)
     if num_frames < 0:
       raise DataError(f'{where}: negative frame count {num_frames} (line {raw!r})')
-    if label < 0 or (num_classes is not None and label >= num_classes):
-      bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
-      raise DataError(f'{where}: label {label} outside {bound} (line {raw!r})')
-    records.append(VideoRecord(folder, num_frames, label))
-  return records
+    return VideoRecord(folder, num_frames, _check_label(label, num_classes, where, raw))
+
+  return _parse_lines(path, lines, parse_line)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,19 +259,13 @@ def parse_video_list_file(path, num_classes=None):
     ValueError naming the file and 1-based line number for a line with fewer than 2 fields, a
     non-integer label, a negative frame count or an out-of-range label.
   """
-  path = os.fspath(path)
-  with open(path) as f:
-    lines = f.read().splitlines()
-  records = []
-  for lineno, raw in enumerate(lines, 1):
-    line = raw.strip()
-    if not line:
-      continue
-    where = f'{path}:{lineno}'
+  path, lines = _read_lines(path)
+
+  def parse_line(line, where, raw):
     parts = line.rsplit(None, 2)
     if len(parts) < 2:
-      raise DataError(f'{where}: expected `path label` or `path num_frames label` separated by spaces, '
-                       f'got {raw!r}')
+      raise DataError(f'{where}: expected `path label` or `path num_frames label` separated by '
+                      f'spaces, got {raw!r}')
     num_frames = None
     if len(parts) == 3:
       try:
@@ -259,17 +275,12 @@ def parse_video_list_file(path, num_classes=None):
       else:
         parts = [parts[0], parts[2]]
     video, label_str = parts
-    try:
-      label = int(label_str)
-    except ValueError:
-      raise DataError(f'{where}: label {label_str!r} is not an integer (line {raw!r})') from None
+    label = _int_label(label_str, where, raw)
     if num_frames is not None and num_frames < 0:
       raise DataError(f'{where}: negative frame count {num_frames} (line {raw!r})')
-    if label < 0 or (num_classes is not None and label >= num_classes):
-      bound = f'[0, {num_classes})' if num_classes is not None else '>= 0'
-      raise DataError(f'{where}: label {label} outside {bound} (line {raw!r})')
-    records.append(VideoFileRecord(video, label, num_frames))
-  return records
+    return VideoFileRecord(video, _check_label(label, num_classes, where, raw), num_frames)
+
+  return _parse_lines(path, lines, parse_line)
 
 
 def filter_records(records, mode, remove_missing=True):

@@ -17,20 +17,15 @@ named after what the download produced, i.e. what the original's `vid2img_kineti
 """
 import csv
 
+from rnl_jax.data import kinetics400_classes
+from rnl_jax.data.kinetics400_classes import normalise
 from rnl_jax.data.prepare import annotations as ann
-from rnl_jax.data.prepare import kinetics400_classes
 
 TRAIN_FILES = ('train.csv', 'kinetics_400_train.csv', 'kinetics400_train.csv', 'kinetics_train.csv')
 VAL_FILES = ('validate.csv', 'val.csv', 'kinetics_400_val.csv', 'kinetics_400_validate.csv',
              'kinetics400_val.csv', 'kinetics_val.csv')
 COLUMNS = ('label', 'youtube_id', 'time_start', 'time_end')
 SPLIT_NAMES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val'}
-
-
-def normalise(name):
-  """The TSM label tool's class-name normalisation (spaces -> `_`; `"`, `(`, `)`, `'` removed)."""
-  return (name.strip().replace(' ', '_').replace('"', '').replace('(', '').replace(')', '')
-          .replace("'", ''))
 
 
 def class_names(label_map=None):

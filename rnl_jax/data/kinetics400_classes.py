@@ -1,8 +1,22 @@
 """The original's Kinetics-400 class names (`kinetics_label_map.txt` of the TSM tools, docs/original.md §3.5).
 
-Line i is the raw name of label i (alphabetical). `kinetics.normalise` turns them into the names the
-TSM label tool uses (spaces -> `_`, `"`, `(`, `)`, `'` removed).
+Line i is the raw name of label i (alphabetical). `normalise` turns them into the names the TSM
+label tool uses (spaces -> `_`, `"`, `(`, `)`, `'` removed): `normalised_names()`, the names a
+Kinetics model without its own class file reports (read side: `datasets.default_class_names`; the
+prepare command writes them to classes.txt).
 """
+
+
+def normalise(name):
+  """The TSM label tool's class-name normalisation (spaces -> `_`; `"`, `(`, `)`, `'` removed)."""
+  return (name.strip().replace(' ', '_').replace('"', '').replace('(', '').replace(')', '')
+          .replace("'", ''))
+
+
+def normalised_names():
+  """The 400 normalised names in label order."""
+  return [normalise(n) for n in NAMES]
+
 
 NAMES = (
     'abseiling',
