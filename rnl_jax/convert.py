@@ -325,7 +325,7 @@ def inputs_from_filename(path: str):
   return inputs, classes
 
 
-def _convert_tsn(sd, path: str, shift_div: Optional[int]):
+def convert_tsn(sd, path: str, shift_div: Optional[int]):
   """A TSN state_dict read from `path` -> (variables, Architecture); `shift_div` from the file name
   unless given (infer_architecture refuses an ImageNet ResNet with a message naming --imagenet)."""
   arch = infer_architecture(sd, shift_div or shift_div_from_filename(path), path)
@@ -334,34 +334,4 @@ def _convert_tsn(sd, path: str, shift_div: Optional[int]):
 
 def convert_checkpoint(path: str, shift_div: Optional[int] = None):
   """An original `.pth.tar` -> (variables, Architecture)."""
-  return _convert_tsn(load_torch_state_dict(path)[0], path, shift_div)
-
-
-def convert_to_directory(src: str, dst: str, *, imagenet: bool = False,
-                         shift_div: Optional[int] = None, overwrite: bool = False) -> dict:
-  """Converts `src` and saves an rnl_jax checkpoint in `dst`; returns a summary dict."""
-  from rnl_jax import checkpoint  # pylint: disable=g-import-not-at-top
-
-  sd, meta = load_torch_state_dict(src)
-  kind = infer_kind(sd, src)
-  if imagenet != (kind == 'imagenet'):
-    raise ConversionError(
-        f'{src}: a {"torchvision ImageNet ResNet" if kind == "imagenet" else "TSN checkpoint"}; '
-        f'{"add" if kind == "imagenet" else "drop"} --imagenet')
-  if imagenet:
-    variables, depth = convert_imagenet_state_dict(sd, src)
-    checkpoint.save_checkpoint(dst, variables, kind='imagenet_backbone', depth=depth,
-                               source=os.path.abspath(src), overwrite=overwrite)
-    summary = {'kind': 'imagenet_backbone', 'depth': depth}
-  else:
-    variables, arch = _convert_tsn(sd, src, shift_div)
-    inputs, classes = inputs_from_filename(src)
-    if classes is not None and len(classes) != arch.num_classes:
-      classes = None
-    checkpoint.save_checkpoint(dst, variables, architecture=arch, source=os.path.abspath(src),
-                               inputs=inputs, classes=classes, overwrite=overwrite)
-    summary = {'kind': 'tsn', 'architecture': arch.to_dict(),
-               'epoch': meta.get('epoch'), 'best_acc1': meta.get('best_acc1')}
-  summary['parameters'] = int(sum(np.size(x) for x in jax.tree.leaves(variables['params'])))
-  summary['destination'] = os.path.abspath(dst)
-  return summary
+  return convert_tsn(load_torch_state_dict(path)[0], path, shift_div)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO
+import convert_torch_weights  # the converter CLI (repo root); owns convert_to_directory
 from rnl_jax import checkpoint, convert
 from rnl_jax.models import Architecture, build_model
 import torch_reference as tr
@@ -148,7 +149,7 @@ def test_module_prefix_and_shift_div_from_name(tmp_path):
              path)
   variables, arch = convert.convert_checkpoint(str(path))
   assert arch == Architecture(7, 18, 'blockres', 4, False)
-  summary = convert.convert_to_directory(str(path), str(tmp_path / 'ckpt'))
+  summary = convert_torch_weights.convert_to_directory(str(path), str(tmp_path / 'ckpt'))
   assert summary['epoch'] == 3 and summary['architecture']['shift_div'] == 4
   restored, meta = checkpoint.restore_variables(str(tmp_path / 'ckpt'))
   assert meta['architecture']['num_classes'] == 7
@@ -173,8 +174,9 @@ def test_imagenet_backbone_conversion_and_merge(tmp_path):
   path = tmp_path / 'resnet18-imagenet.pth'
   torch.save(sd, path)
   with pytest.raises(convert.ConversionError, match='add --imagenet'):
-    convert.convert_to_directory(str(path), str(tmp_path / 'x'))
-  summary = convert.convert_to_directory(str(path), str(tmp_path / 'backbone'), imagenet=True)
+    convert_torch_weights.convert_to_directory(str(path), str(tmp_path / 'x'))
+  summary = convert_torch_weights.convert_to_directory(str(path), str(tmp_path / 'backbone'),
+                                                       imagenet=True)
   assert summary['depth'] == 18
   pretrained, _ = checkpoint.restore_variables(str(tmp_path / 'backbone'))
   model = build_model(Architecture(3, 18, 'blockres', non_local=True), dropout=0.0)
