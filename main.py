@@ -1,8 +1,8 @@
 """Entry point: `python main.py --config=configs/synthetic.py --workdir=DIR [--config.a.b=value ...]`.
 
-Trains and evaluates with `rnl_jax.train.train_and_evaluate`; an interrupted run restarted with the
+Trains and validates with `rnl_jax.train.train_and_evaluate`; an interrupted run restarted with the
 same workdir resumes from its last checkpoint. `--config.mode=test` runs the original's test protocol
-(`rnl_jax.evaluate.test`: clips x crops views of the val list) on WORKDIR/best or
+(`rnl_jax.protocol.test`: clips x crops views of the val list) on WORKDIR/best or
 `config.test.checkpoint`. Launch one process per host for multi-host runs (docs/training.md).
 A mistake (config key or value, data, checkpoint) is one line on stderr and exit status 2;
 `--debug` shows its traceback (rnl_jax/cli.py).
@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from rnl_jax import cli
 from rnl_jax import config as config_lib
 from rnl_jax import errors
-from rnl_jax import evaluate
+from rnl_jax import protocol
 from rnl_jax import sharding
 from rnl_jax import train
 
@@ -139,7 +139,7 @@ def _run():
   logging.info('JAX %s on %s: process %d of %d, %d devices', jax.__version__,
                jax.devices()[0].platform, jax.process_index(), jax.process_count(), jax.device_count())
   if config.mode == 'test':
-    m = evaluate.test(config, _WORKDIR.value)
+    m = protocol.test(config, _WORKDIR.value)
     p = m['protocol']
     print(f"test ({p['clips']} clips x {p['crops']} crops): top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}, "
           f"mean class acc {m['mean_class_acc']:.4f} over {m['num_videos']} videos "

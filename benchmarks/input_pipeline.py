@@ -89,7 +89,7 @@ def make_data(root, num_videos, num_frames, kinds):
         if video is None:
           video = np.stack([np.asarray(Image.open(os.path.join(folder, TEMPLATE.format(t))))
                             for t in range(1, num_frames + 1)])
-        video_lib.write_mp4(path, video, keyframe_interval=interval)
+        video_lib.write_video(path, video, keyframe_interval=interval)
     records.append((name, num_frames, v % 10))
   with open(os.path.join(root, 'list.txt'), 'w') as f:
     f.writelines(f'{n} {c} {l}\n' for n, c, l in records)

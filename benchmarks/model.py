@@ -16,14 +16,14 @@ apart), runs one warm-up call and then --repeats timed calls, and prints one JSO
 times, clips/s, compile time, RSS after loading the weights, peak RSS of the whole process and of the
 timed calls alone (VmHWM reset after set-up), and for JAX XLA's temporary arena. Cases:
 
-  jax    eval    rnl_jax.train.eval_step (model.apply(train=False)) on uint8 [B, T, S, S, 3] in passes
+  jax    eval    clip_groups.eval_step (model.apply(train=False)) on uint8 [B, T, S, S, 3] in passes
                  of --eval_clips_per_pass clips (-1 auto, as evaluation runs it), RNL attention as
                  --eval_query_chunk / --eval_attention say (the result's 'attention' names the method
                  that ran), jitted with the --xla_eval compiler options (see xla_options; 'train' =
-                 train.compiler_options(), as evaluation runs it); float32 and bfloat16
+                 sharding.compiler_options(), as evaluation runs it); float32 and bfloat16
   jax    train   rnl_jax.train.train_step (forward + backward + the original's SGD update, BatchNorm
                  in training mode, dropout 0.5), jitted with the --xla_train options ('train':
-                 train.compiler_options(), as training runs it)
+                 sharding.compiler_options(), as training runs it)
   torch  eval    tests/torch_reference.py's TSN (the original's module layout and ops) under
                  torch.no_grad(), float32 [B, 3T, S, S]
   torch  train   the same in train mode: forward, cross-entropy, backward, SGD(momentum 0.9) step
@@ -38,7 +38,7 @@ with NumPy by tests/parity_fixture.py), so both compute the same function; JAX T
 TSM keeps torchvision's random init (values do not change speed). The parent process writes them to a
 temporary directory the way each side's users hold them (write_checkpoints: the original's .pth.tar,
 loaded with torch.load as its main.py does; this port's converted checkpoints, loaded with
-rnl_jax.load_checkpoint as rnl_jax.evaluate does), so a case's memory is that of loading a checkpoint
+rnl_jax.load_checkpoint as rnl_jax.protocol does), so a case's memory is that of loading a checkpoint
 file, not of rebuilding and converting the fixture in the process (which leaves ~0.1 GB of freed
 heap that glibc keeps). A --case run on its own (no 'checkpoint' in it) rebuilds the fixture in
 process.
@@ -124,10 +124,10 @@ def gmacs(model, frames, size):
 
 def xla_options(preset):
   """XLA:CPU compiler options by name: 'default' (XLA's: YNNPACK for convolutions, dots and
-  reductions), 'train' (rnl_jax.train.compiler_options(): YNNPACK for dots and reductions only),
+  reductions), 'train' (rnl_jax.sharding.compiler_options(): YNNPACK for dots and reductions only),
   'eigen' (no YNNPACK), 'onednn' (oneDNN custom calls for matmuls and convolutions)."""
-  from rnl_jax import train  # pylint: disable=import-outside-toplevel
-  return {'default': None, 'train': train.compiler_options(),
+  from rnl_jax import sharding  # pylint: disable=import-outside-toplevel
+  return {'default': None, 'train': sharding.compiler_options(),
           'eigen': {'xla_cpu_experimental_ynn_fusion_type': ''},
           'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True},
           }[preset]
@@ -163,7 +163,7 @@ def _jax_variables(model):
 def write_checkpoints(out_dir, frameworks):
   """The fixture as each framework's users hold it, for the cases to load from disk: the original's
   `.pth.tar` (torch.save, what its main.py loads) and this port's converted checkpoints (RNL, and
-  TSM = its subset; what rnl_jax.evaluate and classify load). {name: path}."""
+  TSM = its subset; what rnl_jax.protocol and classify load). {name: path}."""
   out_dir = pathlib.Path(out_dir)
   paths = {}
   if 'torch' in frameworks:
@@ -242,7 +242,7 @@ def jax_case(case, repeats):
   attention = case.get('eval_attention', 'chunked')
   kwargs = dict(query_chunk=chunk, eval_query_chunk=chunk, eval_attention=attention, normalize_input=True,
                 dtype=getattr(jnp, case['dtype']), dropout=0.5)
-  if case.get('checkpoint'):  # written by write_checkpoints, loaded as rnl_jax.evaluate does
+  if case.get('checkpoint'):  # written by write_checkpoints, loaded as rnl_jax.protocol does
     model, variables = load_checkpoint(case['checkpoint'], **kwargs)
   else:
     model = build_model(arch, **kwargs)
@@ -255,10 +255,10 @@ def jax_case(case, repeats):
 
   options = xla_options(case['xla'])
   if case['mode'] == 'eval':
-    from rnl_jax import train  # pylint: disable=import-outside-toplevel
+    from rnl_jax.models import clip_groups  # pylint: disable=import-outside-toplevel
     # evaluation's own step (passes of clips_per_pass clips; logits cast to float32)
-    forward = jax.jit(functools.partial(train.eval_step, model=model,
-                                        clips_per_pass=case.get('clips_per_pass', 0)),
+    forward = jax.jit(functools.partial(clip_groups.eval_step, model=model,
+                                        clips=case.get('clips_per_pass', 0)),
                       compiler_options=options)
     x = {'frames': jnp.asarray(frames), 'label': jnp.zeros(b, jnp.int32),
          'video_index': jnp.zeros(b, jnp.int32), 'mask': jnp.ones(b, bool)}

@@ -15,7 +15,7 @@ Op times are summed over all runtime threads, so totals can exceed the step's wa
 overlap; ops the runtime hands to a thread pool asynchronously (Eigen convolutions and dots) may
 be under-counted, so compare the op sum with the step's wall time. --hlo_out writes the optimized
 HLO to look ops up (`grep '%name = '`); --xla_option NAME=VALUE passes XLA compiler options to the
-step's jit, on top of `train.compiler_options()` where rnl_jax.train has it (e.g.
+step's jit, on top of `sharding.compiler_options()` where rnl_jax.sharding has it (e.g.
 xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE).
 """
 import argparse
@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks import train_step as train_step_benchmark
 from benchmarks.train_step import load_config
 from rnl_jax import config as config_lib
-from rnl_jax import train
+from rnl_jax import sharding
 
 # Fused ops that name a fusion's category, most telling first.
 _MAIN_OPS = ('convolution', 'dot', 'fft', 'custom-call', 'select-and-scatter', 'reduce-window', 'scatter',
@@ -198,7 +198,7 @@ def main():
   if args.size:
     config.image_size = args.size
   batch = args.batch or config.batch_size
-  options = dict(train.compiler_options() or {})  # training's (and evaluation's)
+  options = dict(sharding.compiler_options() or {})  # training's (and evaluation's)
   options.update(o.split('=', 1) for o in args.xla_option)
   t, s = config.num_segments, config.image_size
   if args.eval:

@@ -4,9 +4,9 @@
   python -m benchmarks.train_step --config configs/synthetic.py
 
 Runs `train_step` (forward + backward + the original's SGD update, one micro-batch of --batch clips,
-BatchNorm in training mode), jitted with `train.compiler_options()` as training does, on all local
-devices; prints compile time, the median step time of --steps after one warm-up, clips/s and peak
-RSS. No data loading (see benchmarks/input_pipeline.py).
+BatchNorm in training mode), jitted with `sharding.compiler_options()` as training does, on all
+local devices; prints compile time, the median step time of --steps after one warm-up, clips/s and
+peak RSS. No data loading (see benchmarks/input_pipeline.py).
 """
 import argparse
 import functools
@@ -76,7 +76,7 @@ def main():
   if args.query_chunk is not None:
     config.model.query_chunk = args.query_chunk
   batch = args.batch or config.batch_size
-  step, state, data, mesh = setup(config, batch, train.compiler_options())
+  step, state, data, mesh = setup(config, batch, sharding.compiler_options())
   t, s = config.num_segments, config.image_size
   start = time.perf_counter()
   state, metrics = step(state, data)

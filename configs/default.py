@@ -104,7 +104,7 @@ def get_config():
   config.init.checkpoint = ''         # a converted/trained RNL checkpoint (fine-tuning)
   config.init.new_head = False        # re-initialise new_fc (different classes)
 
-  # Test protocol (docs/original.md §6; mode='test', rnl_jax.evaluate): the val list, clips x crops
+  # Test protocol (docs/original.md §6; mode='test', rnl_jax.protocol): the val list, clips x crops
   # views per video, raw logits averaged per video. Clips: `test.dense_clips` with data.dense_sample,
   # 2 with `twice_sample`, else 1. Writes WORKDIR/{output}.json, {output}_per_class.csv and
   # {output}_scores.npz (for `python -m rnl_jax.ensemble`).

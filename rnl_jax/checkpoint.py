@@ -35,7 +35,7 @@ def save_checkpoint(directory: str, variables, *, architecture: Optional[Archite
   """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`.
 
   `inputs` ({num_segments, image_size, scale_size, dense_sample}) and `classes` (label order) are
-  optional metadata for inference tools (rnl_jax.classify, rnl_jax.evaluate).
+  optional metadata for inference tools (rnl_jax.classify, rnl_jax.protocol).
   """
   directory = os.path.abspath(directory)
   if os.path.exists(directory) and os.listdir(directory) and not overwrite:

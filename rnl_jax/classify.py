@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rnl_jax import cli
 from rnl_jax import checkpoint as ckpt_lib
-from rnl_jax import train as train_lib
+from rnl_jax import sharding
 from rnl_jax.data import datasets, sampling, transforms
 from rnl_jax.data.sources import FrameFolderSource
 from rnl_jax.data.video import VideoFileSource
@@ -360,7 +360,7 @@ class Classifier:
         raise ClassifyError(f'--attention_block {attention_block!r}: the model\'s RNL blocks are '
                             f'{", ".join(blocks)}')
       self.block = attention_block or blocks[0]
-    self._forward = jax.jit(self._apply, compiler_options=train_lib.compiler_options())
+    self._forward = jax.jit(self._apply, compiler_options=sharding.compiler_options())
 
   def _apply(self, variables, x):
     """logits [B, K] of uint8 views x [B, T, S, S, 3], and the region features of the first view's

@@ -52,50 +52,52 @@ def model_from_config(config) -> TSN:
 def validate(config):
   """All value checks of the training config (ValueError naming the key); the model's included."""
   model_from_config(config)
-  d, o = config.data, config.optim
-  if d.format not in FORMATS:
-    _fail('data.format', d.format, f'one of {FORMATS}')
-  if d.name == 'custom':
-    _validate_custom_data(d)
-  elif d.name not in datasets.DATASETS:
-    _fail('data.name', d.name, f"one of {', '.join(sorted(datasets.DATASETS))} or 'custom'")
-  if d.decoder not in sources.DECODERS:
-    _fail('data.decoder', d.decoder, f'one of {sources.DECODERS}')
-  if d.resize not in transforms.RESIZE_METHODS:
-    _fail('data.resize', d.resize, f'one of {transforms.RESIZE_METHODS}')
+  data, opt = config.data, config.optim
+  if data.format not in FORMATS:
+    _fail('data.format', data.format, f'one of {FORMATS}')
+  if data.name == 'custom':
+    _validate_custom_data(data)
+  elif data.name not in datasets.DATASETS:
+    _fail('data.name', data.name, f"one of {', '.join(sorted(datasets.DATASETS))} or 'custom'")
+  if data.decoder not in sources.DECODERS:
+    _fail('data.decoder', data.decoder, f'one of {sources.DECODERS}')
+  if data.resize not in transforms.RESIZE_METHODS:
+    _fail('data.resize', data.resize, f'one of {transforms.RESIZE_METHODS}')
   for key in ('num_workers', 'prefetch'):
-    if d[key] < 0:
-      _fail(f'data.{key}', d[key], '>= 0')
-  if d.num_threads < 1:
-    _fail('data.num_threads', d.num_threads, '>= 1')
-  if d.frame_template:
+    if data[key] < 0:
+      _fail(f'data.{key}', data[key], '>= 0')
+  if data.num_threads < 1:
+    _fail('data.num_threads', data.num_threads, '>= 1')
+  if data.frame_template:
     try:
-      sources.check_template(d.frame_template)
+      sources.check_template(data.frame_template)
     except ValueError:
-      _fail('data.frame_template', d.frame_template, "a template of one integer, e.g. 'img_{:05d}.jpg'")
-  if d.num_classes < 1:
-    _fail('data.num_classes', d.num_classes, '>= 1')
+      _fail('data.frame_template', data.frame_template,
+            "a template of one integer, e.g. 'img_{:05d}.jpg'")
+  if data.num_classes < 1:
+    _fail('data.num_classes', data.num_classes, '>= 1')
   for key in ('image_size', 'scale_size', 'batch_size', 'batch_multiplier', 'eval_batch_size'):
     if config[key] < 1:
       _fail(key, config[key], '>= 1')
   if config.image_size > config.scale_size:
     _fail('image_size', config.image_size, f'<= scale_size ({config.scale_size})')
-  if o.base_lr <= 0:
-    _fail('optim.base_lr', o.base_lr, '> 0')
-  if o.reference_batch < 1:
-    _fail('optim.reference_batch', o.reference_batch, '>= 1')
-  if o.schedule not in optim.SCHEDULES:
-    _fail('optim.schedule', o.schedule, f'one of {optim.SCHEDULES}')
-  if not 0 <= o.warmup_epochs < config.num_epochs:
-    _fail('optim.warmup_epochs', o.warmup_epochs, f'0 <= warmup < num_epochs ({config.num_epochs})')
-  if not 0 <= o.momentum < 1:
-    _fail('optim.momentum', o.momentum, '0 <= momentum < 1')
-  if o.weight_decay < 0:
-    _fail('optim.weight_decay', o.weight_decay, '>= 0')
-  if o.clip_grad_norm < 0:
-    _fail('optim.clip_grad_norm', o.clip_grad_norm, '>= 0 (0: off)')
-  if o.grouping not in optim.GROUPINGS:
-    _fail('optim.grouping', o.grouping, f'one of {optim.GROUPINGS}')
+  if opt.base_lr <= 0:
+    _fail('optim.base_lr', opt.base_lr, '> 0')
+  if opt.reference_batch < 1:
+    _fail('optim.reference_batch', opt.reference_batch, '>= 1')
+  if opt.schedule not in optim.SCHEDULES:
+    _fail('optim.schedule', opt.schedule, f'one of {optim.SCHEDULES}')
+  if not 0 <= opt.warmup_epochs < config.num_epochs:
+    _fail('optim.warmup_epochs', opt.warmup_epochs,
+          f'0 <= warmup < num_epochs ({config.num_epochs})')
+  if not 0 <= opt.momentum < 1:
+    _fail('optim.momentum', opt.momentum, '0 <= momentum < 1')
+  if opt.weight_decay < 0:
+    _fail('optim.weight_decay', opt.weight_decay, '>= 0')
+  if opt.clip_grad_norm < 0:
+    _fail('optim.clip_grad_norm', opt.clip_grad_norm, '>= 0 (0: off)')
+  if opt.grouping not in optim.GROUPINGS:
+    _fail('optim.grouping', opt.grouping, f'one of {optim.GROUPINGS}')
   if config.num_epochs <= 0:
     _fail('num_epochs', config.num_epochs, '> 0')
   if config.num_train_steps == 0 or config.num_train_steps < -1:
@@ -111,8 +113,8 @@ def validate(config):
     _fail('init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)")
   if config.seed < 0:
     _fail('seed', config.seed, '>= 0')
-  if d.synthetic.seed < 0:
-    _fail('data.synthetic.seed', d.synthetic.seed, '>= 0')
+  if data.synthetic.seed < 0:
+    _fail('data.synthetic.seed', data.synthetic.seed, '>= 0')
   if config.mode not in MODES:
     _fail('mode', config.mode, f'one of {MODES}')
   _validate_test(config)
@@ -125,16 +127,16 @@ CUSTOM_KEYS = {'frames': ('root', 'train_list', 'val_list', 'frame_template'),
                'arrayrecord': ('train_list', 'val_list')}
 
 
-def _validate_custom_data(d):
-  needed = CUSTOM_KEYS[d.format]
+def _validate_custom_data(data):
+  needed = CUSTOM_KEYS[data.format]
   for key in needed:
-    if not d[key]:
-      _fail(f'data.{key}', d[key], f"a value (name='custom' with format={d.format!r} needs "
+    if not data[key]:
+      _fail(f'data.{key}', data[key], f"a value (name='custom' with format={data.format!r} needs "
             f"{', '.join(needed)} and num_classes)")
 
 
 def _validate_test(config):
-  """config.test (the test protocol, rnl_jax.evaluate)."""
+  """config.test (the test protocol, rnl_jax.protocol)."""
   t = config.test
   if t.crops not in transforms.TEST_CROPS:
     _fail('test.crops', t.crops, f'one of {transforms.TEST_CROPS}')

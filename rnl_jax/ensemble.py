@@ -16,29 +16,12 @@ import sys
 import numpy as np
 
 from rnl_jax import cli
-from rnl_jax import evaluate
 from rnl_jax import metrics as metrics_lib
-from rnl_jax.errors import UserError
+from rnl_jax import scores as scores_lib
 
 
-class EnsembleError(UserError, ValueError):
+class EnsembleError(scores_lib.ScoresError):
   """Score files that cannot be combined; the message names the file."""
-
-
-def load_scores(path):
-  """{video_ids, labels, logits, class_names} of a scores file (EnsembleError naming it otherwise)."""
-  try:
-    with np.load(path) as f:
-      out = {k: f[k] for k in ('video_ids', 'labels', 'logits', 'class_names')}
-  except (OSError, ValueError, KeyError) as e:
-    raise EnsembleError(f'{path}: not a scores file of the test protocol ({e})') from None
-  n = len(out['video_ids'])
-  if out['logits'].shape[0] != n or out['labels'].shape != (n,):
-    raise EnsembleError(f'{path}: {n} video ids but logits {out["logits"].shape}, labels '
-                        f'{out["labels"].shape}')
-  if len(set(out['video_ids'].tolist())) != n:
-    raise EnsembleError(f'{path}: duplicate video ids')
-  return out
 
 
 def combine(score_files, coeffs=None):
@@ -84,7 +67,7 @@ def main(argv=None):
 
 
 def _run(args, coeffs):
-  loaded = [(path, load_scores(path)) for path in args.scores]
+  loaded = [(path, scores_lib.load_scores(path)) for path in args.scores]
   ids, labels, logits, names = combine(loaded, coeffs)
   m = metrics_lib.classification_metrics(logits, labels)
   result = dict(m, files=[os.path.abspath(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded))
@@ -98,7 +81,7 @@ def _run(args, coeffs):
     with open(args.out, 'w') as f:
       json.dump(result, f, indent=1)
   if args.scores_out:
-    evaluate.save_scores(args.scores_out, ids, labels, logits, names)
+    scores_lib.save_scores(args.scores_out, ids, labels, logits, names)
   return 0
 
 

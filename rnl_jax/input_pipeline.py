@@ -30,12 +30,14 @@ Batches are host-local numpy dicts, uint8 frames (normalisation happens on the d
 `skipped` counts the unreadable videos replaced to make each example (`skip_corrupt=True`); the
 trainer sums and logs it (the sources live in worker processes, so their own counters are not visible).
 
-No JAX import here: the pipeline runs in grain worker processes.
+No JAX import at module level: the pipeline runs in grain worker processes (`prepare_synthetic`,
+which runs in the main process only, imports it when called).
 """
 from concurrent import futures
 import dataclasses
 import os
 import signal
+import time
 from typing import Optional
 
 from absl import flags
@@ -302,6 +304,30 @@ class DataPaths:
   template: str
   num_classes: int
   classes_file: Optional[str] = None
+
+
+def prepare_synthetic(config, workdir):
+  """The synthetic dataset's root (config.data.root, else WORKDIR/data), generated there on first
+  use (resumable) by process 0 while the other processes wait; for training and the test protocol.
+  """
+  # JAX (process index, barrier) and the generator are imported here, in the main process only:
+  # grain's worker processes import this module without them.
+  import jax  # pylint: disable=import-outside-toplevel
+  from rnl_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  root = config.data.root or os.path.join(workdir, 'data')
+  s = config.data.synthetic
+  if jax.process_index() == 0:
+    start = time.perf_counter()
+    summary = synthetic.generate(root, s.num_train, s.num_val, num_frames=s.num_frames,
+                                 height=s.size, width=s.size, seed=s.seed,
+                                 workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)))
+    if summary['generated']:
+      logging.info('generated %d synthetic videos in %s (%.1f s)', summary['generated'], root,
+                   time.perf_counter() - start)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices('synthetic data')
+  return root
 
 
 def data_paths(config, root=None):

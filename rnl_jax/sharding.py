@@ -1,4 +1,5 @@
-"""Device mesh, shardings and host-local -> global batches (one `data` axis; parameters replicated).
+"""Device mesh, shardings, host-local -> global batches (one `data` axis; parameters replicated),
+and the XLA compiler options every jitted entry uses (`compiler_options`).
 
 One process per host: each feeds its own rows of the global batch (the input pipeline gives process p
 rows [p*B/P, (p+1)*B/P)), and `jax.make_array_from_process_local_data` assembles the global array
@@ -16,6 +17,28 @@ DATA_AXIS = 'data'
 # Environment variables that mean "this is one process of a multi-process job" (set by the launcher).
 _CLUSTER_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_ID',
                 'MEGASCALE_COORDINATOR_ADDRESS')
+
+
+# XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default. Its weight-gradient
+# convolutions (the whole feature map as the window, the batch as the contracted feature) run far
+# slower there than XLA's own (Eigen) convolution. Keep YNNPACK for dots and reductions only; the
+# math is the same (other kernels). Forward convolutions are faster in Eigen too, so validation, the
+# test protocol and classify use these options as well (docs/performance.md#cpu-compiler-options).
+CPU_COMPILER_OPTIONS = {
+    'xla_cpu_experimental_ynn_fusion_type':
+        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
+}
+
+
+def compiler_options():
+  """XLA compiler options for the jitted steps (train, validation, test protocol, classify):
+  CPU_COMPILER_OPTIONS on CPU, else None.
+
+  None too when XLA_FLAGS already sets the YNN fusion types (the user's choice wins).
+  """
+  if jax.default_backend() != 'cpu' or 'ynn_fusion_type' in os.environ.get('XLA_FLAGS', ''):
+    return None
+  return dict(CPU_COMPILER_OPTIONS)
 
 
 def initialize_distributed(mode='auto', coordinator_address=None, num_processes=None,

@@ -1,8 +1,9 @@
 """`train_and_evaluate(config, workdir)`: the original's training recipe on any number of devices/hosts.
 
 Edges (files, logs, checkpoints, the input pipeline) live in the loop here; `train_step` and
-`eval_step` are pure functions jitted once over a 1-D `data` mesh: parameters replicated, batches
-sharded, so BatchNorm statistics are global-batch statistics (the original's SyncBatchNorm).
+`clip_groups.eval_step` (validation's forward) are pure functions jitted once over a 1-D `data`
+mesh: parameters replicated, batches sharded, so BatchNorm statistics are global-batch statistics
+(the original's SyncBatchNorm).
 
 One optimizer step = `batch_multiplier` forwards of `batch_size` clips (a `lax.scan`; BatchNorm
 statistics per forward and running stats updated after each, gradients of loss / M summed), then the
@@ -19,6 +20,7 @@ Workdir layout:
   tensorboard/       tensorboardX event files (process 0)
   data/              the generated synthetic dataset (data.name='synthetic', data.root='')
 """
+import dataclasses
 import functools
 import json
 import math
@@ -41,6 +43,7 @@ import orbax.checkpoint as ocp
 from rnl_jax import checkpoint as checkpoint_lib
 from rnl_jax import config as config_lib
 from rnl_jax import convert
+from rnl_jax import fileio
 from rnl_jax import input_check
 from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
@@ -64,30 +67,6 @@ class TrainState:
   @property
   def variables(self):
     return {'params': self.params, 'batch_stats': self.batch_stats}
-
-
-# ----------------------------------------------------------------------------------------------------
-# compiler options
-
-# XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default. Its weight-gradient
-# convolutions (the whole feature map as the window, the batch as the contracted feature) run far
-# slower there than XLA's own (Eigen) convolution. Keep YNNPACK for dots and reductions only; the
-# math is the same (other kernels). Forward convolutions are faster in Eigen too, so evaluation, the
-# test protocol and classify use these options as well (docs/performance.md#cpu-compiler-options).
-CPU_COMPILER_OPTIONS = {
-    'xla_cpu_experimental_ynn_fusion_type':
-        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
-}
-
-
-def compiler_options():
-  """XLA compiler options for the jitted steps (train, eval): CPU_COMPILER_OPTIONS on CPU, else None.
-
-  None too when XLA_FLAGS already sets the YNN fusion types (the user's choice wins).
-  """
-  if jax.default_backend() != 'cpu' or 'ynn_fusion_type' in os.environ.get('XLA_FLAGS', ''):
-    return None
-  return dict(CPU_COMPILER_OPTIONS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -149,21 +128,6 @@ def train_step(state, batch, *, model, tx, lr_fn):
   return new_state, metrics
 
 
-def eval_step(variables, batch, *, model, clips_per_pass=0, shards=1):
-  """Per-view logits [B, K] (float32) and the batch's bookkeeping, returned replicated.
-
-  `clips_per_pass` (config.model.eval_clips_per_pass; clip_groups.AUTO allowed): the forward runs
-  over that many views per device at a time (same logits, the memory of one pass); `shards`: the
-  devices the batch is split over.
-  """
-  frames = batch['frames']                                   # [B, T, S, S, 3]
-  clips = clip_groups.clips_per_pass(clips_per_pass, frames.shape[1], frames.shape[2])
-  logits = clip_groups.apply_in_groups(lambda f: model.apply(variables, f, train=False), frames, clips,
-                                       shards).astype(jnp.float32)
-  return {'logits': logits, 'label': batch['label'], 'video_index': batch['video_index'],
-          'mask': batch['mask']}
-
-
 # ----------------------------------------------------------------------------------------------------
 # set-up helpers
 
@@ -174,33 +138,7 @@ def _is_chief():
 
 def _write_json(path, obj):
   if _is_chief():
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _sync(name):
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    multihost_utils.sync_global_devices(name)
-
-
-def prepare_synthetic(config, workdir):
-  """Generates the synthetic dataset into WORKDIR/data on first use (resumable); returns its root."""
-  from rnl_jax.data import synthetic  # pylint: disable=import-outside-toplevel
-  root = config.data.root or os.path.join(workdir, 'data')
-  s = config.data.synthetic
-  if _is_chief():
-    start = time.perf_counter()
-    summary = synthetic.generate(root, s.num_train, s.num_val, num_frames=s.num_frames, height=s.size,
-                                 width=s.size, seed=s.seed,
-                                 workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)))
-    if summary['generated']:
-      logging.info('generated %d synthetic videos in %s (%.1f s)', summary['generated'], root,
-                   time.perf_counter() - start)
-  _sync('synthetic data')
-  return root
+    fileio.write_json(path, obj, suffix='.tmp', indent=2, sort_keys=True)
 
 
 def initial_variables(model, config, sample):
@@ -295,8 +233,10 @@ class _Writer:
 # the loop
 
 
-def evaluate(eval_fn, variables, batches, mesh, num_classes):
-  """Video-level metrics of `variables` over the EvalBatches `batches` (all processes together)."""
+def validate(eval_fn, variables, batches, mesh, num_classes):
+  """Validation: video-level metrics of `variables` over the EvalBatches `batches` of the val list
+  (all processes together). The test protocol (clips x crops views, on a finished checkpoint) is
+  rnl_jax.protocol."""
   scores = metrics_lib.VideoScores(batches.num_videos, num_classes)
   for batch in batches:
     out = jax.device_get(eval_fn(variables, sharding.to_global(batch, mesh)))
@@ -311,7 +251,32 @@ def model_inputs(config):
           'scale_size': config.scale_size, 'dense_sample': config.data.dense_sample}
 
 
-def _derived(config, num_train_videos):
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """What a run derives from its config and its train list (docs/original.md §5.1-5.3); written to
+  WORKDIR/config.json as 'derived'.
+
+  Attributes:
+    clips_per_step: clips per optimizer step, batch_size x batch_multiplier.
+    lr: the base lr scaled by the linear scaling rule to clips_per_step.
+    micro_batches_per_epoch: forwards of batch_size clips per pass over the train list (fractional).
+    steps_per_epoch: optimizer steps per pass over the train list (fractional).
+    num_train_steps: optimizer steps of the whole run (config.num_train_steps, else num_epochs'
+      worth).
+    num_train_videos: videos in the train list.
+  """
+  clips_per_step: int
+  lr: float
+  micro_batches_per_epoch: float
+  steps_per_epoch: float
+  num_train_steps: int
+  num_train_videos: int
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+
+def run_plan(config, num_train_videos) -> RunPlan:
   """Batch, lr and step arithmetic of docs/original.md §5.1-5.3 for this run."""
   step_batch = config.batch_size * config.batch_multiplier
   lr = optim.scaled_lr(config.optim.base_lr, step_batch, config.optim.reference_batch)
@@ -326,20 +291,21 @@ def _derived(config, num_train_videos):
         f'(lr 0) at config.num_epochs={config.num_epochs:g} = {schedule_steps} steps of {step_batch} '
         f'clips over {num_train_videos} videos; raise config.num_epochs to at least '
         f'{total / steps_per_epoch:.3g} or lower config.num_train_steps')
-  return {'clips_per_step': step_batch, 'lr': lr, 'micro_batches_per_epoch': micro_per_epoch,
-          'steps_per_epoch': steps_per_epoch, 'num_train_steps': total,
-          'num_train_videos': num_train_videos}
+  return RunPlan(clips_per_step=step_batch, lr=lr, micro_batches_per_epoch=micro_per_epoch,
+                 steps_per_epoch=steps_per_epoch, num_train_steps=total,
+                 num_train_videos=num_train_videos)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Trains and evaluates as configured; returns the last evaluation's metrics (dict)."""
+  """Trains and validates as configured; returns the last validation's metrics (dict)."""
   config_lib.validate(config)                       # before any compilation or data access
   sharding.initialize_distributed(config.distributed)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   start_time = time.time()
 
-  root = prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
+  root = (input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic'
+          else None)
   paths = input_pipeline.data_paths(config, root)
   class_names = input_pipeline.class_names(paths)
   train_source = input_pipeline.make_source(config, paths, 'train', 'train')
@@ -354,21 +320,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   sharding.check_batch(config.batch_size, mesh, 'config.batch_size')
   sharding.check_batch(config.eval_batch_size, mesh, 'config.eval_batch_size')
 
-  d = _derived(config, len(train_source))
-  if d['clips_per_step'] != config.optim.reference_batch:
+  plan = run_plan(config, len(train_source))
+  if plan.clips_per_step != config.optim.reference_batch:
     logging.info('linear scaling rule: %d clips per step -> lr %.6g (base_lr %.6g per %d clips)',
-                 d['clips_per_step'], d['lr'], config.optim.base_lr, config.optim.reference_batch)
+                 plan.clips_per_step, plan.lr, config.optim.base_lr, config.optim.reference_batch)
   logging.info('%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices / %d '
                'processes; %.1f steps per epoch, %d steps', len(train_source), len(val_source),
-               d['clips_per_step'], config.batch_size, config.batch_multiplier, mesh.devices.size,
-               jax.process_count(), d['steps_per_epoch'], d['num_train_steps'])
+               plan.clips_per_step, config.batch_size, config.batch_multiplier, mesh.devices.size,
+               jax.process_count(), plan.steps_per_epoch, plan.num_train_steps)
   _write_json(os.path.join(workdir, 'config.json'),
-              {'config': config.to_dict(), 'derived': d, 'devices': mesh.devices.size,
+              {'config': config.to_dict(), 'derived': plan.to_dict(), 'devices': mesh.devices.size,
                'processes': jax.process_count()})
 
-  lr_fn = optim.lr_schedule(d['lr'], schedule=config.optim.schedule, num_epochs=config.num_epochs,
+  lr_fn = optim.lr_schedule(plan.lr, schedule=config.optim.schedule, num_epochs=config.num_epochs,
                             warmup_epochs=config.optim.warmup_epochs, lr_steps=config.optim.lr_steps,
-                            micro_batches_per_epoch=d['micro_batches_per_epoch'],
+                            micro_batches_per_epoch=plan.micro_batches_per_epoch,
                             batch_multiplier=config.batch_multiplier)
   t, s = config.num_segments, config.image_size
   sample = jnp.zeros((1, t, s, s, 3), jnp.uint8)
@@ -414,24 +380,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   results['missing_videos'] = {split: len(videos) for split, videos in missing.items()}
 
   batch_sharding = sharding.batch_sharding(mesh, batch_axis=1)
-  p_train = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
-                    in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-                    donate_argnums=0, compiler_options=compiler_options())
-  p_eval = jax.jit(functools.partial(eval_step, model=model,
-                                     clips_per_pass=config.model.eval_clips_per_pass,
-                                     shards=mesh.devices.size),
-                   in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated,
-                   compiler_options=compiler_options())
+  train_step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
+                          in_shardings=(replicated, batch_sharding),
+                          out_shardings=(replicated, replicated), donate_argnums=0,
+                          compiler_options=sharding.compiler_options())
+  eval_step_fn = jax.jit(functools.partial(clip_groups.eval_step, model=model,
+                                           clips=config.model.eval_clips_per_pass,
+                                           shards=mesh.devices.size),
+                         in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                         out_shardings=replicated, compiler_options=sharding.compiler_options())
 
   def save(step):
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                data=grain.checkpoint.CheckpointSave(train_iter)),
                  force=True)
 
-  def run_eval(step):
+  def run_validation(step):
     t0 = time.perf_counter()
-    m = evaluate(p_eval, state.variables, eval_batches, mesh, config.data.num_classes)
-    epoch = step * d['clips_per_step'] / d['num_train_videos']
+    m = validate(eval_step_fn, state.variables, eval_batches, mesh, config.data.num_classes)
+    epoch = step * plan.clips_per_step / plan.num_train_videos
     m.update(step=step, epoch=epoch, wall_time_s=time.time() - start_time,
              eval_seconds=time.perf_counter() - t0)
     logging.info('eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d videos '
@@ -452,9 +419,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     return m
 
   writer = _Writer(os.path.join(workdir, 'tensorboard'))
-  total = d['num_train_steps']
+  total = plan.num_train_steps
   step = int(jax.device_get(state.step))
-  eval_every = config.eval_every_epochs * d['steps_per_epoch']
+  eval_every = config.eval_every_epochs * plan.steps_per_epoch
   next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
   pending = None                        # metrics of the previous step, checked one step late
   window, window_start = [], time.perf_counter()
@@ -472,7 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         check.waited(t0, time.perf_counter())
         batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
         skipped = sum(int(m['skipped'].sum()) for m in micro)
-        state, metrics = p_train(state, sharding.to_global(batch, mesh, batch_axis=1))
+        state, metrics = train_step_fn(state, sharding.to_global(batch, mesh, batch_axis=1))
         check.dispatched(metrics)
         if run_start is None:             # the input check starts when the first step is done
           jax.block_until_ready(metrics)
@@ -489,13 +456,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           _check_finite(metrics, step)    # never log, evaluate or save a broken state
           pending = None
         if is_log:
-          _log_window(writer, window, step, total, check.idle_seconds(window_first), window_start, d)
+          _log_window(writer, window, step, total, check.idle_seconds(window_first), window_start,
+                      plan)
           window, window_start, window_first = [], time.perf_counter(), check.dispatched_steps
         paused_at = time.perf_counter()
         if is_eval:
           while next_eval <= step:
             next_eval += eval_every
-          run_eval(step)
+          run_validation(step)
         if is_save or preemption.requested:   # a signal may arrive during validation
           save(step)
         run_paused += time.perf_counter() - paused_at
@@ -512,7 +480,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       results['input'] = {'device_idle': check.idle_seconds(run_first) / seconds,
                           'host_wait': check.host_wait_seconds(run_first) / seconds,
                           'steps': run_steps, 'seconds': seconds,
-                          'clips_per_s': run_steps * d['clips_per_step'] / seconds}
+                          'clips_per_s': run_steps * plan.clips_per_step / seconds}
       logging.info('input check: the device waited for data %.1f%% of %.1f s training over the last '
                    '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
                    'computed; the first step (compilation), evaluation and checkpoint saves excluded)%s',
@@ -521,7 +489,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                    ': input-bound' if results['input']['device_idle'] > 0.1 else '')
       _write_json(results_path, results)
     if not results['history'] or results['history'][-1]['step'] != step:
-      run_eval(step)
+      run_validation(step)
       save(step)
   finally:
     check.close()
@@ -544,24 +512,20 @@ def _check_finite(metrics, step):
                         'last checkpoint is intact; lower the lr or check the data)')
 
 
-def _log_window(writer, window, step, total, input_idle, window_start, d):
+def _log_window(writer, window, step, total, input_idle, window_start, plan):
   """Logs the window's mean metrics, speed and device-idle time waiting for input (seconds)."""
   values = jax.device_get([m for m, _ in window])
   mean = {k: float(np.mean([v[k] for v in values])) for k in ('loss', 'top1', 'top5', 'grad_norm')}
   seconds = time.perf_counter() - window_start
-  clips = len(window) * d['clips_per_step']
+  clips = len(window) * plan.clips_per_step
   mean.update(lr=float(values[-1]['lr']), clips_per_s=clips / seconds,
               input_idle=input_idle / seconds, skipped=sum(s for _, s in window))
   eta = (total - step) * seconds / len(window)
   logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | %.1f '
-               'clips/s, idle on input %.0f%%, ETA %s', step, total, step / d['steps_per_epoch'],
+               'clips/s, idle on input %.0f%%, ETA %s', step, total, step / plan.steps_per_epoch,
                mean['loss'], mean['top1'], mean['top5'], mean['lr'], mean['grad_norm'],
-               mean['clips_per_s'], 100 * mean['input_idle'], _hms(eta))
+               mean['clips_per_s'], 100 * mean['input_idle'], fileio.hms(eta))
   if mean['skipped']:
     logging.warning('%d unreadable videos replaced in the last %d steps', mean['skipped'], len(window))
   writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
 
-
-def _hms(seconds):
-  seconds = int(seconds)
-  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

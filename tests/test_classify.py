@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from rnl_jax import classify as cl
-from rnl_jax import train
+from rnl_jax import sharding
 from rnl_jax.checkpoint import save_checkpoint
 from rnl_jax.data import sampling, synthetic, transforms, video
 from rnl_jax.models import Architecture, build_model
@@ -51,7 +51,7 @@ def setup(tmp_path_factory):
   ckpt = save_checkpoint(str(root / 'ckpt'), variables, architecture=arch, inputs=INPUTS, classes=NAMES)
 
   mp4_frames = synthetic.render_clip(0, np.random.default_rng(0), num_frames=13, height=48, width=64)
-  mp4 = video.write_mp4(str(root / 'clip.mp4'), mp4_frames)
+  mp4 = video.write_video(str(root / 'clip.mp4'), mp4_frames)
   folder = root / 'frames'
   folder.mkdir()
   for k, frame in enumerate(synthetic.render_clip(4, np.random.default_rng(1), num_frames=10), 1):
@@ -60,7 +60,7 @@ def setup(tmp_path_factory):
   text.write_text('not a video\n')
   # the compiler options classify's forward uses (they change the CPU kernels, hence the bits)
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=['intermediates']),
-                  compiler_options=train.compiler_options())
+                  compiler_options=sharding.compiler_options())
   return {'model': model, 'variables': variables, 'apply': apply, 'ckpt': ckpt, 'mp4': mp4,
           'folder': str(folder), 'text': str(text)}
 

@@ -63,14 +63,14 @@ def test_bad_values_fail_before_anything_runs(tmp_path, key, value, message):
 
 def test_steps_past_the_cosine_schedule_fail_before_compiling(tmp_path):
   # 24 videos / 8 clips = 3 steps per epoch: the cosine over 2 epochs reaches lr 0 at step 6.
-  assert train._derived(small_config(num_train_steps=6), 24)['num_train_steps'] == 6
+  assert train.run_plan(small_config(num_train_steps=6), 24).num_train_steps == 6
   with pytest.raises(ValueError, match=r'config.num_train_steps=7 runs past the cosine .* = 6 steps .* '
                                        r'raise config.num_epochs to at least 2.33'):
     train.train_and_evaluate(small_config(num_train_steps=7), str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
   # the step schedule keeps its last lr: running past num_epochs is allowed there
-  assert train._derived(small_config(num_train_steps=7, **{'optim.schedule': 'step'}), 24)[
-      'num_train_steps'] == 7
+  assert train.run_plan(small_config(num_train_steps=7, **{'optim.schedule': 'step'}),
+                        24).num_train_steps == 7
 
 
 def test_custom_dataset_needs_its_keys_and_matching_classes(tmp_path):
@@ -258,13 +258,13 @@ def test_end_to_end_outputs(trained):
 def test_test_protocol_on_the_trained_run(trained):
   """Train briefly (the fixture), then the test protocol on WORKDIR/best: 2 clips x 3 crops."""
   workdir, _ = trained
-  from rnl_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
+  from rnl_jax import checkpoint, protocol  # pylint: disable=import-outside-toplevel
   meta = checkpoint.read_metadata(str(workdir / 'best'))
   assert meta['inputs'] == {'num_segments': 4, 'image_size': 32, 'scale_size': 36, 'dense_sample': False}
   assert meta['classes'][:2] == ['moves_right', 'moves_left'] and len(meta['classes']) == 12
   config = small_config(mode='test', **{'test.crops': 3, 'test.twice_sample': True,
                                         'test.full_res': False, 'test.views_per_step': 16})
-  result = evaluate.test(config, str(workdir))
+  result = protocol.test(config, str(workdir))
   assert result['checkpoint'] == str(workdir / 'best') and result['num_videos'] == 12
   assert result['protocol']['views_per_video'] == 6 and 0 <= result['top1'] <= result['top5'] <= 1
   scores = np.load(workdir / 'test_scores.npz')

@@ -479,6 +479,3 @@ def write_video(path, frames, fps=25, keyframe_interval=250, codec='libx264', cr
     for packet in stream.encode():
       container.mux(packet)
   return path
-
-
-write_mp4 = write_video   # the name used by benchmarks and the synthetic generator

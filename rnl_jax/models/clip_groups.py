@@ -1,4 +1,6 @@
-"""Evaluation forwards in groups of clips: the same logits, with the memory of one group.
+"""Evaluation forwards in groups of clips: the same logits, with the memory of one group; and
+`eval_step`, the pure per-view forward that validation (rnl_jax.train) and the test protocol
+(rnl_jax.protocol) jit.
 
 In evaluation BatchNorm uses its running statistics, so clips are independent and one forward over B
 clips equals B/k forwards over k clips. On a CPU a larger batch buys no speed, so running the groups
@@ -49,3 +51,18 @@ def apply_in_groups(fn, x, clips, shards=1):
   y = y.reshape((n, shards, clips) + y.shape[2:])
   y = jnp.moveaxis(y, 0, 1).reshape((shards, n * clips) + y.shape[3:])[:, :b]     # [D, b, ...]
   return y.reshape((shards * b,) + y.shape[2:])
+
+
+def eval_step(variables, batch, *, model, clips=0, shards=1):
+  """Per-view logits [B, K] (float32) and the batch's bookkeeping, returned replicated.
+
+  `clips`: the clips-per-pass setting (config.model.eval_clips_per_pass; AUTO allowed): the forward
+  runs over that many views per device at a time (same logits, the memory of one pass); `shards`:
+  the devices the batch is split over.
+  """
+  frames = batch['frames']                                   # [B, T, S, S, 3]
+  clips = clips_per_pass(clips, frames.shape[1], frames.shape[2])
+  logits = apply_in_groups(lambda f: model.apply(variables, f, train=False), frames, clips,
+                           shards).astype(jnp.float32)
+  return {'logits': logits, 'label': batch['label'], 'video_index': batch['video_index'],
+          'mask': batch['mask']}

@@ -1,5 +1,8 @@
 """Test protocol of docs/original.md §6: `python main.py --config=... --config.mode=test`.
 
+(Validation during training is `rnl_jax.train.validate`; this module is the protocol run on a
+finished checkpoint.)
+
 Every video of the validation list is seen through `clips x crops` views (clips: `test.dense_clips`
 dense windows with `data.dense_sample`, 2 with `test.twice_sample`, else 1; crops: `test.crops` of
 `scale_size` with `test.full_res`, else of `image_size`). The model's segment-averaged raw logits are
@@ -11,7 +14,7 @@ Written to WORKDIR (process 0), with `test.output` as prefix:
   {output}.json           top1, top5, mean_class_acc, num_videos, the protocol, the checkpoint, timing
   {output}_per_class.csv  label, name, videos, correct, accuracy (top-1 recall per class)
   {output}_scores.npz     video_ids, labels, logits [N, K] (mean over views), class_names, confusion
-                          -- the input of `python -m rnl_jax.ensemble`
+                          -- the input of `python -m rnl_jax.ensemble` (rnl_jax.scores)
 """
 import csv
 import functools
@@ -29,9 +32,11 @@ from rnl_jax import checkpoint as checkpoint_lib
 from rnl_jax import config as config_lib
 from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
+from rnl_jax import scores as scores_lib
 from rnl_jax import sharding
-from rnl_jax import train
 from rnl_jax.data import datasets
+from rnl_jax.models import clip_groups
+
 
 def test_views(config):
   """The crops of the test protocol."""
@@ -72,11 +77,12 @@ def load_model(config, path):
 
 def video_scores(model, variables, batches, mesh, num_classes, progress=False, clips_per_pass=0):
   """VideoScores of all videos of the EvalBatches `batches` (every view checked in exactly once);
-  `clips_per_pass`: views per device per forward pass (train.eval_step)."""
-  eval_fn = jax.jit(functools.partial(train.eval_step, model=model, clips_per_pass=clips_per_pass,
+  `clips_per_pass`: views per device per forward pass (clip_groups.eval_step)."""
+  eval_fn = jax.jit(functools.partial(clip_groups.eval_step, model=model, clips=clips_per_pass,
                                       shards=mesh.devices.size),
                     in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
-                    out_shardings=sharding.replicated(mesh), compiler_options=train.compiler_options())
+                    out_shardings=sharding.replicated(mesh),
+                    compiler_options=sharding.compiler_options())
   variables = jax.device_put(variables, sharding.replicated(mesh))
   scores = metrics_lib.VideoScores(batches.num_videos, num_classes)
   bar = tqdm.tqdm(total=batches.num_videos, unit='video', disable=not progress, dynamic_ncols=True)
@@ -102,22 +108,6 @@ def per_class_rows(scores, labels, class_names):
   return rows
 
 
-def confusion_matrix(scores, labels):
-  k = scores.shape[1]
-  m = np.zeros((k, k), np.int64)
-  np.add.at(m, (labels, np.argsort(-scores, axis=1, kind='stable')[:, 0]), 1)
-  return m
-
-
-def save_scores(path, video_ids, labels, logits, class_names):
-  """The per-video scores file (atomic): what `rnl_jax.ensemble` reads."""
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, video_ids=np.asarray(video_ids, dtype=str), labels=np.asarray(labels, np.int64),
-           logits=np.asarray(logits, np.float32), class_names=np.asarray(class_names, dtype=str),
-           confusion=confusion_matrix(logits, labels))
-  os.replace(tmp, path)
-
-
 def write_results(workdir, output, result, video_ids, labels, logits, class_names):
   """{output}.json, {output}_per_class.csv and {output}_scores.npz in `workdir`."""
   with open(os.path.join(workdir, f'{output}.json'), 'w') as f:
@@ -127,18 +117,20 @@ def write_results(workdir, output, result, video_ids, labels, logits, class_name
     w.writerow(('label', 'name', 'videos', 'correct', 'accuracy'))
     for label, name, n, hit, acc in per_class_rows(logits, labels, class_names):
       w.writerow((label, name, n, hit, f'{acc:.6f}'))
-  save_scores(os.path.join(workdir, f'{output}_scores.npz'), video_ids, labels, logits, class_names)
+  scores_lib.save_scores(os.path.join(workdir, f'{output}_scores.npz'), video_ids, labels, logits,
+                         class_names)
 
 
 def test(config: ml_collections.ConfigDict, workdir: str):
   """Runs the test protocol of `config.test` on the val list; returns the metrics dict."""
   config_lib.validate(config)
   if config.mode != 'test':
-    raise ValueError(f"config.mode={config.mode!r}: rnl_jax.evaluate.test runs config.mode='test'")
+    raise ValueError(f"config.mode={config.mode!r}: rnl_jax.protocol.test runs config.mode='test'")
   sharding.initialize_distributed(config.distributed)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  root = train.prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
+  root = (input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic'
+          else None)
   paths = input_pipeline.data_paths(config, root)
   source = test_source(config, paths)
   views = test_views(config)

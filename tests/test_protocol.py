@@ -1,4 +1,4 @@
-"""Test protocol (rnl_jax.evaluate), score files and ensembles (rnl_jax.ensemble)."""
+"""Test protocol (rnl_jax.protocol), score files (rnl_jax.scores), ensembles (rnl_jax.ensemble)."""
 import json
 import os
 import subprocess
@@ -15,9 +15,10 @@ from configs import tiny
 from rnl_jax import checkpoint as checkpoint_lib
 from rnl_jax import config as config_lib
 from rnl_jax import ensemble
-from rnl_jax import evaluate
 from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
+from rnl_jax import protocol
+from rnl_jax import scores as scores_lib
 from rnl_jax import sharding
 from rnl_jax.data import sampling, sources
 
@@ -69,7 +70,7 @@ def test_fusion_is_mean_of_view_logits(flat_videos, twice_sample, crops, batch):
                                      twice_sample=twice_sample)
   views = input_pipeline.EvalViews(num_crops=crops, scale_size=20, input_size=16)
   batches = input_pipeline.EvalBatches(source, views, batch)
-  scores = evaluate.video_scores(FakeModel(), {}, batches, sharding.make_mesh(), K)
+  scores = protocol.video_scores(FakeModel(), {}, batches, sharding.make_mesh(), K)
   assert (scores.counts == (2 if twice_sample else 1) * crops).all()    # every view once, no padding
   expected = []
   for v, (_, n, _) in enumerate(records):
@@ -92,9 +93,9 @@ def test_metrics_and_per_class_rows_by_hand():
   m = metrics_lib.classification_metrics(scores, labels)
   assert m['top1'] == pytest.approx(3 / 5)
   assert m['mean_class_acc'] == pytest.approx((1 + 1 + 1 / 3) / 3)
-  rows = evaluate.per_class_rows(scores, labels, ['a', 'b', 'c'])
+  rows = protocol.per_class_rows(scores, labels, ['a', 'b', 'c'])
   assert rows == [(0, 'a', 1, 1, 1.0), (1, 'b', 1, 1, 1.0), (2, 'c', 3, 1, 1 / 3)]
-  np.testing.assert_array_equal(evaluate.confusion_matrix(scores, labels),
+  np.testing.assert_array_equal(scores_lib.confusion_matrix(scores, labels),
                                 [[1, 0, 0], [0, 1, 0], [1, 1, 1]])
 
 
@@ -134,7 +135,7 @@ def checkpointed(tmp_path_factory):
 
 def test_protocol_outputs(checkpointed):
   workdir = checkpointed
-  result = evaluate.test(small_test_config(workdir), workdir)
+  result = protocol.test(small_test_config(workdir), workdir)
   assert result['protocol']['views_per_video'] == 6 and result['num_videos'] == 13
   with open(os.path.join(workdir, 'test.json')) as f:
     saved = json.load(f)
@@ -157,12 +158,12 @@ def test_protocol_independent_of_batch_and_devices(checkpointed):
   passes of 2 views per device (3 per device: the second pass padded), the latter with the streamed
   attention in tiles of 24 rows (layer 2's M = 64: 3 tiles of 22, 2 padded keys; 784 is plain here)."""
   workdir = checkpointed
-  evaluate.test(small_test_config(workdir, output='one'), workdir)
-  code = ('import sys; sys.path.insert(0, %r); from tests.test_evaluate import small_test_config; '
-          'from rnl_jax import evaluate; import jax; assert jax.device_count() == 8; '
+  protocol.test(small_test_config(workdir, output='one'), workdir)
+  code = ('import sys; sys.path.insert(0, %r); from tests.test_protocol import small_test_config; '
+          'from rnl_jax import protocol; import jax; assert jax.device_count() == 8; '
           'c = small_test_config(%r, output="eight", views_per_step=24); '
           'c.model.eval_clips_per_pass = 2; c.model.eval_query_chunk = 24; '
-          'c.model.eval_attention = "streamed"; evaluate.test(c, %r)'
+          'c.model.eval_attention = "streamed"; protocol.test(c, %r)'
           % (REPO, workdir, workdir))
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO, env=env, capture_output=True)
@@ -180,20 +181,20 @@ def test_test_mode_config_errors(checkpointed):
                               ('views_per_step', 0, 'config.test.views_per_step=0')]:
     config = small_test_config(workdir, **{key: value})
     with pytest.raises(ValueError, match=message):
-      evaluate.test(config, workdir)
+      protocol.test(config, workdir)
   config = small_test_config(workdir, checkpoint=os.path.join(workdir, 'nope'))
   with pytest.raises(FileNotFoundError, match='config.test.checkpoint'):
-    evaluate.test(config, workdir)
+    protocol.test(config, workdir)
   config = small_test_config(workdir)
   config.data.num_classes = 11
   with pytest.raises(ValueError, match='num_classes'):
-    evaluate.test(config, workdir)
+    protocol.test(config, workdir)
 
 
 def test_ensemble_cli(checkpointed, tmp_path, capsys):
   workdir = checkpointed
-  evaluate.test(small_test_config(workdir, output='a'), workdir)
-  evaluate.test(small_test_config(workdir, output='b', crops=1, twice_sample=False), workdir)
+  protocol.test(small_test_config(workdir, output='a'), workdir)
+  protocol.test(small_test_config(workdir, output='b', crops=1, twice_sample=False), workdir)
   a, b = (os.path.join(workdir, f'{x}_scores.npz') for x in 'ab')
   out, scores_out = tmp_path / 'ens.json', tmp_path / 'ens.npz'
   assert ensemble.main([a, b, '--coeff', '1', '3', '--out', str(out),   # or --coeff 1,3
@@ -210,21 +211,21 @@ def test_ensemble_cli(checkpointed, tmp_path, capsys):
   # Video order does not matter; different videos or labels are refused, naming the file.
   perm = np.random.default_rng(0).permutation(13)
   shuffled = tmp_path / 'shuffled.npz'
-  evaluate.save_scores(str(shuffled), sb['video_ids'][perm], sb['labels'][perm], sb['logits'][perm],
-                       sb['class_names'])
-  ids, _, logits, _ = ensemble.combine([(a, ensemble.load_scores(a)),
-                                        (str(shuffled), ensemble.load_scores(str(shuffled)))])
+  scores_lib.save_scores(str(shuffled), sb['video_ids'][perm], sb['labels'][perm],
+                         sb['logits'][perm], sb['class_names'])
+  ids, _, logits, _ = ensemble.combine([(a, scores_lib.load_scores(a)),
+                                        (str(shuffled), scores_lib.load_scores(str(shuffled)))])
   np.testing.assert_allclose(logits, (sa['logits'].astype(np.float64) + sb['logits']) / 2, rtol=1e-6)
   short = tmp_path / 'short.npz'
-  evaluate.save_scores(str(short), sb['video_ids'][1:], sb['labels'][1:], sb['logits'][1:],
-                       sb['class_names'])
+  scores_lib.save_scores(str(short), sb['video_ids'][1:], sb['labels'][1:], sb['logits'][1:],
+                         sb['class_names'])
   with pytest.raises(SystemExit) as e:   # a user's mistake: `error: ...`, exit status 2
     ensemble.main([a, str(short)])
   assert e.value.code == 2
   assert "short.npz lacks 'val_000000'" in capsys.readouterr().err
   relabelled = tmp_path / 'relabelled.npz'
-  evaluate.save_scores(str(relabelled), sb['video_ids'], (sb['labels'] + 1) % 12, sb['logits'],
-                       sb['class_names'])
+  scores_lib.save_scores(str(relabelled), sb['video_ids'], (sb['labels'] + 1) % 12, sb['logits'],
+                         sb['class_names'])
   with pytest.raises(SystemExit) as e:
     ensemble.main([a, str(relabelled)])
   assert e.value.code == 2
