@@ -50,7 +50,7 @@ def get_config():
   config.data = ml_collections.ConfigDict()
   config.data.name = 'kinetics'
   config.data.root = ''               # dataset root (custom: the frame root); synthetic: '' = WORKDIR/data
-  config.data.format = 'frames'       # 'frames' | 'videos' | 'arrayrecord'
+  config.data.format = 'frames'       # 'frames' | 'videos' | 'arrayrecord' | 'tfds'
   config.data.train_list = ''         # '' = the table's; else a path (absolute or relative to cwd)
   config.data.val_list = ''
   config.data.num_classes = 400
@@ -58,6 +58,13 @@ def get_config():
   config.data.flip = True             # horizontal flip in training (False for Something-Something)
   config.data.dense_sample = True     # I3D-style dense sampling (Kinetics) instead of TSN segments
   config.data.skip_corrupt = False    # replace unreadable videos (logged, counted) instead of failing
+  # format 'tfds': a TensorFlow Datasets dataset read through grain without TensorFlow (from
+  # `python -m rnl_jax.data.tfds_write`, or a catalog dataset built as ArrayRecord; docs/data.md).
+  # It needs only these keys and num_classes (not root, the lists or the template).
+  config.data.tfds_name = ''          # e.g. 'rnl_synthetic' (as tfds.data_source takes it)
+  config.data.tfds_data_dir = ''      # '' = TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets)
+  config.data.tfds_train_split = 'train'
+  config.data.tfds_val_split = 'validation'  # validation and the test protocol
   # Training decode / resize: fast approximations by default (the crop, scale and flip distribution is
   # the original's; several times the original loader's speed: docs/performance.md#input-decoding).
   # 'simplejpeg' + 'cv2' (area filter) are closer, 'pil' + 'pil' give the original's pixels.

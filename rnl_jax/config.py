@@ -8,7 +8,7 @@ from rnl_jax import optim
 from rnl_jax.errors import ConfigError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-FORMATS = ('frames', 'videos', 'arrayrecord')
+FORMATS = ('frames', 'videos', 'arrayrecord', 'tfds')
 DISTRIBUTED = ('auto', 'on', 'off')
 MODES = ('train', 'test')
 
@@ -55,7 +55,9 @@ def validate(config):
   data, opt = config.data, config.optim
   if data.format not in FORMATS:
     _fail('data.format', data.format, f'one of {FORMATS}')
-  if data.name == 'custom':
+  if data.format == 'tfds':
+    _validate_tfds_data(data)
+  elif data.name == 'custom':
     _validate_custom_data(data)
   elif data.name not in datasets.DATASETS:
     _fail('data.name', data.name, f"one of {', '.join(sorted(datasets.DATASETS))} or 'custom'")
@@ -124,7 +126,8 @@ def validate(config):
 # template, and an ArrayRecord index holds the frames (neither root nor template).
 CUSTOM_KEYS = {'frames': ('root', 'train_list', 'val_list', 'frame_template'),
                'videos': ('root', 'train_list', 'val_list'),
-               'arrayrecord': ('train_list', 'val_list')}
+               'arrayrecord': ('train_list', 'val_list'),
+               'tfds': ('tfds_name', 'tfds_train_split', 'tfds_val_split')}
 
 
 def _validate_custom_data(data):
@@ -133,6 +136,18 @@ def _validate_custom_data(data):
     if not data[key]:
       _fail(f'data.{key}', data[key], f"a value (name='custom' with format={data.format!r} needs "
             f"{', '.join(needed)} and num_classes)")
+
+
+def _validate_tfds_data(data):
+  """format='tfds' (any data.name): the TFDS dataset's name and split names; data_dir '' = TFDS's
+  default. Root, lists and template are not read."""
+  needed = CUSTOM_KEYS['tfds']
+  for key in needed:
+    if not isinstance(data[key], str) or not data[key]:
+      _fail(f'data.{key}', data[key], f"a value (format='tfds' needs {', '.join(needed)} and "
+            "num_classes; e.g. tfds_name='rnl_synthetic', from python -m rnl_jax.data.tfds_write)")
+  if not isinstance(data.tfds_data_dir, str):
+    _fail('data.tfds_data_dir', data.tfds_data_dir, "a folder ('' = TFDS's default data_dir)")
 
 
 def _validate_test(config):

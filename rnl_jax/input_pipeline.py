@@ -304,12 +304,15 @@ class DataPaths:
   template: str
   num_classes: int
   classes_file: Optional[str] = None
+  classes: Optional[tuple] = None     # the names themselves (format 'tfds': its ClassLabel)
 
 
 def prepare_synthetic(config, workdir):
   """The synthetic dataset's root (config.data.root, else WORKDIR/data), generated there on first
   use (resumable) by process 0 while the other processes wait; for training and the test protocol.
   """
+  if config.data.format == 'tfds':   # the frames come from the TFDS dataset: nothing to generate
+    return None
   # JAX (process index, barrier) and the generator are imported here, in the main process only:
   # grain's worker processes import this module without them.
   import jax  # pylint: disable=import-outside-toplevel
@@ -334,6 +337,8 @@ def data_paths(config, root=None):
   """DataPaths of `config.data`; `root` overrides `config.data.root` (e.g. the synthetic data dir)."""
   d = config.data
   root = root or d.root
+  if d.format == 'tfds':
+    return _tfds_paths(d)
   if d.name == 'custom':
     return DataPaths(root, d.train_list, d.val_list, d.frame_template, d.num_classes)
   info = datasets.get_dataset(d.name)
@@ -349,8 +354,23 @@ def data_paths(config, root=None):
                    num_classes, classes)
 
 
+def _tfds_paths(d):
+  """DataPaths of a TFDS dataset: 'lists' name its splits (in errors, logs, results), the class
+  names are its label's; num_classes must match them."""
+  from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+  names = tfds_source.class_names(d.tfds_name, d.tfds_data_dir)
+  if len(names) != d.num_classes:
+    raise ConfigError(f'config.data.num_classes={d.num_classes} but TFDS dataset {d.tfds_name!r} has '
+                      f'{len(names)} classes (its label)')
+  return DataPaths('', tfds_source.describe(d.tfds_name, d.tfds_train_split, d.tfds_data_dir),
+                   tfds_source.describe(d.tfds_name, d.tfds_val_split, d.tfds_data_dir), '',
+                   d.num_classes, classes=tuple(names))
+
+
 def class_names(paths):
   """The dataset's class names (line i = label i), or None when it has no class file."""
+  if paths.classes:
+    return list(paths.classes)
   if paths.classes_file and os.path.isfile(paths.classes_file):
     names = datasets.read_class_names(paths.classes_file)
     if len(names) == paths.num_classes:
@@ -429,7 +449,8 @@ def make_source(config, paths, split, mode, **overrides):
 
   format 'frames': list files of frame folders; 'videos': list files `<path> [num_frames] <label>`
   of video files under data.root; 'arrayrecord': the split's list key names the packed index
-  (`PREFIX.json` from `python -m rnl_jax.data.pack`).
+  (`PREFIX.json` from `python -m rnl_jax.data.pack`); 'tfds': a split of a TFDS dataset
+  (data.tfds_*; `tfds_source.TfdsSource`).
   """
   d = config.data
   kwargs = dict(mode=mode, num_segments=config.num_segments, dense=d.dense_sample, seed=config.seed,
@@ -441,6 +462,13 @@ def make_source(config, paths, split, mode, **overrides):
     records, _ = load_split(paths, split, mode)
     return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=decoder,
                                      **kwargs)
+  if d.format == 'tfds':
+    from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+    name = d.tfds_train_split if split == 'train' else d.tfds_val_split
+    source = tfds_source.TfdsSource(d.tfds_name, name, d.tfds_data_dir, decoder=decoder,
+                                    filter_short=True, **kwargs)
+    return _check_labels(source, tfds_source.describe(d.tfds_name, name, d.tfds_data_dir),
+                         paths.num_classes)
   path = paths.train_list if split == 'train' else paths.val_list
   key = f'config.data.{split}_list'
   if not d[f'{split}_list']:
@@ -456,12 +484,17 @@ def make_source(config, paths, split, mode, **overrides):
     return video.VideoFileSource(d.root, records, **kwargs)
   from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
   source = arrayrecord.ArrayRecordSource(path, decoder=decoder, filter_short=True, **kwargs)
+  return _check_labels(source, path, paths.num_classes)
+
+
+def _check_labels(source, where, num_classes):
+  """`source`, unless it holds no usable video or a label outside [0, num_classes) (DataError)."""
   labels = [r.label for r in source.records]
   if not labels:
-    raise DataError(f'{path}: no usable videos')
-  if max(labels) >= paths.num_classes:
-    raise DataError(f'{path}: label {max(labels)} outside [0, {paths.num_classes}) '
-                     f'(config.data.num_classes)')
+    raise DataError(f'{where}: no usable videos')
+  if max(labels) >= num_classes:
+    raise DataError(f'{where}: label {max(labels)} outside [0, {num_classes}) '
+                    f'(config.data.num_classes)')
   return source
 
 

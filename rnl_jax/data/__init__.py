@@ -10,12 +10,14 @@ Two sides, imported one way (writers may use readers, never the reverse):
     sources       ClipSource and frame folders (JPEG decoding)
     video         video files (PyAV)
     arrayrecord   packed ArrayRecord shards
+    tfds_source   TensorFlow Datasets datasets (imports tensorflow_datasets, only for format tfds)
 
   write side, offline commands (`python -m rnl_jax.data.<name>`), not imported by a running job
   (the trainer only calls the synthetic generator on first use of data.name='synthetic'):
     prepare/      official downloads -> frame folders, videos or shards, lists and class names
     pack          frame folders or videos -> ArrayRecord shards
     synthetic     the synthetic time-reversal dataset
+    tfds_write    frame folders -> a TFDS dataset (its builder: tfds_builder)
 
 Shared file helpers (atomic writes, worker pools) live in rnl_jax.fileio.
 """

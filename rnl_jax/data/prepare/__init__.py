@@ -1,6 +1,7 @@
 """Dataset preparation: from an official download to data the trainer reads, one command per dataset.
 
-    python -m rnl_jax.data.prepare DATASET --source DIR --out DIR [--format frames|arrayrecord|videos]
+    python -m rnl_jax.data.prepare DATASET --source DIR --out DIR
+        [--format frames|arrayrecord|videos|tfds]
         [--short_side N] [--workers N] [--split N] [--annotations DIR] [--label_map FILE]
         [--retry_failed] [--no_progress]
 
@@ -10,12 +11,13 @@ expects of the download is in their docstrings). --out is the dataset root
 of the trainer (`--config.data.root`); outputs use the names of the dataset table
 (`rnl_jax.data.datasets`), e.g. for Kinetics:
 
-    OUT/kinetics/images/<class>/<video>/img_00001.jpg ..      frames (format frames, arrayrecord)
+    OUT/kinetics/images/<class>/<video>/img_00001.jpg ..      frames (formats frames, arrayrecord, tfds)
     OUT/kinetics/shuffled_{train,val}_videofolder.csv         `folder,num_frames,label` (original's reader)
     OUT/kinetics/{train,val}_videofolder.txt                  the same, space-separated (TSM label tool)
     OUT/kinetics/videos/<class>/<video>.mp4                   format videos
     OUT/kinetics/{train,val}_videos.txt                       `kinetics/videos/... num_frames label`
     OUT/kinetics/arrayrecord/{train,val}.json + shards        format arrayrecord
+    OUT/kinetics/tfds/rnl_kinetics400/1.0.0/                  format tfds (data_dir OUT/kinetics/tfds)
     OUT/kinetics/classes.txt                                  line i = class of label i
     OUT/kinetics/prepare_report_<format>.json                 what was missing or broken, and why
 
