@@ -3,7 +3,8 @@
   python -m benchmarks.input_pipeline [--videos 16] [--frames 96] [--clips 200] [--only a,b] [--data DIR]
 
 Generates its own data (textured 340x256 frames with moving shapes and sensor noise, JPEG quality 90,
-as frame folders, mp4 with a keyframe every 250 and every 30 frames, and ArrayRecord shards), then
+as frame folders, mp4 with a keyframe every 250 and every 30 frames, ArrayRecord shards and a TFDS
+dataset), then
 times each method on one core (OpenCV limited to one thread, single process) for 8-frame TSN clips
 with 224 px output:
 
@@ -18,6 +19,8 @@ with 224 px output:
   mp4_k250_train   VideoFileSource (keyframe every 250) + train_views
   mp4_k30_train    VideoFileSource (keyframe every 30) + train_views
   arrayrecord_train ArrayRecordSource (one record per frame, the frame folders' JPEG bytes) + train_views
+  tfds_train       TfdsSource (TFDS dataset of tfds_write: one record per video, the frame folders'
+                   JPEG bytes; a clip reads the whole video, decodes 8 frames) + train_views
 
 Prints clips/s per core (clips / process CPU seconds) and wall clips/s. Figures depend on the JPEG
 content: noisy frames decode slower than smooth synthetic ones, so these data are on the slow side.
@@ -37,6 +40,7 @@ WIDTH, HEIGHT, T = 340, 256, 8
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 TEMPLATE = 'img_{:05d}.jpg'
+TFDS_NAME = 'rnl_bench'
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -68,8 +72,19 @@ def _packed(index_file, num_videos):
     return False
 
 
+def _tfds_written(data_dir, num_videos):
+  """Whether `data_dir` holds the benchmark's TFDS dataset of `num_videos` videos."""
+  import json  # pylint: disable=import-outside-toplevel
+  try:
+    with open(os.path.join(data_dir, TFDS_NAME, '1.0.0', 'metadata.json')) as f:
+      return len(json.load(f)['rnl_jax']['splits']['train']['path']) == num_videos
+  except (OSError, ValueError, KeyError):
+    return False
+
+
 def make_data(root, num_videos, num_frames, kinds):
-  """Frame folders (always), mp4s and ArrayRecord shards (when asked) under `root`; list records."""
+  """Frame folders (always), mp4s, ArrayRecord shards and a TFDS dataset (when asked) under `root`;
+  list records."""
   rng = np.random.default_rng(0)
   records = []
   for v in range(num_videos):
@@ -97,6 +112,11 @@ def make_data(root, num_videos, num_frames, kinds):
     from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
     pack.pack(os.path.join(root, 'list.txt'), os.path.join(root, 'frames'), os.path.join(root, 'ar', 'bench'),
               template=TEMPLATE, verify='header', overwrite=True, progress=False)
+  if 'tfds' in kinds and not _tfds_written(os.path.join(root, 'tfds'), len(records)):
+    from rnl_jax.data import tfds_write  # pylint: disable=import-outside-toplevel
+    tfds_write.write(TFDS_NAME, os.path.join(root, 'tfds'), root=os.path.join(root, 'frames'),
+                     train_list=os.path.join(root, 'list.txt'), template=TEMPLATE, verify='header',
+                     overwrite=True, progress=False)
   return records
 
 
@@ -182,11 +202,15 @@ def methods(root, records, names):
     from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
     out['arrayrecord_train'] = (_train(arrayrecord.ArrayRecordSource(
         os.path.join(root, 'ar', 'bench.json'), mode='train', num_segments=T)), 1)
+  if 'tfds_train' in names:
+    from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+    out['tfds_train'] = (_train(tfds_source.TfdsSource(
+        TFDS_NAME, 'train', os.path.join(root, 'tfds'), mode='train', num_segments=T)), 1)
   return {k: v for k, v in out.items() if k in names}
 
 
 ALL = ('baseline_train', 'baseline_val', 'frames_train', 'frames_train_fast', 'frames_val', 'frames_test3',
-       'mp4_k250_train', 'mp4_k30_train', 'arrayrecord_train')
+       'mp4_k250_train', 'mp4_k30_train', 'arrayrecord_train', 'tfds_train')
 
 
 def time_method(fn, root, records, num_calls, seed=0):
@@ -214,7 +238,8 @@ def main():
   if unknown:
     parser.error(f'unknown methods {sorted(unknown)}; known: {", ".join(ALL)}')
   kinds = {'mp4_k250' if 'mp4_k250_train' in names else '', 'mp4_k30' if 'mp4_k30_train' in names else '',
-           'arrayrecord' if 'arrayrecord_train' in names else ''}
+           'arrayrecord' if 'arrayrecord_train' in names else '',
+           'tfds' if 'tfds_train' in names else ''}
   with tempfile.TemporaryDirectory() as tmp:
     root = args.data or tmp
     os.makedirs(root, exist_ok=True)
