@@ -1,4 +1,5 @@
 """Chunked and streamed region attention equal the plain [M, M] softmax, in values and gradients."""
+import dataclasses
 import functools
 
 import jax
@@ -151,15 +152,16 @@ def test_block_chunks_by_mode(method, monkeypatch):
   # 10 tile pairs, unrolled (no scan, no cond) or scanned with a cond for the mirrored update;
   # chunked: lax.map -> a scan, no cond.
   use_stream_driver(monkeypatch, method.split('-')[-1])
-  block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), query_chunk=None, eval_query_chunk=8,
-                             eval_attention=method.split('-')[0])
+  attention = rnl.AttentionSettings(query_chunk=None, eval_query_chunk=8,
+                                    eval_attention=method.split('-')[0])
+  block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), attention=attention)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 4, 4, 8)).astype(np.float32))  # [N*T, H, W, C]
   variables = block.init(jax.random.PRNGKey(0), x, train=False)
   eval_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=False))(variables))
   train_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=True, mutable=['batch_stats']))(variables))
   assert ('scan' in eval_jaxpr) == (method != 'streamed-unrolled') and 'scan' not in train_jaxpr
   assert ('cond' in eval_jaxpr) == (method == 'streamed-scanned')
-  plain = block.clone(eval_query_chunk=None)
+  plain = block.clone(attention=dataclasses.replace(attention, eval_query_chunk=None))
   np.testing.assert_allclose(block.apply(variables, x, train=False), plain.apply(variables, x, train=False),
                              rtol=1e-5, atol=1e-5)
 

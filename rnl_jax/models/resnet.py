@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out, stat_dtype
-from rnl_jax.models.rnl import ChannelGate, RegionNonLocal
+from rnl_jax.models.rnl import AttentionSettings, ChannelGate, RegionNonLocal
 from rnl_jax.models.temporal_shift import temporal_shift
 
 # depth -> (bottleneck?, blocks per stage)
@@ -63,9 +63,7 @@ class Block(nn.Module):
   shift_div: int = 8
   gate: bool = False
   nonlocal_kernel: Optional[tuple] = None
-  query_chunk: Optional[int] = None
-  eval_query_chunk: Optional[int] = None
-  eval_attention: str = 'auto'
+  attention: AttentionSettings = AttentionSettings()
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -99,8 +97,7 @@ class Block(nn.Module):
     if self.nonlocal_kernel is not None:
       if self.gate:
         y = ChannelGate(self.num_segments, dtype=self.dtype, name='cg')(y, train)
-      y = RegionNonLocal(self.num_segments, self.nonlocal_kernel, self.query_chunk,
-                         self.eval_query_chunk, self.eval_attention, dtype=self.dtype,
+      y = RegionNonLocal(self.num_segments, self.nonlocal_kernel, self.attention, dtype=self.dtype,
                          name='nl')(y, train)
     return y
 
@@ -112,10 +109,8 @@ class ResNet(nn.Module):
   shift_place: Optional[str] = 'blockres'
   shift_div: int = 8
   non_local: bool = True
-  query_chunk: Optional[int] = None
   width: int = 64
-  eval_query_chunk: Optional[int] = None
-  eval_attention: str = 'auto'
+  attention: AttentionSettings = AttentionSettings()
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -137,8 +132,7 @@ class ResNet(nn.Module):
                   num_segments=self.num_segments,
                   shift=self.shift_place if is_shifted(self.depth, self.shift_place, i) else None,
                   shift_div=self.shift_div,
-                  gate=gate, nonlocal_kernel=kernel, query_chunk=self.query_chunk,
-                  eval_query_chunk=self.eval_query_chunk, eval_attention=self.eval_attention,
+                  gate=gate, nonlocal_kernel=kernel, attention=self.attention,
                   dtype=self.dtype, name=f'layer{stage}_{i}')(x, train)
         in_ch = out
     return jnp.mean(x.astype(stat_dtype(x.dtype)), axis=(1, 2))  # global average pool

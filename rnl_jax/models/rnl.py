@@ -4,6 +4,7 @@ Both act on the frames of one clip folded into the batch, `[N*T, H, W, C]`, and 
 `M = T*H*W` positions. Positions are flattened in (t, h, w) order; the attention and the gate are
 invariant to that order as long as queries, keys and values share it.
 """
+import dataclasses
 import functools
 from typing import Any, Optional, Sequence
 
@@ -214,6 +215,35 @@ def eval_attention_method(setting: str, backend: Optional[str] = None) -> str:
   return 'streamed' if (backend or jax.default_backend()) == 'cpu' else 'chunked'
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionSettings:
+  """How every RegionNonLocal of a model bounds its attention's memory: the same function either
+  way, only memory and speed differ. Built by `build_model` (config.model keys of the same names)
+  and passed down TSN -> ResNet -> Block -> RegionNonLocal as one object.
+
+  Attributes:
+    query_chunk: train=True: None for the plain `[M, M]` affinity, else queries per chunk
+      (region_attention's query_chunk).
+    eval_query_chunk: train=False (validation, test protocol, classify): None for the plain
+      attention, else rows per tile of the streamed attention or queries per chunk, as
+      `eval_attention` says.
+    eval_attention: 'auto', 'streamed' or 'chunked' (EVAL_ATTENTION; `eval_attention_method`).
+  """
+  query_chunk: Optional[int] = None
+  eval_query_chunk: Optional[int] = None
+  eval_attention: str = 'auto'
+
+  def __post_init__(self):
+    eval_attention_method(self.eval_attention, 'cpu')  # ValueError for an unknown setting
+
+  def attend(self, p, theta, train: bool):
+    """The region attention of p (queries = keys) over theta (values), `[N, M, C']`, as set."""
+    if (not train and self.eval_query_chunk
+        and eval_attention_method(self.eval_attention) == 'streamed'):
+      return streamed_attention(p, theta, self.eval_query_chunk)
+    return region_attention(p, theta, self.query_chunk if train else self.eval_query_chunk)
+
+
 def penta_groups(inner: int) -> int:
   """Channels per group of the original's masked grouped conv (32 unless fewer channels)."""
   return inner // max(inner // 32, 1)
@@ -238,9 +268,7 @@ class RegionNonLocal(nn.Module):
   """theta (1x1x1 conv) -> depthwise region conv -> softmax(P P^T) theta -> W conv + BN -> residual."""
   num_segments: int
   kernel_size: Sequence[int]  # (kt, kh, kw)
-  query_chunk: Optional[int] = None       # train=True (region_attention's query_chunk)
-  eval_query_chunk: Optional[int] = None  # train=False: tile rows (streamed) or queries per chunk
-  eval_attention: str = 'auto'            # train=False with eval_query_chunk: EVAL_ATTENTION
+  attention: AttentionSettings = AttentionSettings()   # plain, chunked or streamed attention
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -259,10 +287,7 @@ class RegionNonLocal(nn.Module):
     # The attention's queries = keys, for attention maps (rnl_jax.classify): S = softmax(P P^T).
     self.sow('intermediates', 'region_features', p)
     p, theta = p.reshape(n, -1, inner), theta.reshape(n, -1, inner)  # [N, M, C']
-    if not train and self.eval_query_chunk and eval_attention_method(self.eval_attention) == 'streamed':
-      y = streamed_attention(p, theta, self.eval_query_chunk)
-    else:
-      y = region_attention(p, theta, self.query_chunk if train else self.eval_query_chunk)
+    y = self.attention.attend(p, theta, train)
     z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
                  bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
     z = BatchNorm(scale_init=nn.initializers.zeros, dtype=self.dtype, name='W_1')(z, train)

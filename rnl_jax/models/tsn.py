@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from rnl_jax.models.layers import stat_dtype
 from rnl_jax.models.resnet import SHIFT_PLACES, STAGES, ResNet
-from rnl_jax.models.rnl import eval_attention_method
+from rnl_jax.models.rnl import AttentionSettings
 
 INPUT_MEAN = (0.485, 0.456, 0.406)
 INPUT_STD = (0.229, 0.224, 0.225)
@@ -31,12 +31,9 @@ class TSN(nn.Module):
     shift_div: 1/shift_div of the channels shift each way.
     non_local: insert the channel gate and region non-local blocks (RNL).
     dropout: rate on the pooled per-frame features (train only; needs a 'dropout' rng).
-    query_chunk: None for the plain `[M, M]` attention in training (train=True), else queries per
-      chunk (memory-bounded; see rnl_jax.models.rnl.region_attention).
-    eval_query_chunk: the same for train=False (evaluation, test, classify): rows per tile of the
-      streamed attention or queries per chunk, as `eval_attention` says.
-    eval_attention: 'auto' (streamed on CPU, chunked on accelerators), 'streamed' or 'chunked'
-      (rnl_jax.models.rnl.eval_attention_method); the same function either way.
+    attention: how the RNL blocks bound the attention's memory in training and evaluation
+      (rnl_jax.models.rnl.AttentionSettings: query_chunk, eval_query_chunk, eval_attention); the
+      same function either way.
     normalize_input: if True, inputs are pixels in [0, 255] (uint8 or float) and are normalised
       here, inside the jitted computation, with the ImageNet mean/std; if False they are already
       normalised floats.
@@ -51,9 +48,7 @@ class TSN(nn.Module):
   non_local: bool = True
   width: int = 64
   dropout: float = 0.5
-  query_chunk: Optional[int] = None
-  eval_query_chunk: Optional[int] = None
-  eval_attention: str = 'auto'
+  attention: AttentionSettings = AttentionSettings()
   normalize_input: bool = False
   dtype: Any = jnp.float32
 
@@ -64,10 +59,8 @@ class TSN(nn.Module):
       acc = stat_dtype(self.dtype)
       x = (x.astype(acc) / 255.0 - jnp.asarray(INPUT_MEAN, acc)) / jnp.asarray(INPUT_STD, acc)
     x = x.astype(self.dtype).reshape(n * t, h, w, c)  # [N*T, H, W, 3]
-    f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, self.query_chunk,
-               width=self.width, eval_query_chunk=self.eval_query_chunk,
-               eval_attention=self.eval_attention, dtype=self.dtype,
-               name='base_model')(x, train)  # [N*T, D]
+    f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, width=self.width,
+               attention=self.attention, dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
     self.sow('intermediates', 'features', f)
     if self.dropout > 0:
       f = nn.Dropout(self.dropout, deterministic=not train)(f)
@@ -115,14 +108,16 @@ def build_model(arch: Architecture, *, dropout: float = 0.5, query_chunk: Option
                 normalize_input: bool = False, dtype: Any = jnp.float32) -> TSN:
   """The TSN for an architecture plus run-time choices that do not change the weights.
 
-  `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too."""
+  `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too;
+  with `eval_attention` they make the model's AttentionSettings (ValueError for an unknown
+  `eval_attention`, before any trace)."""
   if eval_query_chunk == 'same':
     eval_query_chunk = query_chunk
-  eval_attention_method(eval_attention, 'cpu')  # ValueError for an unknown setting, before any trace
+  attention = AttentionSettings(query_chunk=query_chunk, eval_query_chunk=eval_query_chunk,
+                                eval_attention=eval_attention)
   return TSN(num_classes=arch.num_classes, depth=arch.depth, shift_place=arch.shift_place,
              shift_div=arch.shift_div, non_local=arch.non_local, width=arch.width, dropout=dropout,
-             query_chunk=query_chunk, eval_query_chunk=eval_query_chunk, eval_attention=eval_attention,
-             normalize_input=normalize_input, dtype=dtype)
+             attention=attention, normalize_input=normalize_input, dtype=dtype)
 
 
 def abstract_variables(module: nn.Module, x_shape=(1, 1, 32, 32, 3)):
