@@ -362,6 +362,49 @@ def test_existing_output_needs_overwrite(data, tmp_path):
     pack.pack(data['list'], data['frames'], tmp_path / 'x', num_shards=9, progress=False)
 
 
+def test_choose_num_shards():
+  assert pack._choose_num_shards(None, 1) == 1
+  assert pack._choose_num_shards(None, pack.RECORDS_PER_SHARD) == 1
+  assert pack._choose_num_shards(None, pack.RECORDS_PER_SHARD + 1) == 2
+  assert pack._choose_num_shards(3, 3) == 3 and pack._choose_num_shards('2', 5) == 2
+  for bad in (4, -1):
+    with pytest.raises(pack.PackError, match=r'--shards must be in \[1, 3\] for 3 records'):
+      pack._choose_num_shards(bad, 3)
+
+
+def test_packed_positions_skips_and_mismatches():
+  """Each video's metadata record sits at its shard's running record count; skips and counts."""
+  packed, written = pack._Packed(2), []
+
+  class Writer:
+    write = written.append
+
+  rec = lambda path, num_frames, label: datasets.VideoRecord(path, num_frames, label)
+  packed.add(Writer, 0, rec('a', 2, 1), ('ok', b'm', [b'f1', b'f22'], 4, 3), videos=False)
+  # 'b': the list says 5 frames, 1 is decoded.
+  packed.add(Writer, 0, rec('b', 5, 0), ('ok', b'mm', [b'g'], 4, 3), videos=True)
+  packed.add(Writer, 1, rec('c', None, 2), ('ok', b'm', [b'h'], 6, 5), videos=True)
+  assert written == [b'm', b'f1', b'f22', b'mm', b'g', b'm', b'h'] and packed.total_bytes == 11
+  assert packed.cols['path'] == ['a', 'b', 'c'] and packed.cols['num_frames'] == [2, 1, 1]
+  assert list(zip(packed.cols['shard'], packed.cols['position'])) == [(0, 0), (0, 3), (1, 0)]
+  assert packed.videos_in == [2, 1] and packed.records_in == [5, 2]
+  assert packed.mismatches == [{'path': 'b', 'list': 5, 'decoded': 1}]
+  packed.skip(rec('d', 3, 0), 'broken', 'list.txt', skip_corrupt=True)
+  assert packed.skipped == [{'path': 'd', 'error': 'broken'}]
+  with pytest.raises(pack.PackError,
+                     match=r"broken \(list list.txt, entry 'e'\); pass --skip_corrupt"):
+    packed.skip(rec('e', 3, 0), 'broken', 'list.txt', skip_corrupt=False)
+
+
+def test_old_shard_files(tmp_path):
+  index = tmp_path / 'x.json'
+  index.write_text(json.dumps({'shards': [{'file': 'x-00000-of-00001.array_record'}]}))
+  assert pack._old_shard_files(index) == ['x-00000-of-00001.array_record']
+  index.write_text('{"shards": 3}')
+  assert pack._old_shard_files(index) == []
+  assert pack._old_shard_files(tmp_path / 'missing.json') == []
+
+
 # ----------------------------------------------------------------------------------------------------
 # videos
 

@@ -22,6 +22,7 @@ leaves no index. A missing or unreadable folder/video stops the run with an erro
 `--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
 """
 import collections
+import dataclasses
 import io
 import json
 import math
@@ -178,14 +179,50 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
          progress=True):
   """Writes `out-SSSSS-of-NNNNN.array_record` shards and `out.json`; returns a summary dict.
 
+  Phases: check the options, read the list, read and write every entry into temporary shards, then
+  commit (replace the old set, rename the shards, write the index last).
+
   Args: as the command-line flags (module doc). num_shards None: ceil(N / RECORDS_PER_SHARD).
   Raises:
     PackError naming the file for a bad list, an unreadable input (unless skip_corrupt), an existing
     index (unless overwrite) or no records at all.
   """
-  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
+  _check_options(template, videos, verify)
+  out = os.fspath(out)
+  index_file = arrayrecord.index_path(out)
+  if os.path.exists(index_file) and not overwrite:
+    raise PackError(f'{index_file} exists; pass --overwrite to replace the packed dataset')
+  classes, records = _read_records(list_file, classes_file, videos)
+  n = len(records)
+  num_shards = _choose_num_shards(num_shards, n)
+  finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
+  temps = [fileio.temp_path(p) for p in finals]   # {shard}.tmp-<pid>, renamed at the commit
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  root = os.fspath(root)
+  tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
+           for r in records)
+  results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
+  bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
+  packed = _write_shards(bar, results, records, shard_bounds(n, num_shards), temps,
+                         list_file=list_file, videos=videos, skip_corrupt=skip_corrupt)
+  _commit_shards(index_file, temps, finals)
+  source = {'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
+            'template': None if videos else template, 'verify': None if videos else verify,
+            'jpeg_quality': int(quality) if videos else None}
+  index = _index(packed, finals, classes, source, videos)
+  fileio.write_json(index_file, index, separators=(',', ':'), newline=True)
+  seconds = time.perf_counter() - start_time
+  return {'index': index_file, 'num_videos': index['num_videos'],
+          'num_records': index['num_records'], 'num_shards': num_shards,
+          'skipped': len(packed.skipped), 'frame_count_mismatches': len(packed.mismatches),
+          'bytes': packed.total_bytes,
+          'seconds': round(seconds, 2), 'videos_per_second': round(n / seconds, 1)}
+
+
+def _check_options(template, videos, verify):
+  """Checks --verify and (frame folders) --template before reading anything: a typo fails first."""
   if verify not in VERIFY:
     raise PackError(f'verify must be one of {VERIFY}, got {verify!r}')
   if not videos:
@@ -194,10 +231,13 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     except (IndexError, KeyError, ValueError):
       raise PackError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", '
                       f'got {template!r}') from None
-  out = os.fspath(out)
-  index_file = arrayrecord.index_path(out)
-  if os.path.exists(index_file) and not overwrite:
-    raise PackError(f'{index_file} exists; pass --overwrite to replace the packed dataset')
+
+
+def _read_records(list_file, classes_file, videos):
+  """(class names or None, [N] VideoRecords) of the list; the names bound the labels it may hold.
+
+  Raises PackError for a bad line (the parser's message names file:line) or an empty list.
+  """
   classes = datasets.read_class_names(classes_file) if classes_file else None
   num_classes = len(classes) if classes else None
   try:
@@ -207,26 +247,69 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     raise PackError(str(e)) from None
   if not records:
     raise PackError(f'{list_file}: no records')
-  n = len(records)
-  num_shards = int(num_shards) if num_shards else max(1, math.ceil(n / RECORDS_PER_SHARD))
-  if not 1 <= num_shards <= n:
-    raise PackError(f'--shards must be in [1, {n}] for {n} records, got {num_shards}')
-  bounds = shard_bounds(n, num_shards)
-  finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
-  temps = [fileio.temp_path(p) for p in finals]   # {shard}.tmp-<pid>, renamed at the commit
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  root = os.fspath(root)
-  tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
-           for r in records)
+  return classes, records
 
-  cols = {key: [] for key in arrayrecord.INDEX_COLUMNS}
-  videos_in = [0] * num_shards   # per shard
-  records_in = [0] * num_shards  # per shard: videos + frames
-  skipped, mismatches = [], []
-  total_bytes = 0
+
+def _choose_num_shards(num_shards, num_records):
+  """The shard count: as asked, or ceil(N / RECORDS_PER_SHARD); every shard must hold >= 1 line."""
+  num_shards = int(num_shards) if num_shards else max(1, math.ceil(num_records / RECORDS_PER_SHARD))
+  if not 1 <= num_shards <= num_records:
+    raise PackError(f'--shards must be in [1, {num_records}] for {num_records} records, '
+                    f'got {num_shards}')
+  return num_shards
+
+
+@dataclasses.dataclass
+class _Packed:
+  """What the shards hold so far: the index's columns and per-shard counts, skipped and mismatched
+  entries, and the bytes written (the summary's 'bytes')."""
+  num_shards: int
+  cols: dict = dataclasses.field(
+      default_factory=lambda: {key: [] for key in arrayrecord.INDEX_COLUMNS})
+  skipped: list = dataclasses.field(default_factory=list)
+  mismatches: list = dataclasses.field(default_factory=list)
+  total_bytes: int = 0
+
+  def __post_init__(self):
+    self.videos_in = [0] * self.num_shards   # per shard
+    self.records_in = [0] * self.num_shards  # per shard: videos + frames
+
+  def skip(self, record, message, list_file, skip_corrupt):
+    """Records an unreadable entry as skipped; without skip_corrupt, a PackError naming it."""
+    if not skip_corrupt:
+      raise PackError(f'{message} (list {list_file}, entry {record.path!r}); pass --skip_corrupt '
+                      f'to leave unreadable videos out')
+    self.skipped.append({'path': record.path, 'error': message})
+
+  def add(self, writer, shard, record, result, videos):
+    """Writes one video (its metadata record, then frames 1..F) to `writer`, the shard `shard`, and
+    adds its index row; a video file whose decoded count differs from the list's is noted."""
+    _, meta, frames, width, height = result
+    num_frames = len(frames)
+    if videos and record.num_frames is not None and record.num_frames != num_frames:
+      self.mismatches.append(
+          {'path': record.path, 'list': record.num_frames, 'decoded': num_frames})
+    position = self.records_in[shard]
+    for data in (meta, *frames):  # the metadata record, then frames 1..F at position + 1..F
+      writer.write(data)
+      self.total_bytes += len(data)
+    self.videos_in[shard] += 1
+    self.records_in[shard] += 1 + num_frames
+    row = (record.path, int(record.label), num_frames, width, height, shard, position)
+    for key, value in zip(arrayrecord.INDEX_COLUMNS, row):
+      self.cols[key].append(value)
+
+
+def _write_shards(bar, results, records, bounds, temps, *, list_file, videos, skip_corrupt):
+  """Writes the results (`bar` iterates `results`, one per list line, in order) into the temporary
+  shards, shard s taking lines bounds[s]:bounds[s + 1]; returns the `_Packed` contents.
+
+  On any error (or interrupt) the open writer is closed, the workers stopped and every temporary
+  shard removed, so a failed run leaves nothing behind.
+  """
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  packed = _Packed(len(temps))
   writer, shard = None, -1
-  results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
-  bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
   try:
     for i, result in enumerate(bar):
       if i == bounds[shard + 1]:  # first line of the next shard (every shard holds >= 1 line)
@@ -234,33 +317,16 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
           done, writer = writer, None
           _close_writer(done, temps[shard])
         shard += 1
-        writer = ArrayRecordWriter(temps[shard], arrayrecord.WRITER_OPTIONS)
+        writer = array_record_module.ArrayRecordWriter(temps[shard], arrayrecord.WRITER_OPTIONS)
         if not writer.ok():
           raise PackError(f'cannot create {temps[shard]}')
-      record = records[i]
       if result[0] == 'corrupt':
-        message = result[1]
-        if not skip_corrupt:
-          raise PackError(f'{message} (list {list_file}, entry {record.path!r}); pass --skip_corrupt to '
-                          f'leave unreadable videos out')
-        skipped.append({'path': record.path, 'error': message})
-        bar.set_postfix(skipped=len(skipped))
+        packed.skip(records[i], result[1], list_file, skip_corrupt)
+        bar.set_postfix(skipped=len(packed.skipped))
         continue
-      _, meta, frames, width, height = result
-      num_frames = len(frames)
-      if videos and record.num_frames is not None and record.num_frames != num_frames:
-        mismatches.append({'path': record.path, 'list': record.num_frames, 'decoded': num_frames})
-      position = records_in[shard]
-      for data in (meta, *frames):  # the metadata record, then frames 1..F at position + 1..position + F
-        writer.write(data)
-        total_bytes += len(data)
-      videos_in[shard] += 1
-      records_in[shard] += 1 + num_frames
-      for key, value in zip(arrayrecord.INDEX_COLUMNS,
-                            (record.path, int(record.label), num_frames, width, height, shard, position)):
-        cols[key].append(value)
-    if not cols['path']:
-      raise PackError(f'{list_file}: none of the {n} entries is readable')
+      packed.add(writer, shard, records[i], result, videos)
+    if not packed.cols['path']:
+      raise PackError(f'{list_file}: none of the {len(records)} entries is readable')
     done, writer = writer, None
     _close_writer(done, temps[shard])
   except BaseException:
@@ -271,40 +337,45 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     raise
   finally:
     bar.close()
+  return packed
 
-  # Commit: drop the old index (so no index ever points at a mix), old shards, then rename and index.
+
+def _old_shard_files(index_file):
+  """Shard file names an existing index (any format version) lists; [] if it is unreadable."""
+  try:
+    with open(index_file) as f:
+      return [str(e['file']) for e in json.load(f)['shards']]
+  except (ValueError, KeyError, TypeError, OSError):
+    return []
+
+
+def _commit_shards(index_file, temps, finals):
+  """Replaces the packed set: drops the old index first (so no index ever points at a mix), then the
+  old shards that the new set does not reuse, then renames the temporary shards to their names."""
   old = []
   if os.path.exists(index_file):
-    try:  # any version's index (a format-1 set is replaced too)
-      with open(index_file) as f:
-        old = [str(e['file']) for e in json.load(f)['shards']]
-    except (ValueError, KeyError, TypeError, OSError):
-      old = []
+    old = _old_shard_files(index_file)  # a format-1 set is replaced too
     os.remove(index_file)
   folder = os.path.dirname(os.path.abspath(index_file))
   keep = {os.path.abspath(p) for p in finals}
   _remove(p for p in (os.path.join(folder, name) for name in old) if os.path.abspath(p) not in keep)
   for tmp, final in zip(temps, finals):
     os.replace(tmp, final)
-  num_videos, num_records = len(cols['path']), sum(records_in)
+
+
+def _index(packed, finals, classes, source, videos):
+  """The index dict (`OUT.json`, format version 2) of the committed shards `finals`."""
   index = {
       'format': arrayrecord.FORMAT_NAME, 'format_version': arrayrecord.FORMAT_VERSION,
-      'kind': 'videos' if videos else 'frames', 'num_videos': num_videos, 'num_records': num_records,
+      'kind': 'videos' if videos else 'frames', 'num_videos': len(packed.cols['path']),
+      'num_records': sum(packed.records_in),
       'shards': [{'file': os.path.basename(p), 'num_videos': v, 'num_records': r}
-                 for p, v, r in zip(finals, videos_in, records_in)],
-      'classes': classes, 'videos': cols, 'skipped': skipped,
-      'source': {'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
-                 'template': None if videos else template, 'verify': None if videos else verify,
-                 'jpeg_quality': int(quality) if videos else None},
+                 for p, v, r in zip(finals, packed.videos_in, packed.records_in)],
+      'classes': classes, 'videos': packed.cols, 'skipped': packed.skipped, 'source': source,
   }
   if videos:
-    index['frame_count_mismatches'] = mismatches
-  fileio.write_json(index_file, index, separators=(',', ':'), newline=True)
-  seconds = time.perf_counter() - start_time
-  return {'index': index_file, 'num_videos': num_videos, 'num_records': num_records,
-          'num_shards': num_shards, 'skipped': len(skipped), 'frame_count_mismatches': len(mismatches),
-          'bytes': total_bytes,
-          'seconds': round(seconds, 2), 'videos_per_second': round(n / seconds, 1)}
+    index['frame_count_mismatches'] = packed.mismatches
+  return index
 
 
 def _close_writer(writer, path):
