@@ -360,8 +360,8 @@ def _tfds_paths(d):
   from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
   names = tfds_source.class_names(d.tfds_name, d.tfds_data_dir)
   if len(names) != d.num_classes:
-    raise ConfigError(f'config.data.num_classes={d.num_classes} but TFDS dataset {d.tfds_name!r} has '
-                      f'{len(names)} classes (its label)')
+    raise ConfigError(f'config.data.num_classes={d.num_classes} but TFDS dataset '
+                      f'{d.tfds_name!r} has {len(names)} classes (its label)')
   return DataPaths('', tfds_source.describe(d.tfds_name, d.tfds_train_split, d.tfds_data_dir),
                    tfds_source.describe(d.tfds_name, d.tfds_val_split, d.tfds_data_dir), '',
                    d.num_classes, classes=tuple(names))

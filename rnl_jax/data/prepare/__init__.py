@@ -11,13 +11,13 @@ expects of the download is in their docstrings). --out is the dataset root
 of the trainer (`--config.data.root`); outputs use the names of the dataset table
 (`rnl_jax.data.datasets`), e.g. for Kinetics:
 
-    OUT/kinetics/images/<class>/<video>/img_00001.jpg ..      frames (formats frames, arrayrecord, tfds)
+    OUT/kinetics/images/<class>/<video>/img_00001.jpg ..      frames (all formats but videos)
     OUT/kinetics/shuffled_{train,val}_videofolder.csv         `folder,num_frames,label` (original's reader)
     OUT/kinetics/{train,val}_videofolder.txt                  the same, space-separated (TSM label tool)
     OUT/kinetics/videos/<class>/<video>.mp4                   format videos
     OUT/kinetics/{train,val}_videos.txt                       `kinetics/videos/... num_frames label`
     OUT/kinetics/arrayrecord/{train,val}.json + shards        format arrayrecord
-    OUT/kinetics/tfds/rnl_kinetics400/1.0.0/                  format tfds (data_dir OUT/kinetics/tfds)
+    OUT/kinetics/tfds/rnl_kinetics400/1.0.0/                  format tfds (data_dir: kinetics/tfds)
     OUT/kinetics/classes.txt                                  line i = class of label i
     OUT/kinetics/prepare_report_<format>.json                 what was missing or broken, and why
 
