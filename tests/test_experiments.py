@@ -49,6 +49,15 @@ def test_overrides_of_the_experiments_own_keys_are_refused():
     temporal.check_overrides(['model.width'])
 
 
+def test_variants_and_seeds():
+  got = temporal._variants_and_seeds(['tsn', ' rnl', ''], ['0', ' -1 '])
+  assert got == (['tsn', 'rnl'], [0, -1])
+  bad = ((['tsn', 'lstm'], ['0']), (['tsn'], ['x']), ([' '], ['0']), (['tsm'], []))
+  for variants, seeds in bad:
+    with pytest.raises(temporal.ExperimentError, match='variants from .*, seeds integers'):
+      temporal._variants_and_seeds(variants, seeds)
+
+
 def _run(variant, seed, top1s, within):
   curve = [{'step': 75 * (i + 1), 'epoch': float(i + 1), 'top1': t} for i, t in enumerate(top1s)]
   return {'run': temporal.run_name(variant, seed), 'variant': variant, 'seed': seed, 'top1': top1s[-1],

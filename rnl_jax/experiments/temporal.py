@@ -52,6 +52,7 @@ gives ~23 min. With the 20-epoch recipe (configs/synthetic.py) RNL
 reaches ~79 % val top-1 after 10 epochs and ~85 % after 20; a 10-epoch run has its own (shorter)
 cosine schedule.
 """
+import collections
 import json
 import math
 import os
@@ -375,25 +376,51 @@ def _child_env(args):
   return env
 
 
+class _Run(collections.namedtuple('_Run', 'variant seed name run_dir config flags')):
+  """One planned run: its variant and seed, its name and directory, its config and main.py flags."""
+
+
 def run_experiment(args):
-  """Trains / evaluates what is missing, then writes temporal.json, .md and .png; returns the report."""
-  from rnl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  """Trains / evaluates what is missing, then writes temporal.json, .md and .png; returns the
+  report.
+
+  Phases: check the arguments, plan every run (configs checked, run directories compared with them
+  before anything runs), run what is missing, then report.
+  """
   args.workdir = os.path.abspath(args.workdir)
   overrides = check_overrides(args.config_override)
-  variants = [v.strip() for v in args.variants if v.strip()]       # lists (parse_args)
-  seeds = [s.strip() for s in args.seeds if s.strip()]
-  bad = [v for v in variants if v not in VARIANTS] + [s for s in seeds if not s.lstrip('-').isdigit()]
-  seeds = [int(s) for s in seeds] if not bad else []
-  if bad or not variants or not seeds:
-    raise ExperimentError(f'--variants {",".join(args.variants)!r} / --seeds '
-                          f'{",".join(args.seeds)!r}: variants from {VARIANTS}, seeds integers, '
-                          'at least one of each')
+  variants, seeds = _variants_and_seeds(args.variants, args.seeds)
   if not MAIN.is_file():
     raise FileNotFoundError(f'{MAIN} not found: run from a checkout of the repository')
   config_file = args.config if os.path.exists(args.config) else str(REPO / args.config)
   config_file = os.path.abspath(config_file)
+  plan = _plan_runs(variants, seeds, args, overrides, config_file)
+  runs = _run_all(plan, args, config_file, variants, seeds)
+  report = _report(args, plan[0].config, runs, config_file, overrides, variants, seeds)
+  _write_reports(args.workdir, report)
+  return report
 
-  plan = []                        # (variant, seed, name, run_dir, config, flags)
+
+def _variants_and_seeds(variant_args, seed_args):
+  """(variants, int seeds) of the --variants / --seeds items (blank items dropped); an
+  ExperimentError naming both flags for an unknown variant, a non-integer seed or an empty list."""
+  variants = [v.strip() for v in variant_args if v.strip()]       # lists (parse_args)
+  seeds = [s.strip() for s in seed_args if s.strip()]
+  bad = ([v for v in variants if v not in VARIANTS]
+         + [s for s in seeds if not s.lstrip('-').isdigit()])
+  seeds = [int(s) for s in seeds] if not bad else []
+  if bad or not variants or not seeds:
+    raise ExperimentError(f'--variants {",".join(variant_args)!r} / --seeds '
+                          f'{",".join(seed_args)!r}: variants from {VARIANTS}, seeds integers, '
+                          'at least one of each')
+  return variants, seeds
+
+
+def _plan_runs(variants, seeds, args, overrides, config_file):
+  """The `_Run`s, variant-major; every config is built and validated first, so a bad override or a
+  non-synthetic dataset fails before any run starts."""
+  from rnl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  plan = []
   for v in variants:
     for s in seeds:
       flags = run_flags(v, s, args, overrides)
@@ -403,54 +430,69 @@ def run_experiment(args):
         raise ExperimentError(f'config.data.name={config.data.name!r}: the experiment needs the '
                               'synthetic time-reversed pairs (data.name=synthetic)')
       name = run_name(v, s)
-      plan.append((v, s, name, os.path.join(args.workdir, name), config, flags))
-  # Every run directory is checked before anything runs (a config mismatch fails first).
-  states = {name: run_state(run_dir, config) for _, _, name, run_dir, config, _ in plan}
-  todo = [p for p in plan if states[p[2]] != 'done' or not scores_fresh(p[3])]
-  estimate = {p[2]: estimate_seconds(p[4]) for p in plan}
-  _log(f'{len(plan)} runs ({", ".join(variants)} x seeds {", ".join(map(str, seeds))}) in {args.workdir}: '
-       f'{len(plan) - len(todo)} finished, {len(todo)} to do; estimate '
-       f'{fileio.hms(round(sum(estimate[p[2]] for p in todo)))} '
-       'on an idle 2-core CPU')
+      plan.append(_Run(v, s, name, os.path.join(args.workdir, name), config, flags))
+  return plan
 
+
+def _run_all(plan, args, config_file, variants, seeds):
+  """Runs (trains and/or tests) every run of the plan that is not finished, logging progress and an
+  ETA; returns every run's `collect` record in plan order."""
+  # Every run directory is checked before anything runs (a config mismatch fails first).
+  states = {p.name: run_state(p.run_dir, p.config) for p in plan}
+  todo = [p for p in plan if states[p.name] != 'done' or not scores_fresh(p.run_dir)]
+  estimate = {p.name: estimate_seconds(p.config) for p in plan}
+  _log(f'{len(plan)} runs ({", ".join(variants)} x seeds {", ".join(map(str, seeds))}) in '
+       f'{args.workdir}: {len(plan) - len(todo)} finished, {len(todo)} to do; estimate '
+       f'{fileio.hms(round(sum(estimate[p.name] for p in todo)))} '
+       'on an idle 2-core CPU')
   env = _child_env(args)
   os.makedirs(args.workdir, exist_ok=True)
   measured = []                    # wall seconds of the runs trained in this invocation
   runs = []
-  for i, (v, s, name, run_dir, config, flags) in enumerate(plan):
-    tag = f'[{i + 1}/{len(plan)}] {name}'
-    state = states[name]
-    if state == 'done' and scores_fresh(run_dir):
-      runs.append(collect(run_dir, v, s))
+  for i, p in enumerate(plan):
+    tag = f'[{i + 1}/{len(plan)}] {p.name}'
+    if states[p.name] == 'done' and scores_fresh(p.run_dir):
+      runs.append(collect(p.run_dir, p.variant, p.seed))
       _log(f'{tag}: finished before, skipped')
       continue
-    timing_path = os.path.join(run_dir, 'timing.json')
-    timing = {'train_s': 0.0, 'test_s': 0.0}
-    if os.path.exists(timing_path):
-      with open(timing_path) as f:
-        timing.update(json.load(f))
-    start = time.perf_counter()
-    trained = state != 'done'
-    if trained:
-      _log(f'{tag}: training ({"resuming" if state == "partial" else "new"}, {config.num_epochs:g} epochs) '
-           f'-> {run_dir}/train.log')
-      timing['train_s'] += run_main(name, run_dir, config_file, flags, 'train.log', env)
-    timing['test_s'] = run_main(name, run_dir, config_file, flags + test_flags(config), 'test.log', env)
-    with open(timing_path, 'w') as f:
-      json.dump(timing, f)
-    seconds = time.perf_counter() - start
+    trained, seconds = _run_one(p, states[p.name], tag, config_file, env)
     if trained:
       measured.append(seconds)
-    r = collect(run_dir, v, s)
+    r = collect(p.run_dir, p.variant, p.seed)
     runs.append(r)
-    left = [p for p in todo if p[2] not in {q['run'] for q in runs}]
-    eta = (np.mean(measured) if measured else estimate[name]) * len(left)
+    left = [q for q in todo if q.name not in {done['run'] for done in runs}]
+    eta = (np.mean(measured) if measured else estimate[p.name]) * len(left)
     _log(f"{tag}: val top-1 {r['top1']:.4f} (best {r['best_top1']:.4f} at step {r['best_step']}), "
          f"within-pair {r['within_pair']:.4f}, pair {r['pair']:.4f} ({seconds:.0f} s); "
          f'{len(left)} runs left, ETA {fileio.hms(round(eta))}')
+  return runs
 
-  c = plan[0][4]
-  report = {
+
+def _run_one(run, state, tag, config_file, env):
+  """Trains the run unless it reached its steps (`state` 'done'), then runs the test protocol on its
+  best checkpoint; adds the times to its timing.json. Returns (trained, wall seconds)."""
+  timing_path = os.path.join(run.run_dir, 'timing.json')
+  timing = {'train_s': 0.0, 'test_s': 0.0}
+  if os.path.exists(timing_path):
+    with open(timing_path) as f:
+      timing.update(json.load(f))
+  start = time.perf_counter()
+  trained = state != 'done'
+  if trained:
+    _log(f'{tag}: training ({"resuming" if state == "partial" else "new"}, '
+         f'{run.config.num_epochs:g} epochs) -> {run.run_dir}/train.log')
+    timing['train_s'] += run_main(run.name, run.run_dir, config_file, run.flags, 'train.log', env)
+  test = run.flags + test_flags(run.config)
+  timing['test_s'] = run_main(run.name, run.run_dir, config_file, test, 'test.log', env)
+  with open(timing_path, 'w') as f:
+    json.dump(timing, f)
+  return trained, time.perf_counter() - start
+
+
+def _report(args, c, runs, config_file, overrides, variants, seeds):
+  """The report (temporal.json): the settings (from the first run's config `c`), chance levels, the
+  per-variant summaries over seeds and every run."""
+  return {
       'settings': {'config': os.path.relpath(config_file, REPO) if config_file.startswith(str(REPO))
                              else config_file,
                    'config_overrides': [f'{k}={v}' for k, v in overrides],
@@ -462,16 +504,19 @@ def run_experiment(args):
       'variants': summarize(runs, variants),
       'runs': runs,
   }
-  with open(os.path.join(args.workdir, 'temporal.json'), 'w') as f:
+
+
+def _write_reports(workdir, report):
+  """Writes temporal.json, temporal.md and temporal.png into `workdir`; logs each variant's line."""
+  with open(os.path.join(workdir, 'temporal.json'), 'w') as f:
     json.dump(report, f, indent=1)
-  write_markdown(os.path.join(args.workdir, 'temporal.md'), report)
-  plot(os.path.join(args.workdir, 'temporal.png'), report)
+  write_markdown(os.path.join(workdir, 'temporal.md'), report)
+  plot(os.path.join(workdir, 'temporal.png'), report)
   for v, m in report['variants'].items():
     _log(f"{LABELS[v]}: val top-1 {_pct(m['top1_mean'], m['top1_std'])}, within-pair "
-         f"{_pct(m['within_pair_mean'], m['within_pair_std'])}, pair {_pct(m['pair_mean'], m['pair_std'])} "
-         f"({m['runs']} runs)")
-  _log(f'wrote {args.workdir}/temporal.json, temporal.md, temporal.png')
-  return report
+         f"{_pct(m['within_pair_mean'], m['within_pair_std'])}, "
+         f"pair {_pct(m['pair_mean'], m['pair_std'])} ({m['runs']} runs)")
+  _log(f'wrote {workdir}/temporal.json, temporal.md, temporal.png')
 
 
 def parse_args(argv=None):
