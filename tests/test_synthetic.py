@@ -1,4 +1,5 @@
 """Synthetic time-reversal dataset: layout, determinism, resumability and the time-reversal property."""
+import json
 import os
 import pathlib
 
@@ -189,3 +190,34 @@ def test_render_clip_rejects_bad_arguments():
     synthetic.render_clip(0, 0)
   with pytest.raises(ValueError, match='num_frames'):
     synthetic.render_clip(0, np.random.default_rng(0), num_frames=1)
+
+
+def test_object_centre_keeps_its_reach_inside_the_frame():
+  g = synthetic._grid(4, 20, 40)  # H 20, W 40
+  assert g.m == 20.0 and g.tc.tolist() == [-1.5, -0.5, 0.5, 1.5]
+  o = synthetic._Object(*([0] * 9), u_x=0.25, u_y=1.0, radius=2.0, margin=1.0)
+  assert o.centre(g, 4.0, 5.0) == (4.0 + 0.25 * 32.0, 15.0)  # x in [4, 36], y in [5, 15]
+  assert o.centre(g, 20.0, 10.0) == (20.0, 10.0)  # no room: the frame centre
+
+
+def test_forward_layers_rejects_a_bad_pair():
+  for pair in (-1, synthetic.PAIRS):
+    with pytest.raises(ValueError, match=f'pair must be in \\[0, {synthetic.PAIRS}\\), got {pair}'):
+      synthetic._forward_layers(pair, np.random.default_rng(0), 4, 16, 16)
+
+
+def test_settings_are_recorded_then_checked(tmp_path):
+  settings = {'format_version': 1, 'seed': 0, 'num_frames': 4}
+  video = {'codec': 'libx264', 'keyframe_interval': 30}
+  synthetic._check_settings(str(tmp_path), settings, None)  # first run: recorded
+  path = tmp_path / 'synthetic.json'
+  assert json.loads(path.read_text()) == settings
+  synthetic._check_settings(str(tmp_path), settings, None)  # same settings: fine
+  synthetic._check_settings(str(tmp_path), settings, video)  # the first run with videos adds them
+  assert json.loads(path.read_text()) == dict(settings, video=video)
+  synthetic._check_settings(str(tmp_path), settings, None)  # frames only: mp4 settings not compared
+  with pytest.raises(synthetic.SyntheticError, match=r"'keyframe_interval': 5"):
+    synthetic._check_settings(str(tmp_path), settings, dict(video, keyframe_interval=5))
+  with pytest.raises(synthetic.SyntheticError, match=r"other settings.*'seed': \(0, 1\)"):
+    synthetic._check_settings(str(tmp_path), dict(settings, seed=1), None)
+  assert json.loads(path.read_text()) == dict(settings, video=video)

@@ -47,6 +47,7 @@ skips videos whose folder exists. Rendering is vectorised NumPy on [F, H, W] arr
 Pillow. Bytes are reproducible for the same NumPy/Pillow/libjpeg build (transcendental functions may
 round differently on other builds).
 """
+import collections
 import io
 import json
 import os
@@ -161,19 +162,27 @@ def _colour_far_from(rng, ref, min_dist):
   return 255.0 - ref
 
 
-def _forward_layers(pair, rng, num_frames, height, width):
-  """Layers of the forward clip of a pair (class 2*pair): background [H, W, 3], object alpha [F, H, W],
-  object colour [3] and pixel-noise sigma. Nuisances are drawn first, identically for every pair.
-  """
+class _Grid(collections.namedtuple('_Grid', 'f h w m xs ys tc')):
+  """A clip's sampling grid: sizes F, H, W and m = min(H, W) (float), pixel centres xs [1, W] and
+  ys [H, 1], and time tc [F] centred on the clip middle (float32), so every motion is symmetric."""
+
+
+def _grid(num_frames, height, width):
+  """The `_Grid` of a clip of the given sizes."""
   f, h, w = num_frames, height, width
-  m = float(min(h, w))
   ys = np.arange(h, dtype=np.float32)[:, None] + 0.5
   xs = np.arange(w, dtype=np.float32)[None, :] + 0.5
   tc = (np.arange(f, dtype=np.float32) - (f - 1) / 2.0)  # time centred on the clip middle
+  return _Grid(f, h, w, float(min(h, w)), xs, ys, tc)
 
-  # background: flat colour + a static sum of three random gratings + maybe a static distractor shape
+
+def _background(rng, g):
+  """(background [H, W, 3] float32, its flat colour [3]): a flat colour + a static sum of three
+  random gratings + maybe a static distractor shape. The distractor is drawn whether shown or not,
+  so the draws that follow do not depend on it."""
   bg_colour = rng.uniform(0.0, 255.0, 3)
-  texture = np.zeros((h, w), np.float32)
+  texture = np.zeros((g.h, g.w), np.float32)
+  xs, ys, m = g.xs, g.ys, g.m
   for amp, freq, angle, phase in zip(rng.uniform(0.0, 1.0, 3), rng.uniform(0.05, 0.35, 3) * 64.0 / m,
                                      rng.uniform(0.0, np.pi, 3), rng.uniform(0.0, 2 * np.pi, 3)):
     texture += np.float32(amp) * np.sin(freq * (np.cos(angle) * xs + np.sin(angle) * ys) + phase)
@@ -182,78 +191,127 @@ def _forward_layers(pair, rng, num_frames, height, width):
   bg = bg_colour.astype(np.float32) + texture[:, :, None] * tint
   has_distractor = rng.uniform() < 0.5
   d_kind, d_size, d_aspect = int(rng.integers(4)), rng.uniform(0.06, 0.10) * m, rng.uniform(1.0, 2.0)
-  d_x, d_y, d_theta = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h, rng.uniform(0.0, 2 * np.pi)
+  d_x, d_y = rng.uniform(0.1, 0.9) * g.w, rng.uniform(0.1, 0.9) * g.h
+  d_theta = rng.uniform(0.0, 2 * np.pi)
   d_colour = _colour_far_from(rng, bg_colour, 60.0)
   if has_distractor:
     d_alpha = _shape_alpha(d_kind, d_size, d_aspect, d_x, d_y, d_theta, 1.0, xs, ys)[:, :, None]
     bg = bg * (1.0 - d_alpha) + d_colour.astype(np.float32) * d_alpha
+  return bg, bg_colour
 
-  # the object
+
+class _Object(collections.namedtuple(
+    '_Object', 'kind a aspect theta0 colour sigma amount lo hi u_x u_y radius margin')):
+  """The object's nuisances, drawn identically for every pair: shape kind, half-length a and aspect,
+  rotation theta0, colour, pixel-noise sigma, the amount of change (speed) in [0, 1), the opacity
+  / fill-level range lo..hi, the centre as quantiles u_x, u_y of its allowed range, its bounding
+  radius and the margin that keeps it inside a centre crop."""
+
+  def centre(self, g, reach_x, reach_y):
+    """Object centre keeping a disc of the given reach inside the frame (else the frame centre)."""
+    lo_x, hi_x = reach_x, g.w - reach_x
+    lo_y, hi_y = reach_y, g.h - reach_y
+    cx = lo_x + self.u_x * (hi_x - lo_x) if hi_x > lo_x else g.w / 2.0
+    cy = lo_y + self.u_y * (hi_y - lo_y) if hi_y > lo_y else g.h / 2.0
+    return cx, cy
+
+
+def _draw_object(rng, g, bg_colour):
+  """The `_Object` of a clip; its colour is kept far from the background's."""
   kind = int(rng.integers(len(_SHAPES)))
-  a = rng.uniform(0.11, 0.16) * m
+  a = rng.uniform(0.11, 0.16) * g.m
   aspect = rng.uniform(1.4, 2.2)
   theta0 = rng.uniform(0.0, 2 * np.pi)
   colour = _colour_far_from(rng, bg_colour, 110.0)
   sigma = rng.uniform(0.0, 6.0)
-  amount = rng.uniform()  # how much change over the clip (speed), mapped into each pair's range below
+  amount = rng.uniform()  # how much change over the clip (speed), mapped into each pair's range
   lo, hi = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)  # opacity / fill-level range (pairs 4, 5)
   u_x, u_y = rng.uniform(), rng.uniform()  # centre, as a quantile of the allowed range
-  radius = _bounding_radius(kind, a, aspect)
-  margin = 0.06 * m  # keeps the object inside a centre crop of ~88 % of the frame
+  return _Object(kind, a, aspect, theta0, colour, sigma, amount, lo, hi, u_x, u_y,
+                 radius=_bounding_radius(kind, a, aspect),
+                 margin=0.06 * g.m)  # keeps the object inside a centre crop of ~88 % of the frame
 
-  def centre(reach_x, reach_y):
-    """Object centre keeping a disc of the given reach inside the frame (frame centre if impossible)."""
-    lo_x, hi_x = reach_x, w - reach_x
-    lo_y, hi_y = reach_y, h - reach_y
-    cx = lo_x + u_x * (hi_x - lo_x) if hi_x > lo_x else w / 2.0
-    cy = lo_y + u_y * (hi_y - lo_y) if hi_y > lo_y else h / 2.0
-    return cx, cy
 
-  if pair in (0, 1):  # moves right / moves down (reversed: left / up)
-    travel = (0.30 + 0.18 * amount) * m
-    along = np.float32(travel / (f - 1)) * tc  # [F], symmetric about 0
-    if pair == 0:
-      cx, cy = centre(radius + margin + travel / 2, radius + margin)
-      px, py = cx + along, np.full(f, cy, np.float32)
-    else:
-      cx, cy = centre(radius + margin, radius + margin + travel / 2)
-      px, py = np.full(f, cx, np.float32), cy + along
-    alpha = _shape_alpha(kind, a, aspect, px[:, None, None], py[:, None, None], theta0, 1.0, xs, ys)
-  elif pair == 2:  # rotates clockwise (reversed: counterclockwise)
-    total = np.deg2rad(100.0 + 60.0 * amount)
-    theta = (theta0 + np.float32(total / (f - 1)) * tc).astype(np.float32)[:, None, None]
-    cx, cy = centre(radius + margin, radius + margin)
-    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta, 1.0, xs, ys)
-  elif pair == 3:  # grows (reversed: shrinks), scale log-linear in time, 1 at the clip middle
-    ratio = 2.0 + amount
-    scale = np.exp(np.float32(np.log(ratio) / (f - 1)) * tc).astype(np.float32)[:, None, None]
-    reach = radius * np.sqrt(ratio) + margin
-    cx, cy = centre(reach, reach)
-    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta0, scale, xs, ys)
-  elif pair == 4:  # fades in (reversed: fades out), opacity linear from lo to hi
-    cx, cy = centre(radius + margin, radius + margin)
-    opacity = ((lo + hi) / 2 + np.float32((hi - lo) / (f - 1)) * tc).astype(np.float32)
-    alpha = _shape_alpha(kind, a, aspect, cx, cy, theta0, 1.0, xs, ys)[None] * opacity[:, None, None]
-  elif pair == 5:  # fills up (reversed: empties): outline + interior filled below a rising level
-    a *= 1.25
-    radius *= 1.25
-    cx, cy = centre(radius + margin, radius + margin)
-    dist = _shape_sdf(kind, *_local(cx, cy, theta0, xs, ys), a, aspect)  # [H, W]
-    ring = np.clip(1.0 - np.abs(dist), 0.0, 1.0)  # 1-px outline, always visible
-    inside = np.clip(0.5 - dist, 0.0, 1.0) * (1.0 - ring)  # the part of the interior the fill shows in
-    # The surface line L fills rows below it, row y (centre y + 0.5) by clip(y + 1 - L, 0, 1), so the
-    # filled area A(L) is piecewise linear with A(k) = area of rows >= k; invert it so that the filled
-    # AREA (not height) grows linearly: a constant visible change per frame whatever the shape.
-    row_area = inside.sum(axis=1, dtype=np.float64)  # [H]
-    area_below = np.cumsum(row_area[::-1])[::-1]  # A(k), k = 0 .. H-1
-    area_below = np.append(area_below, 0.0)  # A(H) = 0
-    level = (lo + hi) / 2 + (hi - lo) / (f - 1) * tc.astype(np.float64)  # filled fraction of the area
-    line = np.interp(level * area_below[0], area_below[::-1], np.arange(h + 1.0)[::-1])  # [F] surface row
-    below = np.clip(ys[None] + 0.5 - line[:, None, None].astype(np.float32), 0.0, 1.0)  # [F, H, 1]
-    alpha = ring[None] + inside[None] * below
+def _alpha_moves(pair, o, g):
+  """[F, H, W] alpha of pairs 0 and 1: moves right / moves down (reversed: left / up)."""
+  travel = (0.30 + 0.18 * o.amount) * g.m
+  along = np.float32(travel / (g.f - 1)) * g.tc  # [F], symmetric about 0
+  if pair == 0:
+    cx, cy = o.centre(g, o.radius + o.margin + travel / 2, o.radius + o.margin)
+    px, py = cx + along, np.full(g.f, cy, np.float32)
   else:
+    cx, cy = o.centre(g, o.radius + o.margin, o.radius + o.margin + travel / 2)
+    px, py = np.full(g.f, cx, np.float32), cy + along
+  return _shape_alpha(o.kind, o.a, o.aspect, px[:, None, None], py[:, None, None], o.theta0, 1.0,
+                      g.xs, g.ys)
+
+
+def _alpha_rotates(pair, o, g):
+  """[F, H, W] alpha of pair 2: rotates clockwise (reversed: counterclockwise)."""
+  del pair
+  total = np.deg2rad(100.0 + 60.0 * o.amount)
+  theta = (o.theta0 + np.float32(total / (g.f - 1)) * g.tc).astype(np.float32)[:, None, None]
+  cx, cy = o.centre(g, o.radius + o.margin, o.radius + o.margin)
+  return _shape_alpha(o.kind, o.a, o.aspect, cx, cy, theta, 1.0, g.xs, g.ys)
+
+
+def _alpha_grows(pair, o, g):
+  """[F, H, W] alpha of pair 3: grows (reversed: shrinks), scale log-linear in time, 1 at the clip
+  middle."""
+  del pair
+  ratio = 2.0 + o.amount
+  scale = np.exp(np.float32(np.log(ratio) / (g.f - 1)) * g.tc).astype(np.float32)[:, None, None]
+  reach = o.radius * np.sqrt(ratio) + o.margin
+  cx, cy = o.centre(g, reach, reach)
+  return _shape_alpha(o.kind, o.a, o.aspect, cx, cy, o.theta0, scale, g.xs, g.ys)
+
+
+def _alpha_fades(pair, o, g):
+  """[F, H, W] alpha of pair 4: fades in (reversed: fades out), opacity linear from lo to hi."""
+  del pair
+  cx, cy = o.centre(g, o.radius + o.margin, o.radius + o.margin)
+  opacity = ((o.lo + o.hi) / 2 + np.float32((o.hi - o.lo) / (g.f - 1)) * g.tc).astype(np.float32)
+  alpha = _shape_alpha(o.kind, o.a, o.aspect, cx, cy, o.theta0, 1.0, g.xs, g.ys)
+  return alpha[None] * opacity[:, None, None]
+
+
+def _alpha_fills(pair, o, g):
+  """[F, H, W] alpha of pair 5: fills up (reversed: empties), a 1.25x larger shape's outline and its
+  interior filled below a surface line placed so that the filled AREA grows linearly in time."""
+  del pair
+  a, radius = o.a * 1.25, o.radius * 1.25
+  cx, cy = o.centre(g, radius + o.margin, radius + o.margin)
+  dist = _shape_sdf(o.kind, *_local(cx, cy, o.theta0, g.xs, g.ys), a, o.aspect)  # [H, W]
+  ring = np.clip(1.0 - np.abs(dist), 0.0, 1.0)  # 1-px outline, always visible
+  inside = np.clip(0.5 - dist, 0.0, 1.0) * (1.0 - ring)  # the interior the fill shows in
+  # The surface line L fills rows below it, row y (centre y + 0.5) by clip(y + 1 - L, 0, 1), so the
+  # filled area A(L) is piecewise linear with A(k) = area of rows >= k; invert it so that the filled
+  # AREA (not height) grows linearly: a constant visible change per frame whatever the shape.
+  row_area = inside.sum(axis=1, dtype=np.float64)  # [H]
+  area_below = np.cumsum(row_area[::-1])[::-1]  # A(k), k = 0 .. H-1
+  area_below = np.append(area_below, 0.0)  # A(H) = 0
+  level = (o.lo + o.hi) / 2 + (o.hi - o.lo) / (g.f - 1) * g.tc.astype(np.float64)  # filled fraction
+  line = np.interp(level * area_below[0], area_below[::-1], np.arange(g.h + 1.0)[::-1])  # [F] rows
+  below = np.clip(g.ys[None] + 0.5 - line[:, None, None].astype(np.float32), 0.0, 1.0)  # [F, H, 1]
+  return ring[None] + inside[None] * below
+
+
+# The object's alpha of each pair's forward class.
+_PAIR_ALPHA = (_alpha_moves, _alpha_moves, _alpha_rotates, _alpha_grows, _alpha_fades, _alpha_fills)
+
+
+def _forward_layers(pair, rng, num_frames, height, width):
+  """Layers of the forward clip of a pair (class 2*pair): background [H, W, 3], object alpha
+  [F, H, W], object colour [3] and pixel-noise sigma. Nuisances are drawn first, identically for
+  every pair (background, then the object), then the pair's motion renders the alpha.
+  """
+  g = _grid(num_frames, height, width)
+  bg, bg_colour = _background(rng, g)
+  o = _draw_object(rng, g, bg_colour)
+  if pair not in range(len(_PAIR_ALPHA)):
     raise ValueError(f'pair must be in [0, {PAIRS}), got {pair}')
-  return bg.astype(np.float32), alpha.astype(np.float32), colour.astype(np.float32), sigma
+  alpha = _PAIR_ALPHA[pair](pair, o, g)
+  return bg.astype(np.float32), alpha.astype(np.float32), o.colour.astype(np.float32), o.sigma
 
 
 def render_clip(label, rng, num_frames=DEFAULT_FRAMES, height=64, width=64):
@@ -366,7 +424,48 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
   videos=True also writes `videos/<video_id>.mp4` (a keyframe every `keyframe_interval` frames; needs
   even height and width) and `{split}_videos.txt` (see the module docstring); a re-run with videos=True
   on a frames-only dataset adds the mp4s.
+
+  Phases: check the arguments, check (or record) the settings, render what is missing, write the
+  lists.
   """
+  _check_generate_args(num_train, num_val, num_frames, height, width, videos, keyframe_interval)
+  start = time.perf_counter()
+  out_dir = os.path.abspath(out_dir)
+  frames_dir = os.path.join(out_dir, 'frames')
+  os.makedirs(frames_dir, exist_ok=True)
+  settings = {'format_version': FORMAT_VERSION, 'seed': int(seed), 'num_frames': int(num_frames),
+              'height': int(height), 'width': int(width), 'quality': int(quality),
+              'classes': list(CLASSES)}
+  # The mp4 settings live under 'video', added by the first run that writes videos.
+  video_settings = {'codec': 'libx264', 'fps': VIDEO_FPS, 'crf': VIDEO_CRF, 'preset': VIDEO_PRESET,
+                    'keyframe_interval': int(keyframe_interval)} if videos else None
+  _check_settings(out_dir, settings, video_settings)
+  fileio.remove_stale_temps(frames_dir)
+  videos_dir = os.path.join(out_dir, VIDEO_DIR)
+  if videos:
+    os.makedirs(videos_dir, exist_ok=True)
+    fileio.remove_stale_temps(videos_dir)
+
+  splits = {'train': int(num_train), 'val': int(num_val)}
+  extra = (videos_dir, int(keyframe_interval)) if videos else ()
+  common = (int(seed), int(num_frames), int(height), int(width), int(quality))
+  tasks = [(frames_dir, split, i) + common + extra for split, n in splits.items() for i in range(n)]
+  generated = _render_missing(tasks, frames_dir, videos_dir if videos else None, num_frames,
+                              workers, verbose)
+  _write_lists(out_dir, splits, num_frames, videos)
+  seconds = time.perf_counter() - start
+  summary = {'out_dir': out_dir, 'num_classes': NUM_CLASSES, 'classes': list(CLASSES),
+             'num_train': splits['train'], 'num_val': splits['val'], 'num_frames': int(num_frames),
+             'height': int(height), 'width': int(width), 'generated': generated,
+             'skipped': len(tasks) - generated, 'seconds': round(seconds, 3),
+             'clips_per_minute': round(60.0 * generated / seconds, 1) if generated else None}
+  if videos:
+    summary['videos'] = videos_dir
+  return summary
+
+
+def _check_generate_args(num_train, num_val, num_frames, height, width, videos, keyframe_interval):
+  """SyntheticError for settings `generate` cannot use, before anything is written."""
   for name, value in (('num_train', num_train), ('num_val', num_val)):
     if int(value) < 0:
       raise SyntheticError(f'{name} must be >= 0, got {value}')
@@ -377,17 +476,17 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
     raise SyntheticError(f'mp4 videos (4:2:0) need an even height and width, got {height}x{width}')
   if videos and int(keyframe_interval) < 1:
     raise SyntheticError(f'keyframe_interval must be >= 1, got {keyframe_interval}')
-  start = time.perf_counter()
-  out_dir = os.path.abspath(out_dir)
-  frames_dir = os.path.join(out_dir, 'frames')
-  os.makedirs(frames_dir, exist_ok=True)
-  settings = {'format_version': FORMAT_VERSION, 'seed': int(seed), 'num_frames': int(num_frames),
-              'height': int(height), 'width': int(width), 'quality': int(quality),
-              'classes': list(CLASSES)}
+
+
+def _check_settings(out_dir, settings, video_settings):
+  """Records the settings in out_dir/synthetic.json, or checks them against the recorded ones.
+
+  A folder generated with other settings is a SyntheticError listing (existing, requested) per key,
+  so videos of two settings never mix. The mp4 settings (`video_settings`, None without videos) are
+  compared only where recorded: the first run that writes videos adds them.
+  """
   settings_path = os.path.join(out_dir, _SETTINGS_FILE)
-  # The mp4 settings live under 'video', added by the first run that writes videos.
-  video_settings = {'codec': 'libx264', 'fps': VIDEO_FPS, 'crf': VIDEO_CRF, 'preset': VIDEO_PRESET,
-                    'keyframe_interval': int(keyframe_interval)} if videos else None
+  videos = video_settings is not None
   if os.path.isfile(settings_path):
     with open(settings_path) as f:
       old = json.load(f)
@@ -403,25 +502,27 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
     fileio.write_text(settings_path,
                       json.dumps(dict(settings, video=video_settings) if videos else settings,
                                  indent=1) + '\n')
-  fileio.remove_stale_temps(frames_dir)
-  videos_dir = os.path.join(out_dir, VIDEO_DIR)
-  if videos:
-    os.makedirs(videos_dir, exist_ok=True)
-    fileio.remove_stale_temps(videos_dir)
 
-  splits = {'train': int(num_train), 'val': int(num_val)}
-  extra = (videos_dir, int(keyframe_interval)) if videos else ()
-  tasks = [(frames_dir, split, i, int(seed), int(num_frames), int(height), int(width), int(quality)) + extra
-           for split, n in splits.items() for i in range(n)]
-  todo = [t for t in tasks if not _is_complete(os.path.join(frames_dir, video_id(t[1], t[2])), num_frames)
-          or (videos and not os.path.isfile(_video_path(videos_dir, video_id(t[1], t[2]))))]
+
+def _render_missing(tasks, frames_dir, videos_dir, num_frames, workers, verbose):
+  """Renders the videos of `tasks` whose frames (or, with a videos_dir, mp4) are missing, in
+  `workers` processes; returns how many were written (a line every 1000 with verbose)."""
+  def missing(t):
+    vid = video_id(t[1], t[2])
+    return (not _is_complete(os.path.join(frames_dir, vid), num_frames)
+            or (videos_dir is not None and not os.path.isfile(_video_path(videos_dir, vid))))
+  todo = [t for t in tasks if missing(t)]
   generated = 0
   results = fileio.map_unordered(_make_video, todo, int(workers), tasks_per_worker=4, max_chunk=32)
   for i, written in enumerate(results):
     generated += written
     if verbose and (i + 1) % 1000 == 0:
       print(f'{i + 1}/{len(todo)} videos', flush=True)
+  return generated
 
+
+def _write_lists(out_dir, splits, num_frames, videos):
+  """Writes {split}.txt (and with videos {split}_videos.txt) for every split, and classes.txt."""
   for split, n in splits.items():
     lines = ''.join(f'{video_id(split, i)} {num_frames} {video_label(i)}\n' for i in range(n))
     fileio.write_text(os.path.join(out_dir, f'{split}.txt'), lines)
@@ -430,15 +531,6 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
                       for i in range(n))
       fileio.write_text(os.path.join(out_dir, f'{split}_videos.txt'), lines)
   fileio.write_text(os.path.join(out_dir, 'classes.txt'), ''.join(c + '\n' for c in CLASSES))
-  seconds = time.perf_counter() - start
-  summary = {'out_dir': out_dir, 'num_classes': NUM_CLASSES, 'classes': list(CLASSES),
-             'num_train': splits['train'], 'num_val': splits['val'], 'num_frames': int(num_frames),
-             'height': int(height), 'width': int(width), 'generated': generated,
-             'skipped': len(tasks) - generated, 'seconds': round(seconds, 3),
-             'clips_per_minute': round(60.0 * generated / seconds, 1) if generated else None}
-  if videos:
-    summary['videos'] = videos_dir
-  return summary
 
 
 def main(argv=None):
