@@ -175,3 +175,25 @@ def test_streamed_attention_unrolls_within_the_byte_budget():
   one, two = jaxpr(1), jaxpr(2)
   assert 'scan' not in one and one.count('dot_general') == 36 + 64
   assert 'scan' in two and two.count('dot_general') == 3
+
+
+def test_stream_group_size(monkeypatch):
+  """Unrolled (pairs per group) while all pairs' weights fit the budget, else None (scan)."""
+  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 1000)
+  monkeypatch.setattr(rnl, 'STREAM_GROUP_BYTES', 250)
+  assert rnl._stream_group_size(10, 100) == 2       # 1000 bytes fit; groups of 250 // 100 pairs
+  assert rnl._stream_group_size(10, 101) is None    # 1010 bytes: scanned
+  assert rnl._stream_group_size(3, 300) == 1        # a pair above the group budget: one at a time
+
+
+def test_stream_tiles_even_out_and_mask_the_padding():
+  p = jnp.arange(2 * 10 * 3, dtype=jnp.float32).reshape(2, 10, 3)
+  t = rnl._stream_tiles(p, -p, 4)  # M 10 in tiles of <= 4: 3 tiles of 4 rows, 2 padded
+  assert t.shape == (2, 3, 4, 3) and t.pad == 2 and t.acc_dtype == jnp.float32
+  np.testing.assert_array_equal(t.tiles.reshape(2, 12, 3)[:, :10], p)
+  np.testing.assert_array_equal(t.values.reshape(2, 12, 3)[:, 10:], 0.0)
+  assert np.asarray(t.key_bias).ravel().tolist() == [0.0] * 10 + [-np.inf] * 2
+  rowwise, columnwise = t.logits(0, 2)  # tile 2 holds the padded keys: masked for tile 0's queries
+  assert np.isneginf(rowwise[:, :, 2:]).all() and np.isfinite(rowwise[:, :, :2]).all()
+  assert np.isfinite(columnwise).all()  # tile 0's rows are real keys for tile 2's queries
+  assert rnl._stream_tiles(p[:, :8], p[:, :8], 4).pad == 0

@@ -6,7 +6,7 @@ invariant to that order as long as queries, keys and values share it.
 """
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -117,6 +117,104 @@ def _fold_tile(state, logits, vals, transposed, acc_dtype):
                                                 preferred_element_type=acc_dtype))
 
 
+class _StreamTiles(NamedTuple):
+  """streamed_attention's operands cut into k tiles of `rows` rows (the last rows zero-padded).
+
+  tiles, values: `[N, k, rows, C']` queries = keys and values; key_bias: `[k, rows]`, 0 for real
+  positions and -inf for padding (`pad` rows in all); acc_dtype: the dtype of the running sums.
+  """
+  tiles: Any
+  values: Any
+  key_bias: Any
+  pad: int
+  acc_dtype: Any
+
+  @property
+  def shape(self):
+    """(N, k, rows, C')."""
+    return self.tiles.shape
+
+  def logits(self, i, j, after=None):
+    """Tile (i, j) of P P^T [N, rows, rows], and its columns' padded keys masked for tile i's
+    queries and its rows' for tile j's (read transposed). `after`: [N, 1, 1] zeros that order the
+    product."""
+    left, right = self.tiles[:, i], self.tiles[:, j]
+    if after is not None:
+      left, right = left + after, right + after
+    logits = jnp.einsum('nqc,nkc->nqk', left, right, preferred_element_type=self.acc_dtype)
+    if not self.pad:
+      return logits, logits
+    return logits + self.key_bias[j], logits + self.key_bias[i][:, None]
+
+
+def _stream_tiles(p, theta, tile):
+  """p and theta (`[N, M, C']`) as `_StreamTiles` of at most `tile` rows, evened out: k = ceil(M /
+  tile) tiles of ceil(M / k) rows."""
+  n, m, c = p.shape
+  acc_dtype = stat_dtype(theta.dtype)
+  k = -(-m // tile)
+  rows = -(-m // k)
+  pad = k * rows - m
+  tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)       # [N, k, rows, C']
+  values = jnp.pad(theta, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
+  key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
+  return _StreamTiles(tiles, values, key_bias, pad, acc_dtype)
+
+
+def _stream_group_size(num_pairs, pair_bytes):
+  """Tile pairs per unrolled group, or None to scan: unrolled while all pairs' weights fit in
+  STREAM_UNROLL_BYTES, in groups of STREAM_GROUP_BYTES (at least one pair)."""
+  if num_pairs * pair_bytes > STREAM_UNROLL_BYTES:
+    return None
+  return max(STREAM_GROUP_BYTES // pair_bytes, 1)
+
+
+def _stream_unrolled(t, pairs, group):
+  """The tile pairs as straight-line code, `group` pairs at a time, each group after the previous
+  one's updates; returns the exp-sums `[N, k, rows]` and weighted sums `[N, k, rows, C']`."""
+  n, k, rows, c = t.shape
+  fold = functools.partial(_fold_tile, acc_dtype=t.acc_dtype)
+  state = [(jnp.full((n, rows), -jnp.inf, t.acc_dtype), jnp.zeros((n, rows), t.acc_dtype),
+            jnp.zeros((n, rows, c), t.acc_dtype)) for _ in range(k)]
+  after = None
+  for start in range(0, len(pairs), group):
+    for i, j in pairs[start:start + group]:
+      rowwise, columnwise = t.logits(i, j, after)
+      state[i] = fold(state[i], rowwise, t.values[:, j], False)
+      if i != j:
+        state[j] = fold(state[j], columnwise, t.values[:, i], True)
+    # The next group's products wait for this group's weighted sums, through a zero that XLA
+    # cannot fold away (x * 0 is NaN for infinite x), so one group's buffers are live at a time.
+    after = 0.0 * sum(s[2][:, :1, :1] for s in state).astype(t.tiles.dtype)
+  total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
+  out = jnp.stack([s[2] for s in state], axis=1)    # [N, k, rows, C']
+  return total, out
+
+
+def _stream_scanned(t, pairs):
+  """The tile pairs as a scan (one pair's buffers, reused); returns the exp-sums `[N, k, rows]` and
+  weighted sums `[N, k, rows, C']`."""
+  n, k, rows, c = t.shape
+  fold = functools.partial(_fold_tile, acc_dtype=t.acc_dtype)
+
+  def update(state, i, logits, vals, transposed):
+    tile_state = fold(tuple(a[:, i] for a in state), logits, vals, transposed)
+    return tuple(a.at[:, i].set(b) for a, b in zip(state, tile_state))
+
+  def step(state, pair):
+    i, j = pair[0], pair[1]
+    rowwise, columnwise = t.logits(i, j)
+    state = update(state, i, rowwise, t.values[:, j], False)
+    state = jax.lax.cond(i != j, lambda s: update(s, j, columnwise, t.values[:, i], True),
+                         lambda s: s, state)
+    return state, None
+
+  init = (jnp.full((n, k, rows), -jnp.inf, t.acc_dtype), jnp.zeros((n, k, rows), t.acc_dtype),
+          jnp.zeros((n, k, rows, c), t.acc_dtype))
+  (_, total, out), _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
+  return total, out
+
+
 def streamed_attention(p, theta, tile: int):
   """region_attention's function, computed tile pair by tile pair with a running softmax (forward).
 
@@ -133,6 +231,9 @@ def streamed_attention(p, theta, tile: int):
   (docs/performance.md#streamed-eval-attention). Differentiable, but the backward keeps every
   step's residuals: training uses region_attention.
 
+  Phases: cut into tiles (`_stream_tiles`), run the pairs (`_stream_unrolled` or `_stream_scanned`,
+  as `_stream_group_size` decides), divide by the exp-sums.
+
   Args:
     p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out);
       tile >= M is one tile: the plain path (region_attention), bit for bit.
@@ -142,60 +243,15 @@ def streamed_attention(p, theta, tile: int):
   n, m, c = p.shape
   if tile >= m:
     return region_attention(p, theta)
-  acc_dtype = stat_dtype(theta.dtype)
-  k = -(-m // tile)
-  rows = -(-m // k)
-  pad = k * rows - m
-  tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)       # [N, k, rows, C']
-  values = jnp.pad(theta, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
-  key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
+  t = _stream_tiles(p, theta, tile)
+  _, k, rows, _ = t.shape
   pairs = [(i, j) for i in range(k) for j in range(i, k)]
-
-  def tile_logits(i, j, after=None):
-    """Tile (i, j) of P P^T [N, rows, rows], and its columns' padded keys masked for tile i's queries
-    and its rows' for tile j's (read transposed). `after`: [N, 1, 1] zeros that order the product."""
-    left, right = tiles[:, i], tiles[:, j]
-    if after is not None:
-      left, right = left + after, right + after
-    logits = jnp.einsum('nqc,nkc->nqk', left, right, preferred_element_type=acc_dtype)
-    if not pad:
-      return logits, logits
-    return logits + key_bias[j], logits + key_bias[i][:, None]
-
-  fold = functools.partial(_fold_tile, acc_dtype=acc_dtype)
-  pair_bytes = n * 2 * rows * rows * jnp.dtype(acc_dtype).itemsize  # one pair's weights
-  if len(pairs) * pair_bytes <= STREAM_UNROLL_BYTES:
-    state = [(jnp.full((n, rows), -jnp.inf, acc_dtype), jnp.zeros((n, rows), acc_dtype),
-              jnp.zeros((n, rows, c), acc_dtype)) for _ in range(k)]
-    group = max(STREAM_GROUP_BYTES // pair_bytes, 1)
-    after = None
-    for start in range(0, len(pairs), group):
-      for i, j in pairs[start:start + group]:
-        rowwise, columnwise = tile_logits(i, j, after)
-        state[i] = fold(state[i], rowwise, values[:, j], False)
-        if i != j:
-          state[j] = fold(state[j], columnwise, values[:, i], True)
-      # The next group's products wait for this group's weighted sums, through a zero that XLA
-      # cannot fold away (x * 0 is NaN for infinite x), so one group's buffers are live at a time.
-      after = 0.0 * sum(s[2][:, :1, :1] for s in state).astype(p.dtype)
-    total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
-    out = jnp.stack([s[2] for s in state], axis=1)    # [N, k, rows, C']
+  pair_bytes = n * 2 * rows * rows * jnp.dtype(t.acc_dtype).itemsize  # one pair's weights
+  group = _stream_group_size(len(pairs), pair_bytes)
+  if group is not None:
+    total, out = _stream_unrolled(t, pairs, group)
   else:
-    def update(state, i, logits, vals, transposed):
-      tile_state = fold(tuple(a[:, i] for a in state), logits, vals, transposed)
-      return tuple(a.at[:, i].set(b) for a, b in zip(state, tile_state))
-
-    def step(state, pair):
-      i, j = pair[0], pair[1]
-      rowwise, columnwise = tile_logits(i, j)
-      state = update(state, i, rowwise, values[:, j], False)
-      state = jax.lax.cond(i != j, lambda s: update(s, j, columnwise, values[:, i], True),
-                           lambda s: s, state)
-      return state, None
-
-    init = (jnp.full((n, k, rows), -jnp.inf, acc_dtype), jnp.zeros((n, k, rows), acc_dtype),
-            jnp.zeros((n, k, rows, c), acc_dtype))
-    (_, total, out), _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
+    total, out = _stream_scanned(t, pairs)
   y = out / total[..., None]  # [N, k, rows, C']
   return y.reshape(n, k * rows, c)[:, :m].astype(theta.dtype)
 
