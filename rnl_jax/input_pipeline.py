@@ -111,14 +111,13 @@ class TrainClip:
 
   def __call__(self, index, rng):
     a = self.augment
-    before = self.source.skipped
     ex = self.source.get(int(index), rng)                        # frames [T, H, W, 3]
     frames = transforms.train_views(ex['frames'], rng, flip=a.flip, input_size=a.input_size,
                                     scales=a.scales, max_distort=a.max_distort, resize=a.resize)
     return {'frames': frames,                                    # [T, S, S, 3] uint8
             'label': LABEL_DTYPE(ex['label']),
             'video_index': LABEL_DTYPE(ex['video_index']),
-            'skipped': LABEL_DTYPE(self.source.skipped - before)}
+            'skipped': LABEL_DTYPE(ex['skipped'])}
 
 
 class EvalVideo:

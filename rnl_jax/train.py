@@ -20,6 +20,7 @@ Workdir layout:
   tensorboard/       tensorboardX event files (process 0)
   data/              the generated synthetic dataset (data.name='synthetic', data.root='')
 """
+import contextlib
 import dataclasses
 import functools
 import json
@@ -296,92 +297,101 @@ def run_plan(config, num_train_videos) -> RunPlan:
                  num_train_videos=num_train_videos)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Trains and validates as configured; returns the last validation's metrics (dict)."""
-  config_lib.validate(config)                       # before any compilation or data access
-  sharding.initialize_distributed(config.distributed)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  start_time = time.time()
+# ----------------------------------------------------------------------------------------------------
+# set-up phases
 
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+  """The run's data: where it is, its class names, the train and val sources (missing videos
+  already dropped or reported), and which listed videos were missing per split."""
+  paths: Any
+  class_names: Any
+  train_source: Any
+  val_source: Any
+  missing: dict
+
+
+def load_data(config, workdir) -> RunData:
+  """Finds (or generates) the data and checks it before anything compiles: every listed video
+  exists (input_pipeline.check_listed_videos), and one video per split reads (a wrong root,
+  template or format fails here, not after compiling)."""
   root = (input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic'
           else None)
   paths = input_pipeline.data_paths(config, root)
-  class_names = input_pipeline.class_names(paths)
   train_source = input_pipeline.make_source(config, paths, 'train', 'train')
   val_source = input_pipeline.make_source(config, paths, 'val', 'val')
   missing = {split: input_pipeline.check_listed_videos(source, list_path)
              for split, source, list_path in (('train', train_source, paths.train_list),
                                               ('val', val_source, paths.val_list))}
-  for source in (train_source, val_source):   # wrong root / template / format: fail before compiling
+  for source in (train_source, val_source):
     source.read(0, np.random.default_rng(0))
-  model = config_lib.model_from_config(config)
+  return RunData(paths, input_pipeline.class_names(paths), train_source, val_source, missing)
+
+
+def make_mesh(config):
+  """The 1-D data mesh over all devices; both batch sizes must split over it."""
   mesh = sharding.make_mesh()
   sharding.check_batch(config.batch_size, mesh, 'config.batch_size')
   sharding.check_batch(config.eval_batch_size, mesh, 'config.eval_batch_size')
+  return mesh
 
-  plan = run_plan(config, len(train_source))
+
+def record_plan(config, plan, data, mesh, workdir):
+  """Logs the run plan and writes WORKDIR/config.json (config, plan, devices, processes)."""
   if plan.clips_per_step != config.optim.reference_batch:
     logging.info('linear scaling rule: %d clips per step -> lr %.6g (base_lr %.6g per %d clips)',
                  plan.clips_per_step, plan.lr, config.optim.base_lr, config.optim.reference_batch)
-  logging.info('%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices / %d '
-               'processes; %.1f steps per epoch, %d steps', len(train_source), len(val_source),
-               plan.clips_per_step, config.batch_size, config.batch_multiplier, mesh.devices.size,
-               jax.process_count(), plan.steps_per_epoch, plan.num_train_steps)
+  logging.info('%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices '
+               '/ %d processes; %.1f steps per epoch, %d steps', len(data.train_source),
+               len(data.val_source), plan.clips_per_step, config.batch_size,
+               config.batch_multiplier, mesh.devices.size, jax.process_count(),
+               plan.steps_per_epoch, plan.num_train_steps)
   _write_json(os.path.join(workdir, 'config.json'),
               {'config': config.to_dict(), 'derived': plan.to_dict(), 'devices': mesh.devices.size,
                'processes': jax.process_count()})
 
+
+def create_train_state(config, model, plan, mesh):
+  """(state replicated over `mesh`, optimizer, lr schedule) of a fresh run: the original's init
+  (or a pretrained overlay) and its SGD with parameter groups."""
   lr_fn = optim.lr_schedule(plan.lr, schedule=config.optim.schedule, num_epochs=config.num_epochs,
-                            warmup_epochs=config.optim.warmup_epochs, lr_steps=config.optim.lr_steps,
+                            warmup_epochs=config.optim.warmup_epochs,
+                            lr_steps=config.optim.lr_steps,
                             micro_batches_per_epoch=plan.micro_batches_per_epoch,
                             batch_multiplier=config.batch_multiplier)
   t, s = config.num_segments, config.image_size
-  sample = jnp.zeros((1, t, s, s, 3), jnp.uint8)
-  variables = initial_variables(model, config, sample)
+  variables = initial_variables(model, config, jnp.zeros((1, t, s, s, 3), jnp.uint8))
   tx = optim.sgd(variables['params'], lr_fn, momentum=config.optim.momentum,
                  weight_decay=config.optim.weight_decay, clip_grad_norm=config.optim.clip_grad_norm,
                  grouping=config.optim.grouping, fc_lr5=config.optim.fc_lr5)
-  replicated = sharding.replicated(mesh)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
                      rng=jax.random.PRNGKey(config.seed + 1))
-  state = jax.device_put(state, replicated)
-  del variables
+  return jax.device_put(state, sharding.replicated(mesh)), tx, lr_fn
 
+
+def make_iterators(config, data):
+  """(training iterator of this process's block of each global batch, validation batches)."""
   pindex, pcount = jax.process_index(), jax.process_count()
+  d = config.data
   train_iter = input_pipeline.train_iterator(
-      train_source, input_pipeline.train_augment(config), global_batch_size=config.batch_size,
-      seed=config.seed, num_workers=config.data.num_workers, num_threads=config.data.num_threads,
-      prefetch=config.data.prefetch, process_index=pindex, process_count=pcount)
+      data.train_source, input_pipeline.train_augment(config), global_batch_size=config.batch_size,
+      seed=config.seed, num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch,
+      process_index=pindex, process_count=pcount)
   eval_batches = input_pipeline.EvalBatches(
-      val_source, input_pipeline.val_views(config), config.eval_batch_size // pcount,
-      num_workers=config.data.num_workers, num_threads=config.data.num_threads, process_index=pindex,
+      data.val_source, input_pipeline.val_views(config), config.eval_batch_size // pcount,
+      num_workers=d.num_workers, num_threads=d.num_threads, process_index=pindex,
       process_count=pcount)
+  return train_iter, eval_batches
 
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True, create=True))
-  results_path = os.path.join(workdir, 'results.json')
-  results = {'history': [], 'best_top1': -1.0}
-  if manager.latest_step() is not None:
-    step0 = manager.latest_step()
-    restored = manager.restore(step0, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)),
-        data=grain.checkpoint.CheckpointRestore(train_iter)))
-    state = restored['state']
-    if os.path.exists(results_path):
-      with open(results_path) as f:
-        results = json.load(f)
-      results['history'] = [h for h in results['history'] if h['step'] <= step0]
-      results['best_top1'] = max([h['top1'] for h in results['history']], default=-1.0)
-    logging.info('resumed from %s at step %d', ckpt_dir, step0)
-  results['missing_videos'] = {split: len(videos) for split, videos in missing.items()}
 
-  batch_sharding = sharding.batch_sharding(mesh, batch_axis=1)
+def compile_steps(config, model, tx, lr_fn, mesh):
+  """(train_step_fn, eval_step_fn): the pure steps jitted over `mesh` (parameters replicated,
+  batches sharded on their batch axis; the train state is donated)."""
+  replicated = sharding.replicated(mesh)
   train_step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
-                          in_shardings=(replicated, batch_sharding),
+                          in_shardings=(replicated, sharding.batch_sharding(mesh, batch_axis=1)),
                           out_shardings=(replicated, replicated), donate_argnums=0,
                           compiler_options=sharding.compiler_options())
   eval_step_fn = jax.jit(functools.partial(clip_groups.eval_step, model=model,
@@ -389,118 +399,298 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                                            shards=mesh.devices.size),
                          in_shardings=(replicated, sharding.batch_sharding(mesh)),
                          out_shardings=replicated, compiler_options=sharding.compiler_options())
+  return train_step_fn, eval_step_fn
 
-  def save(step):
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               data=grain.checkpoint.CheckpointSave(train_iter)),
-                 force=True)
 
-  def run_validation(step):
-    t0 = time.perf_counter()
-    m = validate(eval_step_fn, state.variables, eval_batches, mesh, config.data.num_classes)
-    epoch = step * plan.clips_per_step / plan.num_train_videos
-    m.update(step=step, epoch=epoch, wall_time_s=time.time() - start_time,
-             eval_seconds=time.perf_counter() - t0)
-    logging.info('eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d videos '
-                 '(%.1f s)', step, epoch, m['top1'], m['top5'], m['mean_class_acc'], m['num_videos'],
-                 m['eval_seconds'])
-    writer.scalars(step, {'val/top1': m['top1'], 'val/top5': m['top5'],
-                          'val/mean_class_acc': m['mean_class_acc']})
-    results['history'].append(m)
-    results.update({k: m[k] for k in ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos',
-                                      'wall_time_s')})
-    if m['top1'] > results['best_top1']:
-      results['best_top1'] = m['top1']
-      checkpoint_lib.save_checkpoint(os.path.join(workdir, 'best'), jax.device_get(state.variables),
-                                     architecture=config_lib.architecture_from_config(config),
-                                     source=f'{workdir} step {step}', inputs=model_inputs(config),
-                                     classes=class_names, overwrite=True)
-    _write_json(results_path, results)
-    return m
+# ----------------------------------------------------------------------------------------------------
+# "is it time to" and timing helpers (big_vision's u.itstime / u.chrono)
 
-  writer = _Writer(os.path.join(workdir, 'tensorboard'))
-  total = plan.num_train_steps
-  step = int(jax.device_get(state.step))
-  eval_every = config.eval_every_epochs * plan.steps_per_epoch
-  next_eval = (math.floor(step / eval_every) + 1) * eval_every if eval_every else math.inf
-  pending = None                        # metrics of the previous step, checked one step late
-  window, window_start = [], time.perf_counter()
-  window_first = 0                      # dispatch index of the window's first step
-  # Input check, from the end of the first step (compilation included) on: the device's idle time
-  # waiting for batches (input_check.py), start, first dispatch, seconds in evaluation and
-  # checkpoint saves (not counted).
-  check = input_check.InputCheck()
-  run_start, run_first, run_paused = None, None, 0.0
+
+def itstime(step, every_steps, total_steps):
+  """True at every `every_steps`-th step and at the last step."""
+  return step == total_steps or (every_steps > 0 and step % every_steps == 0)
+
+
+class ValidationClock:
+  """When validation is due: at every multiple of `every` (fractional) steps and at the end; 0
+  means only at the end. A resumed run continues with the next multiple after its step."""
+
+  def __init__(self, every, step):
+    self.every = every
+    self.next = (math.floor(step / every) + 1) * every if every else math.inf
+
+  def due(self, step, total):
+    return step >= self.next or step == total
+
+  def passed(self, step):
+    """Marks the validation at `step` done."""
+    while self.next <= step:
+      self.next += self.every
+
+
+class Chrono:
+  """Wall-clock accounting of the step loop. The input check (how long the device waited for
+  batches, input_check.py) runs from the end of the first step on, so compilation is excluded,
+  and seconds spent validating or saving (`paused`) are excluded too. A log window is the steps
+  since the last log line."""
+
+  def __init__(self):
+    self.check = input_check.InputCheck()
+    self.run_start = self.run_first = None
+    self.paused_seconds = 0.0
+    self.window_start, self.window_first = time.perf_counter(), 0
+
+  def dispatched(self, metrics):
+    """After a step is dispatched; the first one is waited for (it includes compilation)."""
+    self.check.dispatched(metrics)
+    if self.run_start is None:
+      jax.block_until_ready(metrics)
+      self.run_start, self.run_first = time.perf_counter(), self.check.dispatched_steps
+
+  @contextlib.contextmanager
+  def paused(self):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.paused_seconds += time.perf_counter() - start
+
+  def window_idle_seconds(self):
+    return self.check.idle_seconds(self.window_first)
+
+  def next_window(self):
+    self.window_start, self.window_first = time.perf_counter(), self.check.dispatched_steps
+
+  def summary(self, clips_per_step):
+    """The input check's figures since the first step ({} before a second step ran)."""
+    steps = self.check.dispatched_steps - self.run_first if self.run_first is not None else 0
+    if not steps:
+      return {}
+    seconds = time.perf_counter() - self.run_start - self.paused_seconds
+    return {'device_idle': self.check.idle_seconds(self.run_first) / seconds,
+            'host_wait': self.check.host_wait_seconds(self.run_first) / seconds,
+            'steps': steps, 'seconds': seconds, 'clips_per_s': steps * clips_per_step / seconds}
+
+  def close(self):
+    self.check.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the phases of one `train_and_evaluate` share: its plan, files and iterators. `state`
+  and `results` (results.json) change as it trains; everything else is fixed at start."""
+  config: Any
+  workdir: str
+  plan: RunPlan
+  mesh: Any
+  model: Any
+  data: RunData
+  manager: Any
+  writer: Any
+  train_iter: Any
+  eval_batches: Any
+  start_time: float
+  state: Any = None
+  results: dict = dataclasses.field(default_factory=lambda: {'history': [], 'best_top1': -1.0})
+
+  @property
+  def results_path(self):
+    return os.path.join(self.workdir, 'results.json')
+
+  @property
+  def checkpoints(self):
+    return os.path.join(self.workdir, 'checkpoints')
+
+
+def restore_or_start(run):
+  """Resumes from the latest checkpoint (train state, this process's iterator position, the
+  results up to that step) if the workdir has one; else the fresh state stays."""
+  step = run.manager.latest_step()
+  if step is not None:
+    replicated = sharding.replicated(run.mesh)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                          run.state)
+    restored = run.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=grain.checkpoint.CheckpointRestore(run.train_iter)))
+    run.state = restored['state']
+    if os.path.exists(run.results_path):
+      with open(run.results_path) as f:
+        run.results = json.load(f)
+      run.results['history'] = [h for h in run.results['history'] if h['step'] <= step]
+      run.results['best_top1'] = max([h['top1'] for h in run.results['history']], default=-1.0)
+    logging.info('resumed from %s at step %d', run.checkpoints, step)
+  run.results['missing_videos'] = {split: len(v) for split, v in run.data.missing.items()}
+  run.results.setdefault('replaced_videos', 0)
+
+
+def save_checkpoint(run, step):
+  """Saves the train state and every process's iterator position as checkpoint `step` (async)."""
+  run.manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(run.state),
+      data=grain.checkpoint.CheckpointSave(run.train_iter)), force=True)
+
+
+def save_best(run, step):
+  """WORKDIR/best: the current variables in the load_checkpoint format (architecture, inputs and
+  class names with them), replacing the previous best."""
+  config = run.config
+  checkpoint_lib.save_checkpoint(
+      os.path.join(run.workdir, 'best'), jax.device_get(run.state.variables),
+      architecture=config_lib.architecture_from_config(config),
+      source=f'{run.workdir} step {step}', inputs=model_inputs(config),
+      classes=run.data.class_names, overwrite=True)
+
+
+def validate_and_record(run, eval_step_fn, step):
+  """Validation at `step`: logged, written to TensorBoard and results.json; a new best top-1 is
+  saved to WORKDIR/best. Returns the metrics."""
+  t0 = time.perf_counter()
+  m = validate(eval_step_fn, run.state.variables, run.eval_batches, run.mesh,
+               run.config.data.num_classes)
+  epoch = step * run.plan.clips_per_step / run.plan.num_train_videos
+  m.update(step=step, epoch=epoch, wall_time_s=time.time() - run.start_time,
+           eval_seconds=time.perf_counter() - t0)
+  logging.info('eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d '
+               'videos (%.1f s)', step, epoch, m['top1'], m['top5'], m['mean_class_acc'],
+               m['num_videos'], m['eval_seconds'])
+  run.writer.scalars(step, {'val/top1': m['top1'], 'val/top5': m['top5'],
+                            'val/mean_class_acc': m['mean_class_acc']})
+  run.results['history'].append(m)
+  run.results.update({k: m[k] for k in LAST_METRICS})
+  if m['top1'] > run.results['best_top1']:
+    run.results['best_top1'] = m['top1']
+    save_best(run, step)
+  _write_json(run.results_path, run.results)
+  return m
+
+
+def next_batch(run, chrono):
+  """The next optimizer step's batch {'frames': [M, B/P, T, S, S, 3], 'label': [M, B/P]} of this
+  process, and the videos replaced in it (skip_corrupt) as list paths."""
+  t0 = time.perf_counter()
+  micro = [next(run.train_iter) for _ in range(run.config.batch_multiplier)]
+  chrono.check.waited(t0, time.perf_counter())
+  batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}
+  return batch, _replaced_videos(run.data.train_source, micro)
+
+
+def _replaced_videos(source, micro):
+  """Paths of the unreadable videos replaced in the micro-batches. A source replaces video i by
+  the first readable one of i+1, i+2, ..., so an example that skipped k came from i + k."""
+  paths = []
+  for m in micro:
+    for index, k in zip(m['video_index'], m['skipped']):
+      paths += [source.video_path((int(index) - j) % len(source)) for j in range(int(k), 0, -1)]
+  return paths
+
+
+def train_steps(run, train_step_fn, eval_step_fn):
+  """The step loop from the state's step to the plan's last: step, then (when due) log, validate,
+  save. SIGTERM or Ctrl-C saves at the end of the step and exits (143 / 130)."""
+  config, total = run.config, run.plan.num_train_steps
+  step = int(jax.device_get(run.state.step))
+  clock = ValidationClock(config.eval_every_epochs * run.plan.steps_per_epoch, step)
+  chrono, window, pending = Chrono(), [], None   # pending: the previous step's metrics, checked late
   try:
     with _Preemption() as preemption:
       while step < total:
-        t0 = time.perf_counter()
-        micro = [next(train_iter) for _ in range(config.batch_multiplier)]
-        check.waited(t0, time.perf_counter())
-        batch = {k: np.stack([m[k] for m in micro]) for k in ('frames', 'label')}   # [M, B/P, ...]
-        skipped = sum(int(m['skipped'].sum()) for m in micro)
-        state, metrics = train_step_fn(state, sharding.to_global(batch, mesh, batch_axis=1))
-        check.dispatched(metrics)
-        if run_start is None:             # the input check starts when the first step is done
-          jax.block_until_ready(metrics)
-          run_start, run_first = time.perf_counter(), check.dispatched_steps
+        batch, replaced = next_batch(run, chrono)
+        run.state, metrics = train_step_fn(run.state,
+                                           sharding.to_global(batch, run.mesh, batch_axis=1))
+        chrono.dispatched(metrics)
         if pending is not None:
           _check_finite(pending, step)    # blocks on the previous step only
-        step += 1
-        pending = metrics
-        window.append((metrics, skipped))
-        is_eval = step >= next_eval or step == total
-        is_log = step % config.log_every_steps == 0 or step == total
-        is_save = is_eval or step % config.checkpoint_every_steps == 0
+        step, pending = step + 1, metrics
+        window.append((metrics, replaced))
+        is_eval, is_log = clock.due(step, total), itstime(step, config.log_every_steps, total)
+        is_save = is_eval or itstime(step, config.checkpoint_every_steps, 0)
         if is_log or is_eval or is_save or preemption.requested:
-          _check_finite(metrics, step)    # never log, evaluate or save a broken state
+          _check_finite(metrics, step)    # never log, validate or save a broken state
           pending = None
         if is_log:
-          _log_window(writer, window, step, total, check.idle_seconds(window_first), window_start,
-                      plan)
-          window, window_start, window_first = [], time.perf_counter(), check.dispatched_steps
-        paused_at = time.perf_counter()
-        if is_eval:
-          while next_eval <= step:
-            next_eval += eval_every
-          run_validation(step)
-        if is_save or preemption.requested:   # a signal may arrive during validation
-          save(step)
-        run_paused += time.perf_counter() - paused_at
+          _log_window(run, window, step, chrono)
+          window = []
+        with chrono.paused():
+          if is_eval:
+            clock.passed(step)
+            validate_and_record(run, eval_step_fn, step)
+          if is_save or preemption.requested:   # a signal may arrive during validation
+            save_checkpoint(run, step)
         if preemption.requested:
-          manager.wait_until_finished()
-          logging.warning('%s: saved step %d to %s; exiting', preemption.name, step, ckpt_dir)
+          run.manager.wait_until_finished()
+          logging.warning('%s: saved step %d to %s; exiting', preemption.name, step,
+                          run.checkpoints)
           raise SystemExit(preemption.exit_code)
     if pending is not None:
       _check_finite(pending, step)
-    run_steps = check.dispatched_steps - run_first if run_first is not None else 0
-    if run_steps:
-      jax.block_until_ready(state.step)
-      seconds = time.perf_counter() - run_start - run_paused
-      results['input'] = {'device_idle': check.idle_seconds(run_first) / seconds,
-                          'host_wait': check.host_wait_seconds(run_first) / seconds,
-                          'steps': run_steps, 'seconds': seconds,
-                          'clips_per_s': run_steps * plan.clips_per_step / seconds}
-      logging.info('input check: the device waited for data %.1f%% of %.1f s training over the last '
-                   '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
-                   'computed; the first step (compilation), evaluation and checkpoint saves excluded)%s',
-                   100 * results['input']['device_idle'], seconds, run_steps,
-                   results['input']['clips_per_s'], 100 * results['input']['host_wait'],
-                   ': input-bound' if results['input']['device_idle'] > 0.1 else '')
-      _write_json(results_path, results)
-    if not results['history'] or results['history'][-1]['step'] != step:
-      run_validation(step)
-      save(step)
+    _record_input_check(run, chrono)
   finally:
-    check.close()
+    chrono.close()
+  return step
+
+
+def _record_input_check(run, chrono):
+  """Logs and records (results.json 'input') how long the device waited for data."""
+  jax.block_until_ready(run.state.step)      # the last step's time counts
+  summary = chrono.summary(run.plan.clips_per_step)
+  if not summary:
+    return
+  run.results['input'] = summary
+  logging.info('input check: the device waited for data %.1f%% of %.1f s training over the last '
+               '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
+               'computed; the first step (compilation), evaluation and checkpoint saves '
+               'excluded)%s', 100 * summary['device_idle'], summary['seconds'], summary['steps'],
+               summary['clips_per_s'], 100 * summary['host_wait'],
+               ': input-bound' if summary['device_idle'] > 0.1 else '')
+  _write_json(run.results_path, run.results)
+
+
+LAST_METRICS = ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos', 'wall_time_s')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains and validates as configured; returns the last validation's metrics (dict).
+
+  Phases: check the config and the data (nothing compiled yet), plan the run, create the state,
+  restore it if the workdir has a checkpoint, run the steps (validating and saving when due),
+  validate and save the final step if that did not happen on the way."""
+  config_lib.validate(config)                       # before any compilation or data access
+  sharding.initialize_distributed(config.distributed)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  start_time = time.time()
+  data = load_data(config, workdir)
+  model = config_lib.model_from_config(config)
+  mesh = make_mesh(config)
+  plan = run_plan(config, len(data.train_source))
+  record_plan(config, plan, data, mesh, workdir)
+  state, tx, lr_fn = create_train_state(config, model, plan, mesh)
+  train_iter, eval_batches = make_iterators(config, data)
+  manager = ocp.CheckpointManager(
+      os.path.join(workdir, 'checkpoints'), options=ocp.CheckpointManagerOptions(
+          max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True, create=True))
+  run = _Run(config, workdir, plan, mesh, model, data, manager, _Writer(os.path.join(workdir,
+             'tensorboard')), train_iter, eval_batches, start_time, state=state)
+  try:
+    restore_or_start(run)
+    train_step_fn, eval_step_fn = compile_steps(config, model, tx, lr_fn, mesh)
+    step = train_steps(run, train_step_fn, eval_step_fn)
+    if not run.results['history'] or run.results['history'][-1]['step'] != step:
+      validate_and_record(run, eval_step_fn, step)
+      save_checkpoint(run, step)
+  finally:
     manager.wait_until_finished()
     manager.close()
-    writer.close()
+    run.writer.close()
     close = getattr(train_iter, 'close', None)
     if close is not None:
       close()
-  return {k: results[k] for k in ('step', 'epoch', 'top1', 'top5', 'mean_class_acc', 'num_videos',
-                                  'wall_time_s')}
+  return {k: run.results[k] for k in LAST_METRICS}
 
 
 def _check_finite(metrics, step):
@@ -512,20 +702,26 @@ def _check_finite(metrics, step):
                         'last checkpoint is intact; lower the lr or check the data)')
 
 
-def _log_window(writer, window, step, total, input_idle, window_start, plan):
-  """Logs the window's mean metrics, speed and device-idle time waiting for input (seconds)."""
+def _log_window(run, window, step, chrono):
+  """Logs the window's mean metrics, speed, the device's idle time waiting for input and the
+  videos replaced in it (skip_corrupt: named, and counted in results.json); starts a new window."""
+  plan, total = run.plan, run.plan.num_train_steps
   values = jax.device_get([m for m, _ in window])
+  replaced = [path for _, paths in window for path in paths]
   mean = {k: float(np.mean([v[k] for v in values])) for k in ('loss', 'top1', 'top5', 'grad_norm')}
-  seconds = time.perf_counter() - window_start
+  seconds = time.perf_counter() - chrono.window_start
   clips = len(window) * plan.clips_per_step
   mean.update(lr=float(values[-1]['lr']), clips_per_s=clips / seconds,
-              input_idle=input_idle / seconds, skipped=sum(s for _, s in window))
+              input_idle=chrono.window_idle_seconds() / seconds, skipped=len(replaced))
   eta = (total - step) * seconds / len(window)
-  logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | %.1f '
-               'clips/s, idle on input %.0f%%, ETA %s', step, total, step / plan.steps_per_epoch,
-               mean['loss'], mean['top1'], mean['top5'], mean['lr'], mean['grad_norm'],
-               mean['clips_per_s'], 100 * mean['input_idle'], fileio.hms(eta))
-  if mean['skipped']:
-    logging.warning('%d unreadable videos replaced in the last %d steps', mean['skipped'], len(window))
-  writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
+  logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | '
+               '%.1f clips/s, idle on input %.0f%%, ETA %s', step, total,
+               step / plan.steps_per_epoch, mean['loss'], mean['top1'], mean['top5'], mean['lr'],
+               mean['grad_norm'], mean['clips_per_s'], 100 * mean['input_idle'], fileio.hms(eta))
+  if replaced:
+    run.results['replaced_videos'] = run.results.get('replaced_videos', 0) + len(replaced)
+    logging.warning('%d unreadable videos replaced in the last %d steps: %s', len(replaced),
+                    len(window), ', '.join(replaced))
+  run.writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
+  chrono.next_window()
 

@@ -1,6 +1,7 @@
 """Trainer: config errors before compiling, gradient accumulation, end to end, NaN stop, resume."""
 import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -211,6 +212,45 @@ def test_non_finite_step_is_not_applied():
   assert int(new.step) == 0
   np.testing.assert_array_equal(new.params['base_model']['hidden']['kernel'],
                                 state.params['base_model']['hidden']['kernel'])
+
+
+def test_itstime_every_n_steps_and_at_the_end():
+  assert [s for s in range(1, 11) if train.itstime(s, 3, 10)] == [3, 6, 9, 10]
+  assert [s for s in range(1, 11) if train.itstime(s, 3, 0)] == [3, 6, 9]   # no last step
+  assert [s for s in range(1, 5) if train.itstime(s, 0, 4)] == [4]          # 0: only the end
+
+
+def test_validation_clock_fractional_epochs_and_resume():
+  """Every 2.5 steps: due at 3, 5, 8, 10 (the first step at or past each multiple) and the end."""
+  clock, due = train.ValidationClock(2.5, 0), []
+  for step in range(1, 12):
+    if clock.due(step, 11):
+      due.append(step)
+      clock.passed(step)
+  assert due == [3, 5, 8, 10, 11]
+  resumed = train.ValidationClock(2.5, 5)       # restarted at step 5: next at 7.5
+  assert not resumed.due(7, 11) and resumed.due(8, 11)
+  assert train.ValidationClock(0, 0).due(11, 11) and not train.ValidationClock(0, 0).due(10, 11)
+
+
+def test_replaced_videos_are_named_and_counted_as_logged(tmp_path, caplog):
+  """skip_corrupt: every unreadable video a step used is named in the step log's warning, and the
+  warnings' counts add up to results.json's replaced_videos (each bad video once per epoch)."""
+  data = tmp_path / 'data'
+  synthetic.generate(data, 24, 12, num_frames=12, height=40, width=40)
+  bad = ['train_000003', 'train_000007']
+  for name in bad:
+    for frame in (data / 'frames' / name).iterdir():
+      frame.write_bytes(b'not a jpeg')
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(small_config(**{'data.root': str(data), 'data.skip_corrupt': True}),
+                             str(tmp_path / 'run'))
+  pattern = re.compile(r'(\d+) unreadable videos replaced in the last \d+ steps: (.*)')
+  logged = [m for m in (pattern.match(r.getMessage()) for r in caplog.records) if m]
+  named = [path for m in logged for path in m.group(2).split(', ')]
+  results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert sum(int(m.group(1)) for m in logged) == len(named) == results['replaced_videos'] == 4
+  assert sorted(os.path.basename(p) for p in named) == sorted(bad * 2)
 
 
 # ----------------------------------------------------------------------------------------------------

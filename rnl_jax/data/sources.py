@@ -220,21 +220,25 @@ class ClipSource:
     """Example `index`; `rng` (np.random.Generator) overrides the default (seed, epoch, index) generator.
 
     With skip_corrupt, an unreadable video is replaced by the next readable one (index + 1, wrapping);
-    'video_index' is then the replacement's index (its label matches).
+    'video_index' is then the replacement's index (its label matches) and 'skipped' the number of
+    videos passed over for this example (the source-wide counters are shared by reader threads).
     """
     index = self._index(index)
     if not self.skip_corrupt:
-      return self.read(index, rng, epoch)
+      return dict(self.read(index, rng, epoch), skipped=0)
     n = len(self.records)
     for step in range(n):
       j = (index + step) % n
       try:
-        return self.read(j, rng, epoch)
+        return dict(self.read(j, rng, epoch), skipped=step)
       except CorruptVideoError as e:
         self.skipped += 1
         self.skipped_paths.append(e.path)
-        log.warning('skipping unreadable video %d (%s): %s; trying video %d', j, self.video_path(j), e,
-                    (j + 1) % n)
+        # Training's replacements are reported by the trainer when their batch is used (named and
+        # counted in results.json), so they are only INFO here: prefetching reads ahead.
+        log.log(logging.INFO if self.mode == 'train' else logging.WARNING,
+                'skipping unreadable video %d (%s): %s; trying video %d', j, self.video_path(j), e,
+                (j + 1) % n)
     raise CorruptVideoError(f'no readable video among the {n} records of {type(self).__name__}',
                             self.video_path(index))
 
