@@ -529,6 +529,79 @@ def test_missing_annotations_and_bad_arguments(tmp_path):
     prepare('ucf101', tmp_path / 'src', tmp_path / 'out', split=4, progress=False)
 
 
+def test_check_args():
+  k400 = ('kinetics400', core.SPECS['kinetics400'])
+  assert core._check_args('kinetics', 'tfds', 9, 90, 1, 1, None) == k400  # no numbered splits
+  assert core._check_args('ucf101', 'frames', '3', 1, 1, 1, 0)[0] == 'ucf101'
+  bad = [(('ucf101', 'mp4', 1, 90, 1, 1, None), 'format must be one of'),
+         (('hmdb51', 'frames', 0, 90, 1, 1, None), 'split must be 1, 2 or 3 for hmdb51, got 0'),
+         (('ucf101', 'frames', 1, 101, 1, 1, None), r'need 1 <= quality <= 100.*got 101, 1, 1'),
+         (('ucf101', 'frames', 1, 90, 1, 0, None), r'workers >= 1, got 90, 1, 0'),
+         (('ucf101', 'frames', 1, 90, 1, 1, -1), '--short_side must be >= 0, got -1')]
+  for args, match in bad:
+    with pytest.raises(PrepareError, match=match):
+      core._check_args(*args)
+
+
+def _item(name, split='train', label=0, source=None):
+  return core.ann.Item(split, name, label, source or f'/src/{name}.mp4', f'a.csv:{label + 2}', name)
+
+
+def test_unique_sources_and_tasks(tmp_path):
+  """Output names map to one source each; tasks follow annotation order and skip what is done."""
+  items = [_item('b'), _item('a', 'val', 1), _item('c'), _item('b')]  # 'b' listed twice: one source
+  plan = core.ann.Plan(['x', 'y'], items, [])
+  sources = core._unique_sources(plan)
+  assert list(sources) == ['b', 'a', 'c']
+  with pytest.raises(PrepareError,
+                     match=r"two videos would be written as 'a': /src/a.mp4 and /o/a"):
+    core._unique_sources(core.ann.Plan([], items + [_item('a', source='/o/a')], []))
+
+  class Layout:
+    template = 'img_{:05d}.jpg'
+    output = staticmethod(lambda kind, name: str(tmp_path / name))
+
+  (tmp_path / 'c').mkdir()
+  (tmp_path / 'c' / 'img_00001.jpg').write_bytes(b'')  # done: reused
+  make_task = core._task_maker(plan, Layout, 'frames', media.Size('keep'), 90, 16, 18, 'fast')
+  tasks, reused = core._tasks(plan, sources, set(), {}, Layout, 'frames', make_task)
+  assert [(t.name, t.source, t.output) for t in tasks] == [
+      ('b', '/src/b.mp4', str(tmp_path / 'b')), ('a', '/src/a.mp4', str(tmp_path / 'a'))]
+  assert reused == 1 and tasks[0].quality == 90 and tasks[0].fps is None
+  tasks, reused = core._tasks(plan, sources, {'val'}, {'b': ('missing', '')}, Layout, 'frames',
+                              make_task)
+  assert tasks == [] and reused == 1  # 'a': its split is packed, 'b': failed before
+
+
+def test_output_settings_must_match_existing_outputs(tmp_path):
+  class Layout:
+    frame_root, videos_dir, state = str(tmp_path / 'frames'), str(tmp_path / 'videos'), 'STATE'
+    output = staticmethod(lambda kind, name: os.path.join(tmp_path, kind, name))
+
+  state = core.State(str(tmp_path / 'state.json'))
+  frames = core._output_settings('frames', media.Size('short', 32), 90, 16, 18, 'fast')
+  assert frames == {'size': media.Size('short', 32).as_dict(), 'quality': 90}
+  assert core._output_settings('videos', media.Size('keep'), 90, 16, 18, 'fast')['crf'] == 18
+  core._check_output_settings(state, Layout, 'frames', frames, {'a': '/src/a'})
+  other = dict(frames, quality=80)
+  core._check_output_settings(state, Layout, 'frames', other, {'a': '/src/a'})  # no outputs yet
+  assert state.data['settings']['frames'] == other
+  os.makedirs(tmp_path / 'frames' / 'a')
+  with pytest.raises(PrepareError,
+                     match=r'frames holds frames prepared with other settings.*STATE'):
+    core._check_output_settings(state, Layout, 'frames', frames, {'a': '/src/a'})
+
+
+def test_item_warnings():
+  item = _item('a')
+  assert core._item_warnings(item, 3, None) == []
+  partial, short = core._item_warnings(item, 2, 'stopped at frame 2')
+  assert partial == {'kind': 'partial_decode', 'split': 'train', 'video': 'a', 'where': 'a.csv:2',
+                     'detail': 'stopped at frame 2'}
+  assert short['kind'] == 'short'
+  assert short['detail'].startswith('2 frames: listed, but the loaders')
+
+
 # ----------------------------------------------------------------------------------------------------
 # the command line, with worker processes
 

@@ -20,6 +20,7 @@ So a second run over an unchanged download does no work (`summary['processed'] =
 and rewrites no file whose content is unchanged.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -262,6 +263,11 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
             crf=media.CRF, preset=media.PRESET, retry_failed=False, progress=True):
   """Prepares `dataset` from the download at `source` into `out` (see the package docstring).
 
+  Phases: check the arguments, read the annotations (the dataset's `Plan`), check the output
+  settings, work out what is left to do, decode / re-encode it in worker processes, turn the
+  outcomes into list records and problems, write the lists and class names, pack or write TFDS,
+  then the report.
+
   Args:
     dataset: a key of SPECS ('kinetics400', 'something_v1', 'something_v2', 'ucf101', 'hmdb51').
     source: the download (videos / frame folders and, unless `annotations` is given, annotation files).
@@ -283,6 +289,72 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     PrepareError (AnnotationError for malformed annotation rows, naming file and line).
   """
   start = time.perf_counter()
+  dataset, spec = _check_args(dataset, fmt, split, quality, keyframe_interval, workers, short_side)
+  source, out, annotations = _absolute_paths(source, out, annotations)
+
+  plan = spec.reader(source, annotations, int(split), label_map, exclude=(out,))
+  layout = Layout(spec, out, split)
+  kind = 'videos' if fmt == 'videos' else 'frames'
+  size = _size_rule(spec, short_side, even=kind == 'videos')
+  sources = _unique_sources(plan)
+  state = State(layout.state)
+  settings = _output_settings(kind, size, quality, keyframe_interval, crf, preset)
+  _check_output_settings(state, layout, kind, settings, sources)
+
+  failed = {} if retry_failed else _failed_before(state, sources)  # name -> (kind, detail)
+  # ArrayRecord: splits whose index already holds exactly what would be listed need no work at all.
+  packed = _already_packed(plan, layout, failed) if fmt == 'arrayrecord' else set()
+  make_task = _task_maker(plan, layout, kind, size, quality, keyframe_interval, crf, preset)
+  tasks, reused = _tasks(plan, sources, packed, failed, layout, kind, make_task)
+  outputs = _process(tasks, sources, state, kind, failed, int(workers), progress,
+                     f'{dataset} {fmt}')
+  records, problems, warnings = _records(plan, failed, packed, kind, layout, outputs)
+  state.save()
+
+  # Lists (each atomically, only if changed), classes, then the shards.
+  lists = _write_lists(layout, kind, records, packed)
+  classes_files = _write_classes(out, spec, plan.classes)
+  packed_now = (_pack_splits(layout, lists, records, packed, classes_files[0], workers, progress)
+                if fmt == 'arrayrecord' else [])
+  if fmt == 'tfds' and any(records.values()):
+    _write_tfds(layout, {s: lists[s] for s in ann.SPLITS if records[s]}, records, classes_files[0],
+                int(workers), progress)
+
+  summary = {
+      'dataset': dataset, 'format': fmt, 'out': out, 'source': source,
+      'split': int(split) if spec.numbered_splits else None,
+      'listed': {s: (len(records[s]) if s not in packed else None) for s in ann.SPLITS},
+      'problems': {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS},
+      'warnings': len(warnings),
+      'empty_splits': [s for s in ann.SPLITS if s not in packed and not records[s]],
+      'processed': len(tasks), 'reused': reused,
+      'failed_before': sum(1 for n in failed if n not in {t.name for t in tasks}),
+      'packed': packed_now, 'already_packed': sorted(packed),
+      'lists': lists, 'classes': classes_files[0], 'num_classes': len(plan.classes),
+      'notes': plan.notes, 'report': layout.report(fmt),
+      'config': _config_hint(spec, layout, fmt, lists, out),
+      'seconds': round(time.perf_counter() - start, 2),
+  }
+  report = {'summary': summary, 'settings': settings, 'annotation_files': plan.files,
+            'problems': [p.as_dict() for p in problems], 'warnings': warnings}
+  _write_text(layout.report(fmt), json.dumps(report, indent=1) + '\n', only_if_changed=False)
+  return summary
+
+
+def _absolute_paths(source, out, annotations):
+  """(source, out, annotations) as absolute paths (annotations None stays None); a PrepareError if
+  the source is not a folder."""
+  source = os.path.abspath(source)
+  if not os.path.isdir(source):
+    raise ann.PrepareError(f'--source {source} is not a folder')
+  out = os.path.abspath(out)
+  annotations = os.path.abspath(annotations) if annotations else None
+  return source, out, annotations
+
+
+def _check_args(dataset, fmt, split, quality, keyframe_interval, workers, short_side):
+  """(the dataset's SPECS key, its Spec) after checking the arguments that need no file; a
+  PrepareError naming the first bad one. `dataset` may be the trainer's name (ALIASES)."""
   dataset = ALIASES.get(dataset, dataset)
   if dataset not in SPECS:
     raise ann.PrepareError(f'unknown dataset {dataset!r}; known: {", ".join(SPECS)}')
@@ -292,52 +364,81 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
   if spec.numbered_splits and int(split) not in (1, 2, 3):
     raise ann.PrepareError(f'--split must be 1, 2 or 3 for {dataset}, got {split}')
   if not 1 <= int(quality) <= 100 or int(keyframe_interval) < 1 or int(workers) < 1:
-    raise ann.PrepareError(f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, got '
-                           f'{quality}, {keyframe_interval}, {workers}')
+    raise ann.PrepareError(f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, '
+                           f'got {quality}, {keyframe_interval}, {workers}')
   if short_side is not None and int(short_side) < 0:
     raise ann.PrepareError(f'--short_side must be >= 0, got {short_side}')
-  source = os.path.abspath(source)
-  if not os.path.isdir(source):
-    raise ann.PrepareError(f'--source {source} is not a folder')
-  out = os.path.abspath(out)
-  annotations = os.path.abspath(annotations) if annotations else None
+  return dataset, spec
 
-  plan = spec.reader(source, annotations, int(split), label_map, exclude=(out,))
-  layout = Layout(spec, out, split)
-  kind = 'videos' if fmt == 'videos' else 'frames'
-  size = _size_rule(spec, short_side, even=kind == 'videos')
+
+def _unique_sources(plan):
+  """{output name: source} of the plan's items in annotation order; a PrepareError where two sources
+  would be written under one name (one would silently replace the other)."""
   sources = {}
   for item in plan.items:
     other = sources.setdefault(item.name, item.source)
     if other != item.source:
-      raise ann.PrepareError(f'two videos would be written as {item.name!r}: {other} and {item.source} '
-                             f'({item.where}); rename one of them')
+      raise ann.PrepareError(f'two videos would be written as {item.name!r}: {other} and '
+                             f'{item.source} ({item.where}); rename one of them')
+  return sources
 
-  state = State(layout.state)
-  settings = {'size': size.as_dict(), 'quality': int(quality)} if kind == 'frames' else {
-      'size': size.as_dict(), 'codec': 'libx264', 'keyframe_interval': int(keyframe_interval),
-      'crf': int(crf), 'preset': preset}
+
+def _output_settings(kind, size, quality, keyframe_interval, crf, preset):
+  """The settings that decide an output's bytes: size and JPEG quality (frames), or size and the
+  H.264 settings (videos)."""
+  if kind == 'frames':
+    return {'size': size.as_dict(), 'quality': int(quality)}
+  return {'size': size.as_dict(), 'codec': 'libx264', 'keyframe_interval': int(keyframe_interval),
+          'crf': int(crf), 'preset': preset}
+
+
+def _check_output_settings(state, layout, kind, settings, sources):
+  """Records `settings` for `kind` in the state; a PrepareError if outputs of these sources exist
+  made with other settings (a mix of sizes or codecs in one dataset would go unnoticed)."""
   old = state.data['settings'].get(kind)
   if old is not None and old != settings and any(
       os.path.lexists(layout.output(kind, name)) for name in sources):
     raise ann.PrepareError(
-        f'{layout.frame_root if kind == "frames" else layout.videos_dir} holds {kind} prepared with other '
-        f'settings ({old}; now {settings}); use another --out, or delete them (and {layout.state})')
+        f'{layout.frame_root if kind == "frames" else layout.videos_dir} holds {kind} prepared '
+        f'with other settings ({old}; now {settings}); use another --out, or delete them (and '
+        f'{layout.state})')
   state.data['settings'][kind] = settings
 
-  failed = {}     # name -> (kind, detail) of sources that cannot be prepared
-  if not retry_failed:
-    for name, src in sources.items():
-      entry = state.failure(src)
-      if entry:
-        failed[name] = (entry['kind'], entry['detail'])
-  # ArrayRecord: splits whose index already holds exactly what would be listed need no work at all.
+
+def _failed_before(state, sources):
+  """{name: (kind, detail)} of sources that failed before and are unchanged since (not retried)."""
+  failed = {}
+  for name, src in sources.items():
+    entry = state.failure(src)
+    if entry:
+      failed[name] = (entry['kind'], entry['detail'])
+  return failed
+
+
+def _already_packed(plan, layout, failed):
+  """The splits whose ArrayRecord index already holds exactly the videos to list, in order."""
   packed = set()
-  if fmt == 'arrayrecord':
-    for split_name in ann.SPLITS:
-      expected = [(i.name, i.label) for i in plan.items if i.split == split_name and i.name not in failed]
-      if expected and _index_matches(layout.arrayrecord_prefix(split_name), expected):
-        packed.add(split_name)
+  for split_name in ann.SPLITS:
+    expected = [(i.name, i.label) for i in plan.items
+                if i.split == split_name and i.name not in failed]
+    if expected and _index_matches(layout.arrayrecord_prefix(split_name), expected):
+      packed.add(split_name)
+  return packed
+
+
+def _task_maker(plan, layout, kind, size, quality, keyframe_interval, crf, preset):
+  """make_task(name, source, output=...): a media.Task with this run's source kind, output kind and
+  settings (the source frame rate only for frame-folder sources)."""
+  return functools.partial(
+      media.Task, source_kind=plan.source_kind, kind=kind, template=layout.template, size=size,
+      quality=int(quality), fps=plan.source_fps if plan.source_kind == 'frames' else None,
+      keyframe_interval=int(keyframe_interval), crf=int(crf), preset=preset)
+
+
+def _tasks(plan, sources, packed, failed, layout, kind, make_task):
+  """(media.Tasks in annotation order, number of outputs reused): one task per needed video (in a
+  split not already packed, not failed before) whose output is not complete yet.
+  make_task(name, source, output=...) builds a Task with the run's settings."""
   needed = {i.name for i in plan.items if i.split not in packed and i.name not in failed}
   tasks = []
   reused = 0
@@ -347,10 +448,14 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     if _is_done(kind, output):
       reused += 1
       continue
-    fps = plan.source_fps if plan.source_kind == 'frames' else None
-    tasks.append(media.Task(name, sources[name], plan.source_kind, output, kind, layout.template, size,
-                            int(quality), fps, int(keyframe_interval), int(crf), preset))
+    tasks.append(make_task(name, sources[name], output=output))
+  return tasks, reused
 
+
+def _process(tasks, sources, state, kind, failed, workers, progress, desc):
+  """Runs the tasks (after removing an interrupted run's partial outputs next to theirs); each
+  outcome updates the state (saved at most every SAVE_EVERY_S, and at the end) and, for a failure,
+  `failed`. Returns the state's {name: {num_frames, warning}} of `kind` outputs."""
   outputs = state.outputs(kind)
 
   def on_result(result):
@@ -367,11 +472,15 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
   for folder in {os.path.dirname(t.output) for t in tasks}:   # an interrupted run's partial outputs
     fileio.remove_stale_temps(folder)
   try:
-    _run(tasks, int(workers), progress, f'{dataset} {fmt}', on_result)
+    _run(tasks, workers, progress, desc, on_result)
   finally:
     state.save()
+  return outputs
 
-  # Records per split, in annotation order; every item not listed becomes a problem.
+
+def _records(plan, failed, packed, kind, layout, outputs):
+  """({split: [(name, num_frames, label)]} in annotation order, problems, warnings): every item
+  not listed (failed) becomes a problem; items of already packed splits are left out."""
   problems = list(plan.problems)
   records = {s: [] for s in ann.SPLITS}
   warnings = []
@@ -384,17 +493,27 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
       continue
     num_frames = _num_frames(kind, layout, outputs, item.name)
     records[item.split].append((item.name, num_frames, item.label))
-    warning = (outputs.get(item.name) or {}).get('warning')
-    if warning:
-      warnings.append({'kind': 'partial_decode', 'split': item.split, 'video': item.video,
-                       'where': item.where, 'detail': warning})
-    if num_frames < 3:
-      warnings.append({'kind': 'short', 'split': item.split, 'video': item.video, 'where': item.where,
-                       'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 frames '
-                                 f'in training and validation (docs/original.md §3.1)'})
-  state.save()
+    warnings += _item_warnings(item, num_frames, (outputs.get(item.name) or {}).get('warning'))
+  return records, problems, warnings
 
-  # Lists (each atomically, only if changed), classes, then the shards.
+
+def _item_warnings(item, num_frames, decode_warning):
+  """The report's warnings of a listed video: a partial decode, and fewer than 3 frames (listed,
+  but skipped by the loaders in training and validation)."""
+  warnings = []
+  if decode_warning:
+    warnings.append({'kind': 'partial_decode', 'split': item.split, 'video': item.video,
+                     'where': item.where, 'detail': decode_warning})
+  if num_frames < 3:
+    warnings.append({'kind': 'short', 'split': item.split, 'video': item.video, 'where': item.where,
+                     'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 '
+                               f'frames in training and validation (docs/original.md §3.1)'})
+  return warnings
+
+
+def _write_lists(layout, kind, records, packed):
+  """Writes each split's list (each atomically, only if changed; splits already packed are left
+  alone): the video list, or the frame list and its extra copies. Returns {split: list path}."""
   lists = {}
   for split_name in ann.SPLITS:
     if split_name in packed:
@@ -411,45 +530,33 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
     for extra in layout.extra_lists(split_name):
       _write_text(extra, ''.join(f'{n} {f} {l}\n' for n, f, l in recs))
     lists[split_name] = path
-  classes_text = ''.join(c + '\n' for c in plan.classes)
+  return lists
+
+
+def _write_classes(out, spec, classes):
+  """Writes the class names (line i = label i) to each of the spec's class files; returns their
+  paths."""
+  classes_text = ''.join(c + '\n' for c in classes)
   classes_files = [os.path.join(out, p) for p in spec.classes_files]
   for path in classes_files:
     _write_text(path, classes_text)
+  return classes_files
 
+
+def _pack_splits(layout, lists, records, packed, classes_file, workers, progress):
+  """Packs each split with records that is not already packed (`pack.pack` of its frame list);
+  `lists` then names every split's index instead of its list. Returns the splits packed now."""
+  from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
   packed_now = []
-  if fmt == 'arrayrecord':
-    from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
-    for split_name in ann.SPLITS:
-      prefix = layout.arrayrecord_prefix(split_name)
-      if split_name not in packed and records[split_name]:
-        pack.pack(lists[split_name], layout.frame_root, prefix, template=layout.template,
-                  workers=int(workers), classes_file=classes_files[0], verify='header', overwrite=True,
-                  progress=progress)
-        packed_now.append(split_name)
-      lists[split_name] = arrayrecord.index_path(prefix)
-  if fmt == 'tfds' and any(records.values()):
-    _write_tfds(layout, {s: lists[s] for s in ann.SPLITS if records[s]}, records, classes_files[0],
-                int(workers), progress)
-
-  counts = {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS}
-  summary = {
-      'dataset': dataset, 'format': fmt, 'out': out, 'source': source,
-      'split': int(split) if spec.numbered_splits else None,
-      'listed': {s: (len(records[s]) if s not in packed else None) for s in ann.SPLITS},
-      'problems': counts, 'warnings': len(warnings),
-      'empty_splits': [s for s in ann.SPLITS if s not in packed and not records[s]],
-      'processed': len(tasks), 'reused': reused,
-      'failed_before': sum(1 for n in failed if n not in {t.name for t in tasks}),
-      'packed': packed_now, 'already_packed': sorted(packed),
-      'lists': lists, 'classes': classes_files[0], 'num_classes': len(plan.classes),
-      'notes': plan.notes, 'report': layout.report(fmt),
-      'config': _config_hint(spec, layout, fmt, lists, out),
-      'seconds': round(time.perf_counter() - start, 2),
-  }
-  report = {'summary': summary, 'settings': settings, 'annotation_files': plan.files,
-            'problems': [p.as_dict() for p in problems], 'warnings': warnings}
-  _write_text(layout.report(fmt), json.dumps(report, indent=1) + '\n', only_if_changed=False)
-  return summary
+  for split_name in ann.SPLITS:
+    prefix = layout.arrayrecord_prefix(split_name)
+    if split_name not in packed and records[split_name]:
+      pack.pack(lists[split_name], layout.frame_root, prefix, template=layout.template,
+                workers=int(workers), classes_file=classes_file, verify='header', overwrite=True,
+                progress=progress)
+      packed_now.append(split_name)
+    lists[split_name] = arrayrecord.index_path(prefix)
+  return packed_now
 
 
 def _num_frames(kind, layout, outputs, name):
