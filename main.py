@@ -7,6 +7,7 @@ same workdir resumes from its last checkpoint. `--config.mode=test` runs the ori
 A mistake (config key or value, data, checkpoint) is one line on stderr and exit status 2;
 `--debug` shows its traceback (rnl_jax/cli.py).
 """
+
 import difflib
 import importlib.util
 import os
@@ -54,6 +55,7 @@ def _config_keys(path):
         yield from walk(value, f'{prefix}{key}.')
       else:
         yield prefix + key
+
   return list(walk(config, ''))
 
 
@@ -65,7 +67,7 @@ def _flag_error_message(argv, error):
   keys = _config_keys(path)
   for arg in argv:
     if arg.startswith('--config.'):
-      key = arg[len('--config.'):].split('=', 1)[0]
+      key = arg[len('--config.') :].split('=', 1)[0]
       if keys and key not in keys:
         near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
         hint = f'; nearest: {", ".join(near)}' if near else ''
@@ -83,16 +85,23 @@ def _exit_on_flag_error(argv, error):
 DEFAULT_CONFIG = 'configs/synthetic.py'
 sys.argv[1:] = cli.both_spellings(sys.argv[1:])  # before ml_collections reads the overrides
 try:  # ml_collections applies --config.KEY overrides to the default config while defining the flag
-  _CONFIG = config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Config file.', lock_config=True)
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', DEFAULT_CONFIG, 'Config file.', lock_config=True
+  )
 except Exception as e:  # pylint: disable=broad-except
   _exit_on_flag_error(sys.argv, e)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.',
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Directory for checkpoints, logs and results.', required=True
+)
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for multi-process runs without a cluster '
-    'launcher that JAX detects (SLURM, Open MPI, TPU pods are detected automatically).')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job (with '
-                                      '--coordinator_address).')
+    'coordinator_address',
+    None,
+    'host:port of process 0, for multi-process runs without a cluster '
+    'launcher that JAX detects (SLURM, Open MPI, TPU pods are detected automatically).',
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'Processes in the job (with ' '--coordinator_address).'
+)
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
 flags.DEFINE_boolean('debug', False, 'Show the traceback of an error (also: RNL_DEBUG=1).')
 
@@ -124,7 +133,7 @@ def _load_config():
   """The config with its overrides; ml_collections reports a bad file, key or value only here."""
   try:
     config = _CONFIG.value
-    config.keys()   # a file that failed to load is an object raising on first use
+    config.keys()  # a file that failed to load is an object raising on first use
     return config
   except Exception as e:  # pylint: disable=broad-except
     raise errors.ConfigError(_flag_error_message(sys.argv, e)) from e
@@ -133,22 +142,33 @@ def _load_config():
 def _run():
   """Validates the config, joins the other processes, then trains or runs the test protocol."""
   config = _load_config()
-  config_lib.validate(config)        # a bad value fails here, before JAX starts or data is read
-  sharding.initialize_distributed(config.distributed, _COORDINATOR.value, _NUM_PROCESSES.value,
-                                  _PROCESS_ID.value)
-  logging.info('JAX %s on %s: process %d of %d, %d devices', jax.__version__,
-               jax.devices()[0].platform, jax.process_index(), jax.process_count(), jax.device_count())
+  config_lib.validate(config)  # a bad value fails here, before JAX starts or data is read
+  sharding.initialize_distributed(
+      config.distributed, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+  )
+  logging.info(
+      'JAX %s on %s: process %d of %d, %d devices',
+      jax.__version__,
+      jax.devices()[0].platform,
+      jax.process_index(),
+      jax.process_count(),
+      jax.device_count(),
+  )
   if config.mode == 'test':
     m = protocol.test(config, _WORKDIR.value)
     p = m['protocol']
-    print(f"test ({p['clips']} clips x {p['crops']} crops): top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}, "
-          f"mean class acc {m['mean_class_acc']:.4f} over {m['num_videos']} videos "
-          f"({m['views_per_s']:.1f} views/s); results in {_WORKDIR.value}/{config.test.output}*")
+    print(
+        f"test ({p['clips']} clips x {p['crops']} crops): top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}, "
+        f"mean class acc {m['mean_class_acc']:.4f} over {m['num_videos']} videos "
+        f"({m['views_per_s']:.1f} views/s); results in {_WORKDIR.value}/{config.test.output}*"
+    )
     return
   metrics = train.train_and_evaluate(config, _WORKDIR.value)
-  print(f"step {metrics['step']}: val top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, "
-        f"mean class acc {metrics['mean_class_acc']:.4f} over {metrics['num_videos']} videos "
-        f"({metrics['wall_time_s']:.0f} s); results in {_WORKDIR.value}/results.json")
+  print(
+      f"step {metrics['step']}: val top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, "
+      f"mean class acc {metrics['mean_class_acc']:.4f} over {metrics['num_videos']} videos "
+      f"({metrics['wall_time_s']:.0f} s); results in {_WORKDIR.value}/results.json"
+  )
 
 
 if __name__ == '__main__':

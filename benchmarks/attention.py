@@ -15,6 +15,7 @@ subprocess; memory is its peak RSS minus its RSS
 with the inputs in place (the temporaries of that one call: plain attention holds [B, M, M] logits
 and weights, a chunk holds [B, chunk, M]). Times are medians of --repeats after a warm-up.
 """
+
 import argparse
 import json
 import os
@@ -48,9 +49,11 @@ def run_case(case, repeats):
     fn = jax.jit(lambda p, t: region_attention(p, t, chunk))
     args = (p, theta)
   else:
+
     def fwd_bwd(p, t, g):
       y, pull = jax.vjp(lambda p, t: region_attention(p, t, chunk), p, t)
       return y, pull(g)
+
     fn = jax.jit(fwd_bwd)
     args = (p, theta, g)
   jax.block_until_ready(args)
@@ -61,8 +64,15 @@ def run_case(case, repeats):
   times = time_calls(lambda: jax.block_until_ready(compiled(*args)), repeats)
   macs = 2 * case['batch'] * m * m * case['channels'] * (3 if case['mode'] == 'train' else 1)
   med = sorted(times)[len(times) // 2]
-  return dict(case, compile_s=compile_s, times_s=times, median_s=med, gflops=2 * macs / med / 1e9,
-              temp_gb=peak_rss_gb() - base, peak_rss_gb=peak_rss_gb())
+  return dict(
+      case,
+      compile_s=compile_s,
+      times_s=times,
+      median_s=med,
+      gflops=2 * macs / med / 1e9,
+      temp_gb=peak_rss_gb() - base,
+      peak_rss_gb=peak_rss_gb(),
+  )
 
 
 def main():
@@ -70,7 +80,9 @@ def main():
   ints = lambda s: [int(x) for x in s.split(',') if x]
   parser.add_argument('--frames', type=ints, default=[8, 16])
   parser.add_argument('--chunks', type=ints, default=[0, 784, 1568, 3136, 6272])
-  parser.add_argument('--streamed', type=ints, default=[784], help='tile rows of streamed eval cases')
+  parser.add_argument(
+      '--streamed', type=ints, default=[784], help='tile rows of streamed eval cases'
+  )
   parser.add_argument('--modes', type=lambda s: s.split(','), default=['eval', 'train'])
   parser.add_argument('--batch', type=int, default=2)
   parser.add_argument('--channels', type=int, default=256)
@@ -85,40 +97,89 @@ def main():
   results = []
   for frames in args.frames:
     for mode in args.modes:
-      methods = [('chunked', c) for c in args.chunks] + [('streamed', c) for c in args.streamed if mode == 'eval']
+      methods = [('chunked', c) for c in args.chunks] + [
+          ('streamed', c) for c in args.streamed if mode == 'eval'
+      ]
       for method, chunk in methods:
         if chunk >= frames * 28 * 28:
           continue
-        case = {'frames': frames, 'mode': mode, 'chunk': chunk, 'batch': args.batch,
-                'channels': args.channels, 'dtype': args.dtype}
+        case = {
+            'frames': frames,
+            'mode': mode,
+            'chunk': chunk,
+            'batch': args.batch,
+            'channels': args.channels,
+            'dtype': args.dtype,
+        }
         if method == 'streamed':
           case['method'] = method
-        proc = subprocess.run([sys.executable, '-m', 'benchmarks.attention', '--case', json.dumps(case),
-                               '--repeats', str(args.repeats)], cwd=REPO, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'benchmarks.attention',
+                '--case',
+                json.dumps(case),
+                '--repeats',
+                str(args.repeats),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode:
-          r = dict(case, error=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'killed')
+          r = dict(
+              case, error=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'killed'
+          )
         else:
           r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                          if k != 'times_s'}), flush=True)
+        print(
+            json.dumps(
+                {
+                    k: (round(v, 3) if isinstance(v, float) else v)
+                    for k, v in r.items()
+                    if k != 'times_s'
+                }
+            ),
+            flush=True,
+        )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({'date': time.strftime('%Y-%m-%d'), 'cpus': os.cpu_count(),
-                             'command': ' '.join(['python -m benchmarks.attention'] + sys.argv[1:]),
-                             'results': results}, indent=1))
-  lines = ['| frames | M | mode | attention | median s | GFLOP/s (nominal) | temporaries GB | peak RSS GB |',
-           '|---|---|---|---|---|---|---|---|']
+  out.write_text(
+      json.dumps(
+          {
+              'date': time.strftime('%Y-%m-%d'),
+              'cpus': os.cpu_count(),
+              'command': ' '.join(['python -m benchmarks.attention'] + sys.argv[1:]),
+              'results': results,
+          },
+          indent=1,
+      )
+  )
+  lines = [
+      '| frames | M | mode | attention | median s | GFLOP/s (nominal) | temporaries GB | peak RSS GB |',
+      '|---|---|---|---|---|---|---|---|',
+  ]
   for r in results:
-    attention = (f"streamed, tiles of {r['chunk']}" if r.get('method') == 'streamed'
-                 else f"chunks of {r['chunk']}" if r['chunk'] else 'plain')
+    attention = (
+        f"streamed, tiles of {r['chunk']}"
+        if r.get('method') == 'streamed'
+        else f"chunks of {r['chunk']}"
+        if r['chunk']
+        else 'plain'
+    )
     if 'error' in r:
-      lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
-                   f"{r['error'][:60]} ||||")
+      lines.append(
+          f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
+          f"{r['error'][:60]} ||||"
+      )
       continue
-    lines.append(f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
-                 f"{r['median_s']:.3f} | {r['gflops']:.1f} | {r['temp_gb']:.2f} | {r['peak_rss_gb']:.2f} |")
+    lines.append(
+        f"| {r['frames']} | {r['frames'] * 784} | {r['mode']} | {attention} | "
+        f"{r['median_s']:.3f} | {r['gflops']:.1f} | {r['temp_gb']:.2f} | {r['peak_rss_gb']:.2f} |"
+    )
   md = '\n'.join(lines)
   out.with_suffix('.md').write_text(md + '\n')
   print(md)

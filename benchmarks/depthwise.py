@@ -7,6 +7,7 @@ feature_group_count=C evaluated in float32 on the same (rounded) inputs (also th
 Times are medians of --reps runs after one warm-up; the vjp time is jax.vjp (forward included) plus the pullback.
 The grouped lax conv itself takes 12-15 s forward on size a, so it is only timed with --time-lax.
 """
+
 import argparse
 import time
 
@@ -15,8 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rnl_jax.models.depthwise import (_MAX_FUSED_TAPS, _fft_conv, _fft_kernel_grad, _fused_taps,
-                                      depthwise_conv3d)
+from rnl_jax.models.depthwise import (
+    _MAX_FUSED_TAPS,
+    _fft_conv,
+    _fft_kernel_grad,
+    _fused_taps,
+    depthwise_conv3d,
+)
 
 SIZES = {  # name: (x shape, (kt, kh, kw))
     'a': ((2, 8, 28, 28, 256), (3, 7, 7)),
@@ -28,8 +34,14 @@ SIZES = {  # name: (x shape, (kt, kh, kw))
 
 def lax_grouped(x, k):
   kt, kh, kw, _, c = k.shape
-  return lax.conv_general_dilated(x, k, (1, 1, 1), [(kt // 2,) * 2, (kh // 2,) * 2, (kw // 2,) * 2],
-                                  dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'), feature_group_count=c)
+  return lax.conv_general_dilated(
+      x,
+      k,
+      (1, 1, 1),
+      [(kt // 2,) * 2, (kh // 2,) * 2, (kw // 2,) * 2],
+      dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
+      feature_group_count=c,
+  )
 
 
 def slice_sum(x, k):
@@ -61,9 +73,13 @@ def split_taps(x, k):
   return _split_taps(x, k)
 
 
-split_taps.defvjp(lambda x, k: (_split_taps(x, k), (x, k)),
-                  lambda res, dy: (_split_taps(dy, res[1][::-1, ::-1, ::-1]).astype(res[0].dtype),
-                                   _fft_kernel_grad(res[0], dy, res[1].shape, res[1].dtype)))
+split_taps.defvjp(
+    lambda x, k: (_split_taps(x, k), (x, k)),
+    lambda res, dy: (
+        _split_taps(dy, res[1][::-1, ::-1, ::-1]).astype(res[0].dtype),
+        _fft_kernel_grad(res[0], dy, res[1].shape, res[1].dtype),
+    ),
+)
 
 METHODS = {
     'lax grouped conv': lax_grouped,
@@ -94,7 +110,9 @@ def main():
   a = p.parse_args()
   dtype = jnp.dtype(a.dtype)
   names = a.methods.split(',') if a.methods else list(METHODS)
-  print(f'jax {jax.__version__}, {jax.devices()[0].device_kind}, dtype {dtype.name}, median of {a.reps}')
+  print(
+      f'jax {jax.__version__}, {jax.devices()[0].device_kind}, dtype {dtype.name}, median of {a.reps}'
+  )
   for size in a.sizes.split(','):
     shape, ks = SIZES[size]
     rng = np.random.default_rng(0)
@@ -105,9 +123,11 @@ def main():
     y_ref, pull = jax.vjp(jax.jit(lax_grouped), f32[0], f32[1])
     dx_ref, dk_ref = jax.jit(pull)(f32[2])
     refs = (y_ref, dx_ref, dk_ref)
-    print(f'\nsize {size}: x {shape}, kernel {ks + (1, shape[-1])}   '
-          f'(max|ref|: y {float(jnp.max(jnp.abs(y_ref))):.3g}, dx {float(jnp.max(jnp.abs(dx_ref))):.3g}, '
-          f'dk {float(jnp.max(jnp.abs(dk_ref))):.3g})')
+    print(
+        f'\nsize {size}: x {shape}, kernel {ks + (1, shape[-1])}   '
+        f'(max|ref|: y {float(jnp.max(jnp.abs(y_ref))):.3g}, dx {float(jnp.max(jnp.abs(dx_ref))):.3g}, '
+        f'dk {float(jnp.max(jnp.abs(dk_ref))):.3g})'
+    )
     print(f'  {"method":<22} {"fwd s":>8} {"vjp s":>8}   {"err y":>8} {"err dx":>8} {"err dk":>8}')
     for name in names:
       fn = METHODS[name]
@@ -120,7 +140,10 @@ def main():
       else:
         tf = _time(fwd, (x, k), a.reps)
         tv = _time(vjp, (x, k, ct), a.reps)
-      print(f'  {name:<22} {tf:8.4f} {tv:8.4f}   {errs[0]:8.1e} {errs[1]:8.1e} {errs[2]:8.1e}', flush=True)
+      print(
+          f'  {name:<22} {tf:8.4f} {tv:8.4f}   {errs[0]:8.1e} {errs[1]:8.1e} {errs[2]:8.1e}',
+          flush=True,
+      )
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ Loads the fixture's weights (tests/data/parity, rebuilt with NumPy, converted in
 eval input `[2, 8, 224, 224, 3]`; prints compile time, the median of `--repeats` timed calls after
 a warm-up, and the max abs difference of the logits from the original's.
 """
+
 import json
 import statistics
 import time
@@ -43,13 +44,22 @@ def main(_):
     jax.block_until_ready(compiled(variables, x))
     times.append(time.perf_counter() - start)
   ref = np.load(tensors.fixture_dir('k400_8f') / 'logits.npy')
-  print(json.dumps({
-      'model': 'RNL TSM-R50 (k400_8f fixture)', 'input': list(x.shape), 'dtype': _DTYPE.value,
-      'query_chunk': _CHUNK.value, 'device': str(jax.devices()[0]),
-      'compile_s': round(compile_s, 2), 'median_s': round(statistics.median(times), 3),
-      'times_s': [round(t, 3) for t in times],
-      'max_abs_logits_diff': float(np.abs(np.asarray(logits, np.float32) - ref).max()),
-  }, indent=1))
+  print(
+      json.dumps(
+          {
+              'model': 'RNL TSM-R50 (k400_8f fixture)',
+              'input': list(x.shape),
+              'dtype': _DTYPE.value,
+              'query_chunk': _CHUNK.value,
+              'device': str(jax.devices()[0]),
+              'compile_s': round(compile_s, 2),
+              'median_s': round(statistics.median(times), 3),
+              'times_s': [round(t, 3) for t in times],
+              'max_abs_logits_diff': float(np.abs(np.asarray(logits, np.float32) - ref).max()),
+          },
+          indent=1,
+      )
+  )
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ with 224 px output:
 Prints clips/s per core (clips / process CPU seconds) and wall clips/s. Figures depend on the JPEG
 content: noisy frames decode slower than smooth synthetic ones, so these data are on the slow side.
 """
+
 import argparse
 import os
 import tempfile
@@ -51,13 +52,13 @@ def textured_video(rng, num_frames):
   """uint8 [F, 256, 340, 3]: smooth random background, a moving disc, per-frame sensor noise."""
   low = rng.random((HEIGHT // 16, WIDTH // 16, 3)).astype(np.float32)
   background = cv2.resize(low, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC) * 180 + 30
-  background += rng.normal(0, 12, background.shape).astype(np.float32)      # fixed texture
+  background += rng.normal(0, 12, background.shape).astype(np.float32)  # fixed texture
   ys, xs = np.mgrid[:HEIGHT, :WIDTH]
   colour = rng.uniform(0, 255, 3).astype(np.float32)
   frames = np.empty((num_frames, HEIGHT, WIDTH, 3), np.uint8)
   for t in range(num_frames):
     cx, cy = 40 + (WIDTH - 80) * t / max(1, num_frames - 1), HEIGHT / 2 + 40 * np.sin(t / 7)
-    disc = ((xs - cx) ** 2 + (ys - cy) ** 2 < 35 ** 2)[..., None]
+    disc = ((xs - cx) ** 2 + (ys - cy) ** 2 < 35**2)[..., None]
     frame = np.where(disc, colour, background) + rng.normal(0, 4, background.shape)  # sensor noise
     frames[t] = np.clip(frame, 0, 255)
   return frames
@@ -66,6 +67,7 @@ def textured_video(rng, num_frames):
 def _packed(index_file, num_videos):
   """Whether `index_file` is a readable ArrayRecord index (current format) of `num_videos` videos."""
   from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
+
   try:
     return arrayrecord.read_index(index_file)['num_videos'] == num_videos
   except (OSError, ValueError):  # absent, or an older format: (re)pack
@@ -75,6 +77,7 @@ def _packed(index_file, num_videos):
 def _tfds_written(data_dir, num_videos):
   """Whether `data_dir` holds the benchmark's TFDS dataset of `num_videos` videos."""
   import json  # pylint: disable=import-outside-toplevel
+
   try:
     with open(os.path.join(data_dir, TFDS_NAME, '1.0.0', 'metadata.json')) as f:
       return len(json.load(f)['rnl_jax']['splits']['train']['path']) == num_videos
@@ -100,23 +103,44 @@ def make_data(root, num_videos, num_frames, kinds):
       path = os.path.join(root, f'mp4_k{interval}', name + '.mp4')
       if f'mp4_k{interval}' in kinds and not os.path.exists(path):
         from rnl_jax.data import video as video_lib  # pylint: disable=import-outside-toplevel
+
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if video is None:
-          video = np.stack([np.asarray(Image.open(os.path.join(folder, TEMPLATE.format(t))))
-                            for t in range(1, num_frames + 1)])
+          video = np.stack(
+              [
+                  np.asarray(Image.open(os.path.join(folder, TEMPLATE.format(t))))
+                  for t in range(1, num_frames + 1)
+              ]
+          )
         video_lib.write_video(path, video, keyframe_interval=interval)
     records.append((name, num_frames, v % 10))
   with open(os.path.join(root, 'list.txt'), 'w') as f:
     f.writelines(f'{n} {c} {l}\n' for n, c, l in records)
   if 'arrayrecord' in kinds and not _packed(os.path.join(root, 'ar', 'bench.json'), len(records)):
     from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
-    pack.pack(os.path.join(root, 'list.txt'), os.path.join(root, 'frames'), os.path.join(root, 'ar', 'bench'),
-              template=TEMPLATE, verify='header', overwrite=True, progress=False)
+
+    pack.pack(
+        os.path.join(root, 'list.txt'),
+        os.path.join(root, 'frames'),
+        os.path.join(root, 'ar', 'bench'),
+        template=TEMPLATE,
+        verify='header',
+        overwrite=True,
+        progress=False,
+    )
   if 'tfds' in kinds and not _tfds_written(os.path.join(root, 'tfds'), len(records)):
     from rnl_jax.data import tfds_write  # pylint: disable=import-outside-toplevel
-    tfds_write.write(TFDS_NAME, os.path.join(root, 'tfds'), root=os.path.join(root, 'frames'),
-                     train_list=os.path.join(root, 'list.txt'), template=TEMPLATE, verify='header',
-                     overwrite=True, progress=False)
+
+    tfds_write.write(
+        TFDS_NAME,
+        os.path.join(root, 'tfds'),
+        root=os.path.join(root, 'frames'),
+        train_list=os.path.join(root, 'list.txt'),
+        template=TEMPLATE,
+        verify='header',
+        overwrite=True,
+        progress=False,
+    )
   return records
 
 
@@ -125,13 +149,15 @@ def make_data(root, num_videos, num_frames, kinds):
 
 
 def _pil_frames(root, record, indices):
-  return [Image.open(os.path.join(root, 'frames', record[0], TEMPLATE.format(int(i)))).convert('RGB')
-          for i in indices]
+  return [
+      Image.open(os.path.join(root, 'frames', record[0], TEMPLATE.format(int(i)))).convert('RGB')
+      for i in indices
+  ]
 
 
 def _normalise(images):
   """ToTorchFormatTensor + GroupNormalize: float32 [T, 3, H, W]."""
-  x = np.stack([np.asarray(im, np.float32) for im in images]) / 255.
+  x = np.stack([np.asarray(im, np.float32) for im in images]) / 255.0
   return np.ascontiguousarray(((x - MEAN) / STD).transpose(0, 3, 1, 2))
 
 
@@ -164,6 +190,7 @@ def _train(source):
     del root
     ex = source.get(int(rng.integers(len(records))), rng)
     return transforms.train_views(ex['frames'], rng)
+
   return run
 
 
@@ -172,6 +199,7 @@ def _views(source, num_crops, full_res):
     del root
     ex = source.get(int(rng.integers(len(records))))
     return transforms.test_views(ex['frames'], num_crops, full_res)
+
   return run, num_crops * source.clips_per_video
 
 
@@ -180,37 +208,78 @@ def methods(root, records, names):
   frames = os.path.join(root, 'frames')
   out = {'baseline_train': (baseline_train, 1), 'baseline_val': (baseline_val, 1)}
   if 'frames_train' in names:
-    out['frames_train'] = (_train(sources.FrameFolderSource(frames, records, TEMPLATE, mode='train',
-                                                            num_segments=T)), 1)
+    out['frames_train'] = (
+        _train(sources.FrameFolderSource(frames, records, TEMPLATE, mode='train', num_segments=T)),
+        1,
+    )
   if 'frames_train_fast' in names:
-    out['frames_train_fast'] = (_train(sources.FrameFolderSource(
-        frames, records, TEMPLATE, mode='train', num_segments=T, decoder='simplejpeg_fast')), 1)
+    out['frames_train_fast'] = (
+        _train(
+            sources.FrameFolderSource(
+                frames, records, TEMPLATE, mode='train', num_segments=T, decoder='simplejpeg_fast'
+            )
+        ),
+        1,
+    )
   if 'frames_val' in names:
-    out['frames_val'] = _views(sources.FrameFolderSource(frames, records, TEMPLATE, mode='val',
-                                                         num_segments=T), 1, False)
+    out['frames_val'] = _views(
+        sources.FrameFolderSource(frames, records, TEMPLATE, mode='val', num_segments=T), 1, False
+    )
   if 'frames_test3' in names:
-    out['frames_test3'] = _views(sources.FrameFolderSource(frames, records, TEMPLATE, mode='test',
-                                                           num_segments=T), 3, True)
+    out['frames_test3'] = _views(
+        sources.FrameFolderSource(frames, records, TEMPLATE, mode='test', num_segments=T), 3, True
+    )
   for interval in (250, 30):
     name = f'mp4_k{interval}_train'
     if name in names:
       from rnl_jax.data import datasets, video  # pylint: disable=import-outside-toplevel
+
       recs = [datasets.VideoFileRecord(f'{n}.mp4', l) for n, _, l in records]
-      out[name] = (_train(video.VideoFileSource(os.path.join(root, f'mp4_k{interval}'), recs,
-                                                mode='train', num_segments=T)), 1)
+      out[name] = (
+          _train(
+              video.VideoFileSource(
+                  os.path.join(root, f'mp4_k{interval}'), recs, mode='train', num_segments=T
+              )
+          ),
+          1,
+      )
   if 'arrayrecord_train' in names:
     from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
-    out['arrayrecord_train'] = (_train(arrayrecord.ArrayRecordSource(
-        os.path.join(root, 'ar', 'bench.json'), mode='train', num_segments=T)), 1)
+
+    out['arrayrecord_train'] = (
+        _train(
+            arrayrecord.ArrayRecordSource(
+                os.path.join(root, 'ar', 'bench.json'), mode='train', num_segments=T
+            )
+        ),
+        1,
+    )
   if 'tfds_train' in names:
     from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
-    out['tfds_train'] = (_train(tfds_source.TfdsSource(
-        TFDS_NAME, 'train', os.path.join(root, 'tfds'), mode='train', num_segments=T)), 1)
+
+    out['tfds_train'] = (
+        _train(
+            tfds_source.TfdsSource(
+                TFDS_NAME, 'train', os.path.join(root, 'tfds'), mode='train', num_segments=T
+            )
+        ),
+        1,
+    )
   return {k: v for k, v in out.items() if k in names}
 
 
-ALL = ('baseline_train', 'baseline_val', 'frames_train', 'frames_train_fast', 'frames_val', 'frames_test3',
-       'mp4_k250_train', 'mp4_k30_train', 'arrayrecord_train', 'tfds_train')
+ALL = (
+    'baseline_train',
+    'baseline_val',
+    'frames_train',
+    'frames_train_fast',
+    'frames_val',
+    'frames_test3',
+    'mp4_k250_train',
+    'mp4_k30_train',
+    'arrayrecord_train',
+    'tfds_train',
+)
 
 
 def time_method(fn, root, records, num_calls, seed=0):
@@ -237,16 +306,21 @@ def main():
   unknown = set(names) - set(ALL)
   if unknown:
     parser.error(f'unknown methods {sorted(unknown)}; known: {", ".join(ALL)}')
-  kinds = {'mp4_k250' if 'mp4_k250_train' in names else '', 'mp4_k30' if 'mp4_k30_train' in names else '',
-           'arrayrecord' if 'arrayrecord_train' in names else '',
-           'tfds' if 'tfds_train' in names else ''}
+  kinds = {
+      'mp4_k250' if 'mp4_k250_train' in names else '',
+      'mp4_k30' if 'mp4_k30_train' in names else '',
+      'arrayrecord' if 'arrayrecord_train' in names else '',
+      'tfds' if 'tfds_train' in names else '',
+  }
   with tempfile.TemporaryDirectory() as tmp:
     root = args.data or tmp
     os.makedirs(root, exist_ok=True)
     t0 = time.perf_counter()
     records = make_data(root, args.videos, args.frames, kinds)
-    print(f'data: {args.videos} videos x {args.frames} frames of {WIDTH}x{HEIGHT} in {root} '
-          f'({time.perf_counter() - t0:.0f} s)')
+    print(
+        f'data: {args.videos} videos x {args.frames} frames of {WIDTH}x{HEIGHT} in {root} '
+        f'({time.perf_counter() - t0:.0f} s)'
+    )
     table = methods(root, records, names)
     base = None
     print(f'{"method":20s} {"clips/s/core":>12s} {"wall clips/s":>12s} {"x baseline_train":>16s}')
@@ -256,7 +330,9 @@ def main():
       per_core = args.clips * clips / cpu
       base = per_core if name == 'baseline_train' else base
       ratio = f'{per_core / base:.2f}' if base else '-'
-      print(f'{name:20s} {per_core:12.1f} {args.clips * clips / wall:12.1f} {ratio:>16s}', flush=True)
+      print(
+          f'{name:20s} {per_core:12.1f} {args.clips * clips / wall:12.1f} {ratio:>16s}', flush=True
+      )
 
 
 if __name__ == '__main__':

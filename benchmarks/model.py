@@ -58,6 +58,7 @@ peak, and as MFU (its inverse, against that measured peak). Results go to --out 
 case; an existing file's cases are kept and not run again, so an interrupted run resumes) and a
 Markdown table on stdout (also --out with .md).
 """
+
 import argparse
 import functools
 import json
@@ -127,23 +128,27 @@ def xla_options(preset):
   reductions), 'train' (rnl_jax.sharding.compiler_options(): YNNPACK for dots and reductions only),
   'eigen' (no YNNPACK), 'onednn' (oneDNN custom calls for matmuls and convolutions)."""
   from rnl_jax import sharding  # pylint: disable=import-outside-toplevel
-  return {'default': None, 'train': sharding.compiler_options(),
-          'eigen': {'xla_cpu_experimental_ynn_fusion_type': ''},
-          'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True},
-          }[preset]
+
+  return {
+      'default': None,
+      'train': sharding.compiler_options(),
+      'eigen': {'xla_cpu_experimental_ynn_fusion_type': ''},
+      'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True},
+  }[preset]
 
 
 def fixture():
   """(parity_fixture module, spec) of the parity fixture in tests/data/parity/k400_8f."""
   sys.path.insert(0, str(REPO))
   from tests import parity_fixture  # pylint: disable=import-outside-toplevel
+
   return parity_fixture, parity_fixture.load_spec('k400_8f')
 
 
 def fixture_state_dict():
   """{torch key without 'module.': np.ndarray} of the parity fixture's checkpoint."""
   tensors, spec = fixture()
-  return {k[len('module.'):]: v for k, v in tensors.state_dict(spec).items()}
+  return {k[len('module.') :]: v for k, v in tensors.state_dict(spec).items()}
 
 
 def _jax_variables(model):
@@ -154,6 +159,7 @@ def _jax_variables(model):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from rnl_jax import convert  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.tsn import abstract_variables  # pylint: disable=import-outside-toplevel
+
   variables, _ = convert.convert_state_dict(fixture_state_dict())
   flat = traverse_util.flatten_dict(variables)
   keep = traverse_util.flatten_dict(abstract_variables(model))
@@ -175,14 +181,17 @@ def write_checkpoints(out_dir, frameworks):
     from rnl_jax.checkpoint import save_checkpoint  # pylint: disable=import-outside-toplevel
     from rnl_jax.models import build_model  # pylint: disable=import-outside-toplevel
     from rnl_jax.models.tsn import Architecture, abstract_variables  # pylint: disable=import-outside-toplevel
+
     variables, arch = convert.convert_state_dict(fixture_state_dict())
     flat = traverse_util.flatten_dict(variables)
     for name in ('rnl', 'tsm'):
       arch = Architecture.from_variant(name, 400)
       keep = traverse_util.flatten_dict(abstract_variables(build_model(arch)))
-      paths[f'jax_{name}'] = save_checkpoint(str(out_dir / f'jax_{name}'),
-                                             traverse_util.unflatten_dict({k: flat[k] for k in keep}),
-                                             architecture=arch)
+      paths[f'jax_{name}'] = save_checkpoint(
+          str(out_dir / f'jax_{name}'),
+          traverse_util.unflatten_dict({k: flat[k] for k in keep}),
+          architecture=arch,
+      )
   return paths
 
 
@@ -192,6 +201,7 @@ def _random_variables(model):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from rnl_jax.models.tsn import abstract_variables  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(0)
   out = {}
   for path, leaf in traverse_util.flatten_dict(abstract_variables(model)).items():
@@ -200,7 +210,9 @@ def _random_variables(model):
     elif path[-1] in ('mean', 'bias'):
       value = np.zeros(leaf.shape, np.float32)
     else:
-      value = rng.standard_normal(leaf.shape, np.float32) / np.sqrt(max(1, np.prod(leaf.shape[:-1])))
+      value = rng.standard_normal(leaf.shape, np.float32) / np.sqrt(
+          max(1, np.prod(leaf.shape[:-1]))
+      )
     out[path] = jnp.asarray(value, leaf.dtype)
   return traverse_util.unflatten_dict(out)
 
@@ -208,6 +220,7 @@ def _random_variables(model):
 def _jax_device_peak_gb():
   """Peak bytes the JAX allocator held on device 0 (GB), or None where it does not say (CPU)."""
   import jax  # pylint: disable=import-outside-toplevel
+
   stats = jax.devices()[0].memory_stats() or {}
   return stats['peak_bytes_in_use'] / 2**30 if 'peak_bytes_in_use' in stats else None
 
@@ -240,13 +253,21 @@ def jax_case(case, repeats):
   chunk = case.get('query_chunk') or None  # the attention's queries per chunk in this case's mode
   # eval_attention: cases stored before it existed ran query chunks
   attention = case.get('eval_attention', 'chunked')
-  kwargs = dict(query_chunk=chunk, eval_query_chunk=chunk, eval_attention=attention, normalize_input=True,
-                dtype=getattr(jnp, case['dtype']), dropout=0.5)
+  kwargs = dict(
+      query_chunk=chunk,
+      eval_query_chunk=chunk,
+      eval_attention=attention,
+      normalize_input=True,
+      dtype=getattr(jnp, case['dtype']),
+      dropout=0.5,
+  )
   if case.get('checkpoint'):  # written by write_checkpoints, loaded as rnl_jax.protocol does
     model, variables = load_checkpoint(case['checkpoint'], **kwargs)
   else:
     model = build_model(arch, **kwargs)
-    variables = _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
+    variables = (
+        _random_variables(model) if case.get('weights') == 'random' else _jax_variables(model)
+    )
   jax.block_until_ready(variables)
   b, t, s = case['batch'], case['frames'], case['size']
   rng = np.random.default_rng(0)
@@ -257,11 +278,16 @@ def jax_case(case, repeats):
   if case['mode'] == 'eval':
     from rnl_jax.models import clip_groups  # pylint: disable=import-outside-toplevel
     # evaluation's own step (passes of clips_per_pass clips; logits cast to float32)
-    forward = jax.jit(functools.partial(clip_groups.eval_step, model=model,
-                                        clips=case.get('clips_per_pass', 0)),
-                      compiler_options=options)
-    x = {'frames': jnp.asarray(frames), 'label': jnp.zeros(b, jnp.int32),
-         'video_index': jnp.zeros(b, jnp.int32), 'mask': jnp.ones(b, bool)}
+    forward = jax.jit(
+        functools.partial(clip_groups.eval_step, model=model, clips=case.get('clips_per_pass', 0)),
+        compiler_options=options,
+    )
+    x = {
+        'frames': jnp.asarray(frames),
+        'label': jnp.zeros(b, jnp.int32),
+        'video_index': jnp.zeros(b, jnp.int32),
+        'mask': jnp.ones(b, bool),
+    }
     start = time.perf_counter()
     compiled = forward.lower(variables, x).compile()
     compile_s = time.perf_counter() - start
@@ -269,7 +295,9 @@ def jax_case(case, repeats):
     setup_peak = start_run_peak()
     times = time_calls(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
   else:
-    step, state, data, _ = train_step_benchmark.step_setup(model, variables, (b, t, s), 400, options)
+    step, state, data, _ = train_step_benchmark.step_setup(
+        model, variables, (b, t, s), 400, options
+    )
     start = time.perf_counter()
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - start
@@ -280,19 +308,28 @@ def jax_case(case, repeats):
     def run():
       holder[0], metrics = compiled(holder[0], data)
       jax.block_until_ready(metrics)
+
     times = time_calls(run, repeats)
-  return {'compile_s': compile_s, 'times_s': times, 'rss_loaded_gb': rss_loaded,
-          'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
-          'xla_temp_gb': temp_gb,
-          'device': str(jax.devices()[0]), 'device_kind': jax.devices()[0].device_kind,
-          'peak_device_gb': _jax_device_peak_gb(), 'jax': jax.__version__,
-          **({'attention': eval_attention_method(attention)} if 'eval_attention' in case else {})}
+  return {
+      'compile_s': compile_s,
+      'times_s': times,
+      'rss_loaded_gb': rss_loaded,
+      'setup_peak_rss_gb': setup_peak,
+      'run_peak_rss_gb': peak_rss_since_reset_gb(),
+      'xla_temp_gb': temp_gb,
+      'device': str(jax.devices()[0]),
+      'device_kind': jax.devices()[0].device_kind,
+      'peak_device_gb': _jax_device_peak_gb(),
+      'jax': jax.__version__,
+      **({'attention': eval_attention_method(attention)} if 'eval_attention' in case else {}),
+  }
 
 
 def torch_case(case, repeats):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+
   sys.path.insert(0, str(REPO))
   from tests import torch_reference as ref  # pylint: disable=import-outside-toplevel
 
@@ -303,19 +340,25 @@ def torch_case(case, repeats):
   b, t, s = case['batch'], case['frames'], case['size']
   model = ref.build_tsn(400, t, depth=50, non_local=case['model'] == 'rnl', dropout=0.5)
   if case['model'] == 'rnl' and case.get('checkpoint'):  # as the original's main.py loads it
-    ref.load_fixture_state_dict(model, torch.load(case['checkpoint'], weights_only=True)['state_dict'])
+    ref.load_fixture_state_dict(
+        model, torch.load(case['checkpoint'], weights_only=True)['state_dict']
+    )
   elif case['model'] == 'rnl' and case.get('weights') != 'random':
     ref.load_fixture_state_dict(model, fixture_state_dict())
   if case['flavour'] == 'depthwise':
     for m in model.modules():
       if isinstance(m, ref.MaskedDepthwiseConv3d):
-        m.forward = (lambda x, m=m: F.conv3d(x, m.depthwise_kernel(), None, 1, m.padding, 1, m.channels))
+        m.forward = lambda x, m=m: F.conv3d(
+            x, m.depthwise_kernel(), None, 1, m.padding, 1, m.channels
+        )
   model.to(device)
   rng = np.random.default_rng(0)
   x = torch.from_numpy(rng.standard_normal((b, 3 * t, s, s), dtype=np.float32)).to(device)
   rss_loaded = rss_gb()
   # bfloat16 as the original's users would get it: autocast around float32 weights.
-  autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=case['dtype'] == 'bfloat16')
+  autocast = lambda: torch.autocast(
+      device.type, dtype=torch.bfloat16, enabled=case['dtype'] == 'bfloat16'
+  )
   sync = torch.cuda.synchronize if cuda else (lambda: None)
   if case['mode'] == 'eval':
     model.eval()
@@ -324,11 +367,13 @@ def torch_case(case, repeats):
       with torch.no_grad(), autocast():
         model(x)
       sync()
+
   else:
     model.train()
     labels = torch.from_numpy(rng.integers(0, 400, b)).to(device)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
-                          weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=5e-4
+    )
 
     def run():
       opt.zero_grad()
@@ -337,15 +382,21 @@ def torch_case(case, repeats):
       loss.backward()
       opt.step()
       sync()
+
   if cuda:
     torch.cuda.reset_peak_memory_stats()
   setup_peak = start_run_peak()
   times = time_calls(run, repeats)
-  return {'compile_s': 0.0, 'times_s': times, 'rss_loaded_gb': rss_loaded,
-          'setup_peak_rss_gb': setup_peak, 'run_peak_rss_gb': peak_rss_since_reset_gb(),
-          'device': torch.cuda.get_device_name() if cuda else 'cpu',
-          'peak_device_gb': torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-          'torch': torch.__version__}
+  return {
+      'compile_s': 0.0,
+      'times_s': times,
+      'rss_loaded_gb': rss_loaded,
+      'setup_peak_rss_gb': setup_peak,
+      'run_peak_rss_gb': peak_rss_since_reset_gb(),
+      'device': torch.cuda.get_device_name() if cuda else 'cpu',
+      'peak_device_gb': torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+      'torch': torch.__version__,
+  }
 
 
 def matmul_case(case, repeats):
@@ -354,6 +405,7 @@ def matmul_case(case, repeats):
   if case['framework'] == 'jax':
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), getattr(jnp, dtype))
     calls = 1 if jax.default_backend() == 'cpu' else 10
     dot = jax.jit(lambda a: [jnp.dot(a + i, a) for i in range(calls)])
@@ -361,6 +413,7 @@ def matmul_case(case, repeats):
     times = time_calls(lambda: jax.block_until_ready(dot(a)), repeats)
   else:
     import torch  # pylint: disable=import-outside-toplevel
+
     torch.set_num_threads(case['threads'])
     cuda = case.get('torch_device', 'cpu') == 'cuda'
     a = torch.randn(n, n, dtype=getattr(torch, dtype), device='cuda' if cuda else 'cpu')
@@ -372,9 +425,14 @@ def matmul_case(case, repeats):
         torch.mm(a, a)
       if cuda:
         torch.cuda.synchronize()
+
     times = time_calls(run, repeats)
-  return {'compile_s': 0.0, 'times_s': times, 'gflops': calls * 2 * n ** 3 / min(times) / 1e9,
-          'device': device}
+  return {
+      'compile_s': 0.0,
+      'times_s': times,
+      'gflops': calls * 2 * n**3 / min(times) / 1e9,
+      'device': device,
+  }
 
 
 def run_case(case, repeats):
@@ -386,8 +444,9 @@ def run_case(case, repeats):
   if case['mode'] != 'matmul':
     out['clips_per_s'] = case['batch'] / out['median_s']
   # the whole process (resetting VmHWM after set-up may also reset ru_maxrss)
-  out['peak_rss_gb'] = max(peak_rss_gb(), out.get('setup_peak_rss_gb', 0.0),
-                           out.get('run_peak_rss_gb', 0.0))
+  out['peak_rss_gb'] = max(
+      peak_rss_gb(), out.get('setup_peak_rss_gb', 0.0), out.get('run_peak_rss_gb', 0.0)
+  )
   return out
 
 
@@ -401,19 +460,32 @@ def cases_from_args(args):
   cases = []
   for f in args.frameworks:
     for dtype in (args.dtypes if f == 'jax' else args.torch_dtypes):
-      extra = dict(torch_extra if f == 'torch' else {}, **({'dtype': dtype} if dtype != 'float32' else {}))
+      extra = dict(
+          torch_extra if f == 'torch' else {}, **({'dtype': dtype} if dtype != 'float32' else {})
+      )
       cases.append(dict(matmul, framework=f, **extra))
   for model in args.models:
     for mode in args.modes:
       batches = args.eval_batches if mode == 'eval' else [args.train_batch]
       for batch in batches:
-        common = {'model': model, 'mode': mode, 'batch': batch, 'frames': args.frames, 'size': args.size,
-                  'threads': args.threads, 'weights': args.weights}
+        common = {
+            'model': model,
+            'mode': mode,
+            'batch': batch,
+            'frames': args.frames,
+            'size': args.size,
+            'threads': args.threads,
+            'weights': args.weights,
+        }
         if 'jax' in args.frameworks:
           for dtype in args.dtypes:
-            case = dict(common, framework='jax', dtype=dtype,
-                        query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
-                        xla=args.xla_eval if mode == 'eval' else args.xla_train)
+            case = dict(
+                common,
+                framework='jax',
+                dtype=dtype,
+                query_chunk=args.eval_query_chunk if mode == 'eval' else args.query_chunk,
+                xla=args.xla_eval if mode == 'eval' else args.xla_train,
+            )
             if mode == 'eval' and args.eval_clips_per_pass:
               case['clips_per_pass'] = args.eval_clips_per_pass
             if mode == 'eval' and model == 'rnl' and args.eval_query_chunk:
@@ -422,12 +494,27 @@ def cases_from_args(args):
         if 'torch' in args.frameworks:
           for dtype in args.torch_dtypes:
             for flavour in (('masked', 'depthwise') if model == 'rnl' else ('-',)):
-              cases.append(dict(common, framework='torch', dtype=dtype, flavour=flavour, **torch_extra))
+              cases.append(
+                  dict(common, framework='torch', dtype=dtype, flavour=flavour, **torch_extra)
+              )
   return cases
 
 
-CASE_FIELDS = ('framework', 'mode', 'model', 'batch', 'frames', 'size', 'dtype', 'flavour', 'query_chunk',
-               'xla', 'torch_device', 'clips_per_pass', 'eval_attention')
+CASE_FIELDS = (
+    'framework',
+    'mode',
+    'model',
+    'batch',
+    'frames',
+    'size',
+    'dtype',
+    'flavour',
+    'query_chunk',
+    'xla',
+    'torch_device',
+    'clips_per_pass',
+    'eval_attention',
+)
 
 
 def case_key(case):
@@ -436,9 +523,19 @@ def case_key(case):
 
 
 def run_subprocess(case, repeats, timeout):
-  cmd = [sys.executable, '-m', 'benchmarks.model', '--case', json.dumps(case), '--repeats', str(repeats)]
+  cmd = [
+      sys.executable,
+      '-m',
+      'benchmarks.model',
+      '--case',
+      json.dumps(case),
+      '--repeats',
+      str(repeats),
+  ]
   env = dict(os.environ, OMP_NUM_THREADS=str(case['threads']))
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+  proc = subprocess.run(
+      cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+  )
   if proc.returncode != 0:
     tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
     return dict(case, error=f'exit {proc.returncode}: {tail}')
@@ -451,43 +548,71 @@ def _fmt(x, digits=2):
 
 def table(results):
   """Markdown table: one row per (model, mode, batch, framework, dtype/flavour), ratios vs torch float32
-  (and vs torch in the row's dtype where that differs), FLOP limit and MFU against the measured peak."""
+  (and vs torch in the row's dtype where that differs), FLOP limit and MFU against the measured peak.
+  """
   peaks = {}  # dtype -> best matmul GFLOP/s of either framework
   lines = []
   for r in results:
     if r['mode'] == 'matmul' and 'gflops' in r:
       dtype = r.get('dtype', 'float32')
       peaks[dtype] = max(peaks.get(dtype, 0), r['gflops'])
-      lines.append(f"matmul peak ({r['framework']}, {dtype} {r.get('size', 4096)}^3"
-                   f"{', ' + r['device'] if r.get('device', 'cpu') != 'cpu' else ''}): {r['gflops']:.1f} GFLOP/s")
+      lines.append(
+          f"matmul peak ({r['framework']}, {dtype} {r.get('size', 4096)}^3"
+          f"{', ' + r['device'] if r.get('device', 'cpu') != 'cpu' else ''}): {r['gflops']:.1f} GFLOP/s"
+      )
   device_memory = any(r.get('peak_device_gb') for r in results)
-  lines += ['', '| model | mode | clips | impl | median s | clips/s | compile s | peak RSS GB '
-            '| run peak RSS GB ' + ('| peak device GB ' if device_memory else '')
-            + '| masked / this | depthwise / this | x FLOP limit | MFU % |',
-            '|' + '---|' * (14 if device_memory else 13)]
-  torch_time = {(r['model'], r['mode'], r['batch'], r.get('dtype', 'float32'), r['flavour']): r['median_s']
-                for r in results if r['framework'] == 'torch' and r['mode'] != 'matmul' and 'median_s' in r}
+  lines += [
+      '',
+      '| model | mode | clips | impl | median s | clips/s | compile s | peak RSS GB '
+      '| run peak RSS GB '
+      + ('| peak device GB ' if device_memory else '')
+      + '| masked / this | depthwise / this | x FLOP limit | MFU % |',
+      '|' + '---|' * (14 if device_memory else 13),
+  ]
+  torch_time = {
+      (r['model'], r['mode'], r['batch'], r.get('dtype', 'float32'), r['flavour']): r['median_s']
+      for r in results
+      if r['framework'] == 'torch' and r['mode'] != 'matmul' and 'median_s' in r
+  }
   for r in results:
     if r['mode'] == 'matmul':
       continue
     dtype = r.get('dtype', 'float32')
     method = 'streamed' if r.get('attention') == 'streamed' else 'chunk'  # stored before: chunks
-    impl = (f"jax {dtype}" + (f" {method} {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
-            + ({-1: ' auto passes', 0: ''}.get(r.get('clips_per_pass', 0), f" {r.get('clips_per_pass')} clips/pass"))
-            + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
-            if r['framework'] == 'jax' else f"torch {r['flavour']}" + (f' {dtype}' if dtype != 'float32' else ''))
+    impl = (
+        f'jax {dtype}'
+        + (f" {method} {r['query_chunk']}" if r.get('query_chunk') and r['model'] == 'rnl' else '')
+        + (
+            {-1: ' auto passes', 0: ''}.get(
+                r.get('clips_per_pass', 0), f" {r.get('clips_per_pass')} clips/pass"
+            )
+        )
+        + (f" xla {r['xla']}" if r['xla'] != 'train' else '')
+        if r['framework'] == 'jax'
+        else f"torch {r['flavour']}" + (f' {dtype}' if dtype != 'float32' else '')
+    )
     if 'error' in r:
-      lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
-                   f"{r['error'].splitlines()[-1][:80]} ||||||||" + ('|' if device_memory else ''))
+      lines.append(
+          f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | error: "
+          f"{r['error'].splitlines()[-1][:80]} ||||||||" + ('|' if device_memory else '')
+      )
       continue
     key = (r['model'], r['mode'], r['batch'])
     # the reference in the row's dtype where measured (GPU runs), else in float32 (CPU runs)
-    ref_dtype = dtype if key + (dtype, '-') in torch_time or key + (dtype, 'masked') in torch_time else 'float32'
+    ref_dtype = (
+        dtype
+        if key + (dtype, '-') in torch_time or key + (dtype, 'masked') in torch_time
+        else 'float32'
+    )
     masked = torch_time.get(key + (ref_dtype, 'masked' if r['model'] == 'rnl' else '-'))
     depthwise = torch_time.get(key + (ref_dtype, 'depthwise'))
     limit = None
     if peaks.get(dtype):
-      macs = gmacs(r['model'], r['frames'], r['size']) * r['batch'] * (3 if r['mode'] == 'train' else 1)
+      macs = (
+          gmacs(r['model'], r['frames'], r['size'])
+          * r['batch']
+          * (3 if r['mode'] == 'train' else 1)
+      )
       limit = r['median_s'] / (2 * macs / peaks[dtype])
     lines.append(
         f"| {r['model']} | {r['mode']} | {r['batch']} | {impl} | {_fmt(r['median_s'], 3)} | "
@@ -496,7 +621,8 @@ def table(results):
         + (f"{_fmt(r.get('peak_device_gb'))} | " if device_memory else '')
         + f"{_fmt(masked / r['median_s'] if masked else None)} | "
         f"{_fmt(depthwise / r['median_s'] if depthwise else None)} | {_fmt(limit)} | "
-        f"{_fmt(100 / limit if limit else None, 1)} |")
+        f'{_fmt(100 / limit if limit else None, 1)} |'
+    )
   return '\n'.join(lines)
 
 
@@ -515,21 +641,41 @@ def main():
   parser.add_argument('--train_batch', type=int, default=2)
   parser.add_argument('--frames', type=int, default=8)
   parser.add_argument('--size', type=int, default=224)
-  parser.add_argument('--query_chunk', type=int, default=0,
-                      help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk')
+  parser.add_argument(
+      '--query_chunk',
+      type=int,
+      default=0,
+      help='JAX RNL attention in train cases: 0 plain, > 0 queries per chunk',
+  )
   parser.add_argument('--eval_query_chunk', type=int, default=784, help='the same in eval cases')
-  parser.add_argument('--eval_attention', default='auto', choices=['auto', 'streamed', 'chunked'],
-                      help='JAX RNL eval with --eval_query_chunk: config.model.eval_attention')
-  parser.add_argument('--eval_clips_per_pass', type=int, default=-1,
-                      help='JAX eval: clips per forward pass (config.model.eval_clips_per_pass; -1 auto)')
+  parser.add_argument(
+      '--eval_attention',
+      default='auto',
+      choices=['auto', 'streamed', 'chunked'],
+      help='JAX RNL eval with --eval_query_chunk: config.model.eval_attention',
+  )
+  parser.add_argument(
+      '--eval_clips_per_pass',
+      type=int,
+      default=-1,
+      help='JAX eval: clips per forward pass (config.model.eval_clips_per_pass; -1 auto)',
+  )
   presets = ['default', 'train', 'eigen', 'onednn']
   parser.add_argument('--xla_eval', default='train', choices=presets, help='see xla_options')
   parser.add_argument('--xla_train', default='train', choices=presets, help='see xla_options')
-  parser.add_argument('--weights', default='fixture', choices=['fixture', 'random'],
-                      help="the parity fixture's checkpoint (tests/data/parity) or random weights")
+  parser.add_argument(
+      '--weights',
+      default='fixture',
+      choices=['fixture', 'random'],
+      help="the parity fixture's checkpoint (tests/data/parity) or random weights",
+  )
   parser.add_argument('--torch_device', default='cpu', choices=['cpu', 'cuda'])
-  parser.add_argument('--torch_dtypes', type=split, default=['float32'],
-                      help='the reference in these dtypes (bfloat16: torch.autocast)')
+  parser.add_argument(
+      '--torch_dtypes',
+      type=split,
+      default=['float32'],
+      help='the reference in these dtypes (bfloat16: torch.autocast)',
+  )
   parser.add_argument('--matmul_size', type=int, default=4096, help='n of the n^3 GEMM peak')
   parser.add_argument('--timeout', type=int, default=1800, help='seconds per case')
   parser.add_argument('--case', default=None, help=argparse.SUPPRESS)
@@ -545,7 +691,9 @@ def main():
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   results = json.loads(out.read_text())['results'] if out.exists() else []
-  results = list({case_key(r): r for r in results if 'error' not in r}.values())  # the latest of each
+  results = list(
+      {case_key(r): r for r in results if 'error' not in r}.values()
+  )  # the latest of each
   done = {case_key(r) for r in results}
   todo = [c for c in cases_from_args(args) if case_key(c) not in done]
   checkpoints = tempfile.TemporaryDirectory(prefix='benchmarks_model_')
@@ -553,21 +701,40 @@ def main():
     # in a child process: Linux keeps ru_maxrss across fork + exec, so a parent that had loaded the
     # fixture would raise every case's reported peak RSS to its own
     frameworks = ','.join(sorted({c['framework'] for c in todo}))
-    proc = subprocess.run([sys.executable, '-m', 'benchmarks.model', '--write_checkpoints', checkpoints.name,
-                           '--frameworks', frameworks], cwd=REPO, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'benchmarks.model',
+            '--write_checkpoints',
+            checkpoints.name,
+            '--frameworks',
+            frameworks,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     paths = json.loads(proc.stdout.strip().splitlines()[-1])
     for c in todo:
       c['checkpoint'] = paths.get(f"{c['framework']}_{c.get('model')}")  # torch TSM: random init
   for case in todo:
     start = time.perf_counter()
     r = run_subprocess(case, args.repeats, args.timeout)
-    print(f"[{time.strftime('%H:%M:%S')}] {case_key(case)}: "
-          f"{r.get('error') or round(r['median_s'], 3)} ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {case_key(case)}: "
+        f"{r.get('error') or round(r['median_s'], 3)} ({time.perf_counter() - start:.0f} s)",
+        flush=True,
+    )
     results.append(r)
     r['date'] = time.strftime('%Y-%m-%d %H:%M')
     accelerators = sorted({r.get('device_kind', r.get('device', 'cpu')) for r in results} - {'cpu'})
-    meta = {'machine': f'{_cpu_name()}, {os.cpu_count()} cores' + ''.join(f'; {a}' for a in accelerators),
-            'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:])}
+    meta = {
+        'machine': f'{_cpu_name()}, {os.cpu_count()} cores'
+        + ''.join(f'; {a}' for a in accelerators),
+        'command': ' '.join(['python -m benchmarks.model'] + sys.argv[1:]),
+    }
     out.write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
   md = table(results)
   out.with_suffix('.md').write_text(md + '\n')

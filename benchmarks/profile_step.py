@@ -18,6 +18,7 @@ HLO to look ops up (`grep '%name = '`); --xla_option NAME=VALUE passes XLA compi
 step's jit, on top of `sharding.compiler_options()` where rnl_jax.sharding has it (e.g.
 xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE).
 """
+
 import argparse
 import collections
 import glob
@@ -39,9 +40,27 @@ from rnl_jax import config as config_lib
 from rnl_jax import sharding
 
 # Fused ops that name a fusion's category, most telling first.
-_MAIN_OPS = ('convolution', 'dot', 'fft', 'custom-call', 'select-and-scatter', 'reduce-window', 'scatter',
-             'gather', 'sort', 'reduce', 'transpose', 'concatenate', 'pad', 'dynamic-update-slice',
-             'dynamic-slice', 'reverse', 'slice', 'broadcast', 'copy')
+_MAIN_OPS = (
+    'convolution',
+    'dot',
+    'fft',
+    'custom-call',
+    'select-and-scatter',
+    'reduce-window',
+    'scatter',
+    'gather',
+    'sort',
+    'reduce',
+    'transpose',
+    'concatenate',
+    'pad',
+    'dynamic-update-slice',
+    'dynamic-slice',
+    'reverse',
+    'slice',
+    'broadcast',
+    'copy',
+)
 _INSTR = re.compile(r'^\s*(?:ROOT\s+)?%([\w.\-]+) = ')
 _COMP = re.compile(r'^(?:ENTRY\s+)?%([\w.\-]+) .*\{\s*$')
 
@@ -53,7 +72,7 @@ def _split_type(rest):
     for i, ch in enumerate(rest):
       depth += {'(': 1, ')': -1}.get(ch, 0)
       if depth == 0:
-        return rest[:i + 1], rest[i + 1:].lstrip()
+        return rest[: i + 1], rest[i + 1 :].lstrip()
   head, _, tail = rest.partition(' ')
   return head, tail
 
@@ -69,13 +88,18 @@ def parse_hlo(text):
     m = _INSTR.match(line)
     if not m:
       continue
-    shape, rest = _split_type(line[m.end():])
+    shape, rest = _split_type(line[m.end() :])
     opcode = rest.split('(', 1)[0].strip()
     comp_ops[comp].add(opcode)
     info = {'opcode': opcode, 'shape': re.sub(r'\{[^{}]*\}', '', shape), 'line': line.strip()}
-    for key, pattern in (('kind', r'kind=(\w+)'), ('calls', r'calls=%([\w.\-]+)'),
-                         ('op_name', r'op_name="([^"]*)"'), ('target', r'custom_call_target="([^"]*)"'),
-                         ('dims', r'dim_labels=(\S+?)[,}]'), ('window', r'window=\{([^}]*)\}')):
+    for key, pattern in (
+        ('kind', r'kind=(\w+)'),
+        ('calls', r'calls=%([\w.\-]+)'),
+        ('op_name', r'op_name="([^"]*)"'),
+        ('target', r'custom_call_target="([^"]*)"'),
+        ('dims', r'dim_labels=(\S+?)[,}]'),
+        ('window', r'window=\{([^}]*)\}'),
+    ):
       found = re.search(pattern, line)
       info[key] = found.group(1) if found else ''
     instrs[m.group(1)] = info
@@ -92,8 +116,11 @@ def _category(info, comp_ops):
     return f'fusion[{main}]'
   if op == 'custom-call':
     return f'custom-call[{info["target"]}]'
-  if op == 'convolution' and ('rhs_reversal' in info['window'] or 'feature_group' in info['line']
-                              or 'batch_group' in info['line']):
+  if op == 'convolution' and (
+      'rhs_reversal' in info['window']
+      or 'feature_group' in info['line']
+      or 'batch_group' in info['line']
+  ):
     return 'convolution(non-canonical)'
   return op
 
@@ -145,27 +172,38 @@ def idle_gaps(events, instrs):
 def report(total, count, events, instrs, wall_s, top):
   ops = {n: d for n, d in total.items() if n in instrs}
   op_sum = sum(ops.values()) / 1e3
-  print(f'\nstep wall {wall_s * 1e3:.0f} ms; {len(ops)} HLO ops traced, {op_sum:.0f} ms summed over threads')
+  print(
+      f'\nstep wall {wall_s * 1e3:.0f} ms; {len(ops)} HLO ops traced, {op_sum:.0f} ms summed over threads'
+  )
   print(f'\ntop {top} ops:')
   print(f'{"ms":>9} {"%":>5} {"n":>3}  {"dir":3}  {"op":34} {"category":26} {"shape":34} layer')
   for name, dur in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
     info = instrs[name]
     extra = f' dims={info["dims"]}' if info['dims'] else ''
-    print(f'{dur / 1e3:9.1f} {100 * dur / 1e3 / max(op_sum, 1e-9):5.1f} {count[name]:3d}  '
-          f'{_direction(info["op_name"]):3}  {name[:34]:34} {info["category"][:26]:26} '
-          f'{info["shape"][:34]:34} {_layer(info["op_name"])}{extra}')
-  for title, key in (('kind', lambda i: i['category']), ('direction', lambda i: _direction(i['op_name'])),
-                     ('direction x kind', lambda i: f'{_direction(i["op_name"])} {i["category"]}')):
+    print(
+        f'{dur / 1e3:9.1f} {100 * dur / 1e3 / max(op_sum, 1e-9):5.1f} {count[name]:3d}  '
+        f'{_direction(info["op_name"]):3}  {name[:34]:34} {info["category"][:26]:26} '
+        f'{info["shape"][:34]:34} {_layer(info["op_name"])}{extra}'
+    )
+  for title, key in (
+      ('kind', lambda i: i['category']),
+      ('direction', lambda i: _direction(i['op_name'])),
+      ('direction x kind', lambda i: f'{_direction(i["op_name"])} {i["category"]}'),
+  ):
     groups, ngroup = collections.Counter(), collections.Counter()
     for name, dur in ops.items():
       groups[key(instrs[name])] += dur
       ngroup[key(instrs[name])] += 1
     print(f'\nby {title}:')
     for k, dur in groups.most_common(20 if title == 'direction x kind' else None):
-      print(f'{dur / 1e3:9.1f} ms {100 * dur / 1e3 / max(op_sum, 1e-9):5.1f}%  {ngroup[k]:4d} ops  {k}')
+      print(
+          f'{dur / 1e3:9.1f} ms {100 * dur / 1e3 / max(op_sum, 1e-9):5.1f}%  {ngroup[k]:4d} ops  {k}'
+      )
   gaps = idle_gaps(events, instrs)
-  print(f'\nidle (no traced op running): {sum(gaps.values()) / 1e3:.0f} ms, by the kind of the last '
-        'async op started before each gap (its untraced work):')
+  print(
+      f'\nidle (no traced op running): {sum(gaps.values()) / 1e3:.0f} ms, by the kind of the last '
+      'async op started before each gap (its untraced work):'
+  )
   for k, dur in gaps.most_common():
     print(f'{dur / 1e3:9.1f} ms  {k}')
   other = sorted(((d, n) for n, d in total.items() if n not in instrs), reverse=True)[:5]
@@ -177,19 +215,28 @@ def report(total, count, events, instrs, wall_s, top):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/k400_8f.py')
-  parser.add_argument('--batch', type=int, default=None, help='clips per step (default: the config)')
+  parser.add_argument(
+      '--batch', type=int, default=None, help='clips per step (default: the config)'
+  )
   parser.add_argument('--variant', default=None, help='tsn | tsm | rnl (default: the config)')
   parser.add_argument('--size', type=int, default=None, help='crop size (default: the config)')
   parser.add_argument('--dtype', default=None, help='float32 | bfloat16 (default: the config)')
   parser.add_argument('--query_chunk', type=int, default=None)
-  parser.add_argument('--eval', action='store_true', help='profile the eval forward instead of a step')
+  parser.add_argument(
+      '--eval', action='store_true', help='profile the eval forward instead of a step'
+  )
   parser.add_argument('--top', type=int, default=25)
   parser.add_argument('--warmup', type=int, default=1, help='untraced steps before the traced one')
   parser.add_argument('--trace_dir', default=None, help='keep the trace here (default: a temp dir)')
   parser.add_argument('--hlo_out', default=None, help='write the optimized HLO text here')
-  parser.add_argument('--xla_option', action='append', default=[], metavar='NAME=VALUE',
-                      help='XLA compiler option for the step\'s jit (repeatable), e.g. '
-                           'xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE')
+  parser.add_argument(
+      '--xla_option',
+      action='append',
+      default=[],
+      metavar='NAME=VALUE',
+      help="XLA compiler option for the step's jit (repeatable), e.g. "
+      'xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE',
+  )
   args = parser.parse_args()
   config = load_config(args.config)
   for key in ('dtype', 'variant', 'query_chunk'):
@@ -220,14 +267,17 @@ def main():
     if not args.eval:
       args_ = (out[0], args_[1])
     jax.block_until_ready(out)
+
   hlo = compiled.as_text()
   if args.hlo_out:
     with open(args.hlo_out, 'w') as f:
       f.write(hlo)
   instrs = parse_hlo(hlo)
-  print(f'{args.config}: {config.model.variant} R{config.model.depth} width {config.model.width}, '
-        f'{batch} clips x {t} x {s}px, {config.model.dtype}, compiler options {options}: compile {compile_s:.1f} s, '
-        f'{len(instrs)} HLO instructions')
+  print(
+      f'{args.config}: {config.model.variant} R{config.model.depth} width {config.model.width}, '
+      f'{batch} clips x {t} x {s}px, {config.model.dtype}, compiler options {options}: compile {compile_s:.1f} s, '
+      f'{len(instrs)} HLO instructions'
+  )
   for i in range(args.warmup):
     start = time.perf_counter()
     run()

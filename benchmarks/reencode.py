@@ -18,6 +18,7 @@ core (single process, one decoder thread):
 and prints clips/s per core (clips / process CPU seconds), wall clips/s, MB per video and the encode
 time per video. Clip indices come from a fixed seed, the same for every encoding.
 """
+
 import argparse
 import os
 import tempfile
@@ -48,7 +49,9 @@ def make_originals(root, num_videos, num_frames, footage=()):
   for v in range(len(footage) or num_videos):
     path = os.path.join(root, 'original', f'video_{v:03d}.mp4')
     if not os.path.exists(path):
-      frames = footage_frames(footage[v], num_frames) if footage else textured_video(rng, num_frames)
+      frames = (
+          footage_frames(footage[v], num_frames) if footage else textured_video(rng, num_frames)
+      )
       video_lib.write_video(path, frames, fps=FPS, **ORIGINAL)
     paths.append(path)
   return paths
@@ -56,14 +59,30 @@ def make_originals(root, num_videos, num_frames, footage=()):
 
 def reencode(originals, root, interval, crf=media.CRF, preset=media.PRESET):
   """Re-encodes with the preparation's worker; returns (paths, seconds per video)."""
-  folder = os.path.join(root, f'k{interval}' if (crf, preset) == (media.CRF, media.PRESET) else
-                        f'k{interval}_crf{crf}_{preset}')
+  folder = os.path.join(
+      root,
+      f'k{interval}'
+      if (crf, preset) == (media.CRF, media.PRESET)
+      else f'k{interval}_crf{crf}_{preset}',
+  )
   paths, seconds = [], []
   for src in originals:
     out = os.path.join(folder, os.path.basename(src))
     if not os.path.exists(out):
-      task = media.Task(os.path.basename(src), src, 'video', out, 'videos', None,
-                        media.Size('keep', even=True), None, None, interval, crf, preset)
+      task = media.Task(
+          os.path.basename(src),
+          src,
+          'video',
+          out,
+          'videos',
+          None,
+          media.Size('keep', even=True),
+          None,
+          None,
+          interval,
+          crf,
+          preset,
+      )
       t0 = time.perf_counter()
       result = media.run_task(task)
       seconds.append(time.perf_counter() - t0)
@@ -74,9 +93,10 @@ def reencode(originals, root, interval, crf=media.CRF, preset=media.PRESET):
 
 def time_clips(paths, mode, num_clips, seed=0):
   """(clips/s per core, wall clips/s) of VideoFileSource clips of 8 frames."""
-  source = video_lib.VideoFileSource('', [(p, 0) for p in paths], mode='train', num_segments=8,
-                                     dense=(mode == 'dense'), seed=seed)
-  source.get(0)   # warm-up (imports, first open)
+  source = video_lib.VideoFileSource(
+      '', [(p, 0) for p in paths], mode='train', num_segments=8, dense=(mode == 'dense'), seed=seed
+  )
+  source.get(0)  # warm-up (imports, first open)
   cpu0, wall0 = time.process_time(), time.perf_counter()
   for i in range(num_clips):
     clip = source.get(i % len(paths), rng=np.random.default_rng([seed, i]))
@@ -90,13 +110,23 @@ def main(argv=None):
   parser.add_argument('--videos', type=int, default=4)
   parser.add_argument('--frames', type=int, default=300, help='frames per video (10 s at 30 fps)')
   parser.add_argument('--clips', type=int, default=60, help='clips timed per encoding and sampling')
-  parser.add_argument('--intervals', default='250,64,32,16,8', help='keyframe intervals to re-encode with')
+  parser.add_argument(
+      '--intervals', default='250,64,32,16,8', help='keyframe intervals to re-encode with'
+  )
   parser.add_argument('--crf', type=int, default=media.CRF, help='x264 crf of the re-encoding')
   parser.add_argument('--preset', default=media.PRESET, help='x264 preset of the re-encoding')
-  parser.add_argument('--no-original', dest='original', action='store_false',
-                      help='do not time the originals (the x orig column is then relative to the first row)')
-  parser.add_argument('--footage', default='', help='comma-separated real videos to use instead of synthetic')
-  parser.add_argument('--data', default=None, help='folder for the videos (kept; default: a temp folder)')
+  parser.add_argument(
+      '--no-original',
+      dest='original',
+      action='store_false',
+      help='do not time the originals (the x orig column is then relative to the first row)',
+  )
+  parser.add_argument(
+      '--footage', default='', help='comma-separated real videos to use instead of synthetic'
+  )
+  parser.add_argument(
+      '--data', default=None, help='folder for the videos (kept; default: a temp folder)'
+  )
   args = parser.parse_args(argv)
   root = args.data or tempfile.mkdtemp(prefix='reencode_bench_')
   footage = [f for f in args.footage.split(',') if f]
@@ -106,11 +136,17 @@ def main(argv=None):
     paths, enc = reencode(originals, root, interval, args.crf, args.preset)
     rows.append((f'prepared k{interval}', paths, enc))
   base = {}
-  what = f'{len(footage)} real videos (short side 256)' if footage else f'{args.videos} videos 340x256'
-  print(f'{what} x {args.frames} frames @ {FPS} fps; re-encoded crf {args.crf} '
-        f'preset {args.preset}; {args.clips} clips per cell; one core')
-  print(f'{"video":<16}{"MB/video":>9}{"enc s/video":>12}{"tsn clips/s":>13}{"(wall)":>8}{"x orig":>8}'
-        f'{"dense clips/s":>15}{"(wall)":>8}{"x orig":>8}')
+  what = (
+      f'{len(footage)} real videos (short side 256)' if footage else f'{args.videos} videos 340x256'
+  )
+  print(
+      f'{what} x {args.frames} frames @ {FPS} fps; re-encoded crf {args.crf} '
+      f'preset {args.preset}; {args.clips} clips per cell; one core'
+  )
+  print(
+      f'{"video":<16}{"MB/video":>9}{"enc s/video":>12}{"tsn clips/s":>13}{"(wall)":>8}{"x orig":>8}'
+      f'{"dense clips/s":>15}{"(wall)":>8}{"x orig":>8}'
+  )
   for name, paths, enc in rows:
     mb = np.mean([os.path.getsize(p) for p in paths]) / 1e6
     cells = []
@@ -118,8 +154,11 @@ def main(argv=None):
       per_core, wall = time_clips(paths, mode, args.clips)
       base.setdefault(mode, per_core)
       cells += [per_core, wall, per_core / base[mode]]
-    print(f'{name:<16}{mb:>9.2f}{enc:>12.2f}{cells[0]:>13.1f}{cells[1]:>8.1f}{cells[2]:>8.2f}'
-          f'{cells[3]:>15.1f}{cells[4]:>8.1f}{cells[5]:>8.2f}', flush=True)
+    print(
+        f'{name:<16}{mb:>9.2f}{enc:>12.2f}{cells[0]:>13.1f}{cells[1]:>8.1f}{cells[2]:>8.2f}'
+        f'{cells[3]:>15.1f}{cells[4]:>8.1f}{cells[5]:>8.2f}',
+        flush=True,
+    )
 
 
 if __name__ == '__main__':

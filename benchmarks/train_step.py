@@ -8,6 +8,7 @@ BatchNorm in training mode), jitted with `sharding.compiler_options()` as traini
 local devices; prints compile time, the median step time of --steps after one warm-up, clips/s and
 peak RSS. No data loading (see benchmarks/input_pipeline.py).
 """
+
 import argparse
 import functools
 import importlib.util
@@ -34,9 +35,16 @@ def setup(config, batch, compiler_options=None):
   model = config_lib.model_from_config(config)
   t, s = config.num_segments, config.image_size
   variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(
-      jnp.zeros((1, t, s, s, 3), jnp.uint8))
-  return step_setup(model, variables, (batch, t, s), config.data.num_classes, compiler_options,
-                    config.optim.weight_decay)
+      jnp.zeros((1, t, s, s, 3), jnp.uint8)
+  )
+  return step_setup(
+      model,
+      variables,
+      (batch, t, s),
+      config.data.num_classes,
+      compiler_options,
+      config.optim.weight_decay,
+  )
 
 
 def step_setup(model, variables, clips, num_classes, compiler_options=None, weight_decay=1e-4):
@@ -44,25 +52,36 @@ def step_setup(model, variables, clips, num_classes, compiler_options=None, weig
   batch, t, s = clips
   mesh = sharding.make_mesh()
   tx = optim.sgd(variables['params'], 0.01, weight_decay=weight_decay)
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                           batch_stats=variables['batch_stats'],
-                           opt_state=tx.init(variables['params']), rng=jax.random.PRNGKey(1))
+  state = train.TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      opt_state=tx.init(variables['params']),
+      rng=jax.random.PRNGKey(1),
+  )
   replicated = sharding.replicated(mesh)
   state = jax.device_put(state, replicated)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
-                 in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
-                 out_shardings=(replicated, replicated), donate_argnums=0,
-                 compiler_options=compiler_options or None)
+  step = jax.jit(
+      functools.partial(train.train_step, model=model, tx=tx, lr_fn=lambda s: 0.01),
+      in_shardings=(replicated, sharding.batch_sharding(mesh, 1)),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+      compiler_options=compiler_options or None,
+  )
   rng = np.random.default_rng(0)
-  data = {'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
-          'label': rng.integers(0, num_classes, (1, batch)).astype(np.int32)}
+  data = {
+      'frames': rng.integers(0, 256, (1, batch, t, s, s, 3), dtype=np.uint8),
+      'label': rng.integers(0, num_classes, (1, batch)).astype(np.int32),
+  }
   return step, state, sharding.to_global(data, mesh, batch_axis=1), mesh
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/k400_8f.py')
-  parser.add_argument('--batch', type=int, default=None, help='clips per step (default: the config)')
+  parser.add_argument(
+      '--batch', type=int, default=None, help='clips per step (default: the config)'
+  )
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--dtype', default=None, help='float32 | bfloat16 (default: the config)')
   parser.add_argument('--query_chunk', type=int, default=None)
@@ -90,10 +109,12 @@ def main():
     times.append(time.perf_counter() - start)
   median = float(np.median(times))
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  print(f'{args.config}: {config.model.variant} R{config.model.depth} width {config.model.width}, '
-        f'{batch} clips x {t} x {s}px, {config.model.dtype}, {mesh.devices.size} '
-        f'{jax.devices()[0].platform} device(s): first step (compile) {compile_s:.1f} s, '
-        f'median of {args.steps} {median:.3f} s = {batch / median:.2f} clips/s, peak RSS {rss:.1f} GB')
+  print(
+      f'{args.config}: {config.model.variant} R{config.model.depth} width {config.model.width}, '
+      f'{batch} clips x {t} x {s}px, {config.model.dtype}, {mesh.devices.size} '
+      f'{jax.devices()[0].platform} device(s): first step (compile) {compile_s:.1f} s, '
+      f'median of {args.steps} {median:.3f} s = {batch / median:.2f} clips/s, peak RSS {rss:.1f} GB'
+  )
 
 
 if __name__ == '__main__':

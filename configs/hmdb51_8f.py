@@ -9,6 +9,7 @@ formats: add the --config.data.* flags it prints). init.checkpoint: a converted 
 checkpoint, as configs/ucf101_8f.py. Hardware: a GPU/TPU job (16 clips of 8 x 224 px per forward,
 4 forwards per step, 10 epochs).
 """
+
 from configs import ucf101_8f
 
 

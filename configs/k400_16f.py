@@ -12,6 +12,7 @@ and block) out of memory: the plain attention's memory grows with every clip, so
 forward only the chunked one fits an accelerator (docs/performance.md#chunked-attention).
 `--config.model.query_chunk=0` trains plain, and faster, where memory allows.
 """
+
 from configs import k400_8f
 
 
@@ -19,5 +20,5 @@ def get_config():
   config = k400_8f.get_config()
   config.num_segments = 16
   config.model.query_chunk = 784
-  config.test.views_per_step = 10     # 30 views of 16 x 256 px per video, in 3 forwards
+  config.test.views_per_step = 10  # 30 views of 16 x 256 px per video, in 3 forwards
   return config

@@ -14,11 +14,12 @@ step, 100 epochs); `--config.mode=test` then runs the test protocol on WORKDIR/b
 lr 0.02 per 64 clips (16 per forward x 4 accumulated), wd 2e-4, dropout 0.5, 5 warmup epochs,
 cosine, 100 epochs, flip.
 """
+
 from configs import default
 
 
 def get_config():
-  config = default.get_config()        # the defaults are this recipe
+  config = default.get_config()  # the defaults are this recipe
   config.data.name = 'kinetics'
   config.data.num_classes = 400
   config.data.dense_sample = True

@@ -8,6 +8,7 @@ rnl_jax.data.prepare something_v1 --source DIR --out /data`). Hardware: a multi-
 clips of 16 x 224 px per forward, 4 forwards per step). Chunked attention for memory, as
 configs/k400_16f.py (docs/performance.md#chunked-attention).
 """
+
 from configs import sthv1_8f
 
 

@@ -12,6 +12,7 @@ step, 50 epochs).
 
 wd 1e-3, dropout 0.8, 1 warmup epoch, cosine, 50 epochs, no flip (labels are direction-sensitive).
 """
+
 from configs import default
 
 
@@ -20,7 +21,7 @@ def get_config():
   config.data.name = 'something'
   config.data.num_classes = 174
   config.data.dense_sample = False
-  config.test.twice_sample = True     # the README's Something protocol: 2 clips x 3 full-res crops
+  config.test.twice_sample = True  # the README's Something protocol: 2 clips x 3 full-res crops
   config.test.views_per_step = 6
   config.data.flip = False
   config.model.dropout = 0.8

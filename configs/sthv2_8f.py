@@ -9,6 +9,7 @@ json annotations) with `python -m rnl_jax.data.prepare something_v2 --source DIR
 init.imagenet as configs/sthv1_8f.py. Hardware: a multi-GPU/TPU job (16 clips of 8 x 224 px per
 forward, 4 forwards per step, 50 epochs).
 """
+
 from configs import sthv1_8f
 
 

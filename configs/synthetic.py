@@ -12,6 +12,7 @@ A narrow ResNet-18 (width 16: 1/16 of the FLOPs of the standard one) with shift 
 SGD recipe with a short warmup. 32 px, not 48: at 48 px XLA:CPU's step is much slower and the same
 budget stays near chance (docs/performance.md#synthetic-recipe).
 """
+
 from configs import default
 
 
@@ -19,13 +20,13 @@ def get_config():
   config = default.get_config()
   config.model.depth = 18
   config.model.width = 16
-  config.model.dropout = 0.0          # no dropout on the 128-d feature for scratch training
+  config.model.dropout = 0.0  # no dropout on the 128-d feature for scratch training
   config.num_segments = 4
   config.image_size = 32
-  config.scale_size = 37             # 256/224 of the crop, as the original
+  config.scale_size = 37  # 256/224 of the crop, as the original
 
   config.data.name = 'synthetic'
-  config.data.root = ''               # '' = WORKDIR/data, generated on first use
+  config.data.root = ''  # '' = WORKDIR/data, generated on first use
   config.data.num_classes = 12
   config.data.flip = False
   config.data.dense_sample = False
@@ -41,7 +42,7 @@ def get_config():
   config.batch_size = 32
   config.batch_multiplier = 1
   config.eval_batch_size = 64
-  config.optim.base_lr = 0.02         # per 64 clips -> 0.01 at 32 (the original's k400 lr)
+  config.optim.base_lr = 0.02  # per 64 clips -> 0.01 at 32 (the original's k400 lr)
   # No head lr x5/x10 (the original's setting for a new head on a pretrained backbone): from scratch it
   # holds the loss at chance for longer (docs/performance.md#synthetic-recipe).
   config.optim.fc_lr5 = False

@@ -19,26 +19,27 @@ Hardware: a CPU is enough: batch 2 clips per step keeps a CPU step to seconds, a
 development machine (docs/performance.md#input-pipeline). On an accelerator, set batch_size to the
 real one.
 """
+
 from configs import k400_8f
 
 
 def get_config():
   config = k400_8f.get_config()
   config.data.name = 'synthetic'
-  config.data.root = ''               # '' = WORKDIR/data, generated on first use
+  config.data.root = ''  # '' = WORKDIR/data, generated on first use
   config.data.num_classes = 12
   config.data.synthetic.num_train = 64
   config.data.synthetic.num_val = 16
-  config.data.synthetic.num_frames = 64   # dense sampling reads 8 frames at stride 8
+  config.data.synthetic.num_frames = 64  # dense sampling reads 8 frames at stride 8
   config.data.synthetic.size = 256
-  config.data.flip = False            # the synthetic classes are direction-sensitive
+  config.data.flip = False  # the synthetic classes are direction-sensitive
   config.batch_size = 2
   config.batch_multiplier = 1
   config.eval_batch_size = 4
   config.num_train_steps = 10
-  config.num_epochs = 100.0           # the cosine's length: lr stays near base_lr over the steps run
+  config.num_epochs = 100.0  # the cosine's length: lr stays near base_lr over the steps run
   config.optim.warmup_epochs = 0.0
   config.log_every_steps = 1
-  config.eval_every_epochs = 0.0      # evaluate once, at the end
+  config.eval_every_epochs = 0.0  # evaluate once, at the end
   config.checkpoint_every_steps = 1000
   return config

@@ -7,6 +7,7 @@ into WORKDIR/data on first use. Hardware: a CPU; one epoch of 6 steps of 8 clips
 took 0.056 s after a 30 s compile on the project's 2-core development machine
 (docs/performance.md#small-models-on-cpu).
 """
+
 from configs import synthetic
 
 

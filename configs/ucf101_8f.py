@@ -13,6 +13,7 @@ SRC.pth.tar ckpt/k400_rnl_8f`, or WORKDIR/best of a configs/k400_8f.py run). The
 re-initialised for 101 classes and, as the original does when fine-tuning (`--tune_from`), gets no
 x5/x10 learning-rate boost. A short schedule with a lower lr, as is usual for UCF101 fine-tuning.
 """
+
 from configs import default
 
 
@@ -25,7 +26,7 @@ def get_config():
   config.test.views_per_step = 6
   config.data.flip = True
   config.model.dropout = 0.8
-  config.init.checkpoint = ''         # e.g. ckpt/k400_rnl_8f
+  config.init.checkpoint = ''  # e.g. ckpt/k400_rnl_8f
   config.init.new_head = True
   config.optim.fc_lr5 = False
   config.optim.base_lr = 0.001

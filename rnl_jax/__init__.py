@@ -6,6 +6,7 @@
 The names below are imported lazily, so that data-loading worker processes that import
 `rnl_jax.data` do not pay for importing JAX.
 """
+
 import importlib
 
 _EXPORTS = {

@@ -6,6 +6,7 @@ Layout of a checkpoint directory:
                 model was trained / is meant to be fed), "classes": [name of label i, ...] (optional)}
   variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
 """
+
 import json
 import os
 from typing import Any, Optional, Sequence, Tuple
@@ -28,10 +29,19 @@ class CheckpointError(UserError, ValueError):
   """A checkpoint directory that cannot be read; the message names the path."""
 
 
-def save_checkpoint(directory: str, variables, *, architecture: Optional[Architecture] = None,
-                    kind: str = 'tsn', depth: Optional[int] = None, width: int = 64,
-                    source: Optional[str] = None, inputs: Optional[dict] = None,
-                    classes: Optional[Sequence[str]] = None, overwrite: bool = False) -> str:
+def save_checkpoint(
+    directory: str,
+    variables,
+    *,
+    architecture: Optional[Architecture] = None,
+    kind: str = 'tsn',
+    depth: Optional[int] = None,
+    width: int = 64,
+    source: Optional[str] = None,
+    inputs: Optional[dict] = None,
+    classes: Optional[Sequence[str]] = None,
+    overwrite: bool = False,
+) -> str:
   """Writes `variables` ({'params', 'batch_stats'}) and `model.json` into `directory`.
 
   `inputs` ({num_segments, image_size, scale_size, dense_sample}) and `classes` (label order) are
@@ -39,7 +49,9 @@ def save_checkpoint(directory: str, variables, *, architecture: Optional[Archite
   """
   directory = os.path.abspath(directory)
   if os.path.exists(directory) and os.listdir(directory) and not overwrite:
-    raise CheckpointError(f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)')
+    raise CheckpointError(
+        f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)'
+    )
   os.makedirs(directory, exist_ok=True)
   meta = {'format': FORMAT, 'kind': kind, 'source': source}
   if inputs:
@@ -87,7 +99,9 @@ def restore_variables(directory: str):
     arch = Architecture(**meta['architecture'])
     abstract = abstract_variables(build_model(arch, dropout=0.0), (1, 1, 32, 32, 3))
   elif meta['kind'] == 'imagenet_backbone':
-    backbone = ResNet(meta['depth'], 1, shift_place=None, non_local=False, width=meta.get('width', 64))
+    backbone = ResNet(
+        meta['depth'], 1, shift_place=None, non_local=False, width=meta.get('width', 64)
+    )
     abstract = abstract_variables(backbone, (1, 32, 32, 3))
     abstract = {col: {'base_model': tree} for col, tree in abstract.items()}
   else:
@@ -106,11 +120,14 @@ def load_checkpoint(path: str, **model_kwargs: Any) -> Tuple[TSN, dict]:
   dtype). `model.apply(variables, x, train=False)` maps `[N, T, H, W, 3]` to `[N, num_classes]`."""
   if os.path.isfile(path) and path.endswith(TORCH_SUFFIXES):
     from rnl_jax import convert  # pylint: disable=g-import-not-at-top
+
     variables, arch = convert.convert_checkpoint(path)
   else:
     variables, meta = restore_variables(path)
     if meta['kind'] != 'tsn':
-      raise CheckpointError(f'{path}: an ImageNet backbone checkpoint; build a model and use '
-                            f'rnl_jax.convert.merge_pretrained to initialise it')
+      raise CheckpointError(
+          f'{path}: an ImageNet backbone checkpoint; build a model and use '
+          f'rnl_jax.convert.merge_pretrained to initialise it'
+      )
     arch = Architecture(**meta['architecture'])
   return build_model(arch, **model_kwargs), variables

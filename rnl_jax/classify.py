@@ -26,6 +26,7 @@ overlaid as a heat map (blue = the map's minimum .. red = its maximum over the c
 is outlined).
 With several videos, PNG names get the video's index: out.png -> out_0.png, out_1.png, ...
 """
+
 import dataclasses
 import json
 import math
@@ -51,7 +52,7 @@ PROG = 'python -m rnl_jax.classify'
 DEFAULT_SEGMENTS = 8
 TOP_K = 5
 MEAN = 'mean'
-_FRAME_FILE = re.compile(r'^(.*?)(\d+)\.(jpe?g)$', re.IGNORECASE)   # prefix, number, extension
+_FRAME_FILE = re.compile(r'^(.*?)(\d+)\.(jpe?g)$', re.IGNORECASE)  # prefix, number, extension
 
 
 class ClassifyError(UserError, ValueError):
@@ -65,6 +66,7 @@ class ClassifyError(UserError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class ViewSettings:
   """How a video becomes model inputs: sampling and test crops (docs/original.md §3.3, 4.3)."""
+
   num_segments: int = DEFAULT_SEGMENTS
   image_size: int = transforms.INPUT_SIZE
   scale_size: int = transforms.SCALE_SIZE
@@ -72,7 +74,7 @@ class ViewSettings:
   full_res: bool = False
   dense_sample: bool = False
   twice_sample: bool = False
-  clips: int = 1           # dense clips (dense_sample only)
+  clips: int = 1  # dense clips (dense_sample only)
 
   def __post_init__(self):
     if self.crops not in transforms.TEST_CROPS:
@@ -81,12 +83,16 @@ class ViewSettings:
       if getattr(self, name) < 1:
         raise ClassifyError(f'--{name} must be >= 1, got {getattr(self, name)}')
     if self.clips != 1 and not self.dense_sample:
-      raise ClassifyError(f'--clips {self.clips} needs --dense_sample (uniform sampling takes one clip, '
-                          f'or two with --twice_sample)')
+      raise ClassifyError(
+          f'--clips {self.clips} needs --dense_sample (uniform sampling takes one clip, '
+          f'or two with --twice_sample)'
+      )
     if self.twice_sample and self.dense_sample:
       raise ClassifyError('--twice_sample and --dense_sample cannot be combined')
     if self.scale_size < self.image_size and not self.full_res:
-      raise ClassifyError(f'--scale_size {self.scale_size} is smaller than --image_size {self.image_size}')
+      raise ClassifyError(
+          f'--scale_size {self.scale_size} is smaller than --image_size {self.image_size}'
+      )
 
   @property
   def size(self):
@@ -95,8 +101,9 @@ class ViewSettings:
 
   @property
   def num_clips(self):
-    return sampling.num_clips_per_video('test', dense=self.dense_sample, twice_sample=self.twice_sample,
-                                        num_clips=self.clips)
+    return sampling.num_clips_per_video(
+        'test', dense=self.dense_sample, twice_sample=self.twice_sample, num_clips=self.clips
+    )
 
   @property
   def num_views(self):
@@ -110,15 +117,21 @@ class ViewSettings:
     dense sampling (the dense test protocol) and 1 otherwise.
     """
     inputs = inputs or {}
-    pick = lambda name, default: next(v for v in (flags.get(name), inputs.get(name), default)
-                                      if v is not None)
+    pick = lambda name, default: next(
+        v for v in (flags.get(name), inputs.get(name), default) if v is not None
+    )
     image_size = int(pick('image_size', transforms.INPUT_SIZE))
     dense = bool(pick('dense_sample', False))
-    return cls(num_segments=int(pick('num_segments', DEFAULT_SEGMENTS)), image_size=image_size,
-               scale_size=int(pick('scale_size', image_size * 256 // 224)),
-               crops=int(pick('crops', 1)), full_res=bool(pick('full_res', False)), dense_sample=dense,
-               twice_sample=bool(pick('twice_sample', False)),
-               clips=int(pick('clips', sampling.DENSE_TEST_CLIPS if dense else 1)))
+    return cls(
+        num_segments=int(pick('num_segments', DEFAULT_SEGMENTS)),
+        image_size=image_size,
+        scale_size=int(pick('scale_size', image_size * 256 // 224)),
+        crops=int(pick('crops', 1)),
+        full_res=bool(pick('full_res', False)),
+        dense_sample=dense,
+        twice_sample=bool(pick('twice_sample', False)),
+        clips=int(pick('clips', sampling.DENSE_TEST_CLIPS if dense else 1)),
+    )
 
 
 def class_names(num_classes: int, meta: Optional[dict] = None, classes_file: Optional[str] = None):
@@ -155,7 +168,9 @@ def frame_template(folder: str):
     if m:
       groups.setdefault((m[1], m[3]), []).append(m[2])
   if not groups:
-    raise ClassifyError('a folder without JPEG frames (expected files like img_00001.jpg or 00001.jpg)')
+    raise ClassifyError(
+        'a folder without JPEG frames (expected files like img_00001.jpg or 00001.jpg)'
+    )
   (prefix, ext), digits = max(groups.items(), key=lambda kv: len(kv[1]))
   template = prefix + '{:0%dd}' % min(len(d) for d in digits) + '.' + ext
   names = {prefix + d + '.' + ext for d in digits}
@@ -163,16 +178,23 @@ def frame_template(folder: str):
   expected = {template.format(k) for k in range(1, count + 1)}
   if names != expected:
     missing = sorted(expected - names)
-    raise ClassifyError(f'frames {template.format(1)} .. {template.format(count)} expected, but '
-                        f'{missing[0] if missing else "other numbering"} is missing (frames must be '
-                        f'numbered from 1 without gaps)')
+    raise ClassifyError(
+        f'frames {template.format(1)} .. {template.format(count)} expected, but '
+        f'{missing[0] if missing else "other numbering"} is missing (frames must be '
+        f'numbered from 1 without gaps)'
+    )
   return template, count
 
 
 def _source(path: str, views: ViewSettings):
   """A one-video clip source (test sampling) of a video file or a frame folder."""
-  kwargs = dict(mode='test', num_segments=views.num_segments, dense=views.dense_sample,
-                twice_sample=views.twice_sample, num_clips=views.clips)
+  kwargs = dict(
+      mode='test',
+      num_segments=views.num_segments,
+      dense=views.dense_sample,
+      twice_sample=views.twice_sample,
+      num_clips=views.clips,
+  )
   if os.path.isdir(path):
     template, count = frame_template(path)
     return FrameFolderSource('', [(path, count, 0)], template, decoder='simplejpeg', **kwargs)
@@ -190,13 +212,15 @@ def load_views(path: str, views: ViewSettings):
   video = source.open_video(0)
   try:
     num_frames = video.num_frames
-    idx = source.sample(0, num_frames)                          # [clips, T], 1-based
+    idx = source.sample(0, num_frames)  # [clips, T], 1-based
     unique, inverse = np.unique(idx.reshape(-1), return_inverse=True)
-    frames = video.decode(unique)[inverse.reshape(-1)]          # [clips*T, H, W, 3]
+    frames = video.decode(unique)[inverse.reshape(-1)]  # [clips*T, H, W, 3]
   finally:
     video.close()
-  out = transforms.test_views(frames, views.crops, views.full_res, views.scale_size, views.image_size)
-  crops, n, s = out.shape[:3]                                   # [crops, clips*T, S, S, 3]
+  out = transforms.test_views(
+      frames, views.crops, views.full_res, views.scale_size, views.image_size
+  )
+  crops, n, s = out.shape[:3]  # [crops, clips*T, S, S, 3]
   t = views.num_segments
   return out.reshape(crops * (n // t), t, s, s, 3), num_frames  # [V, T, S, S, 3], crop-major
 
@@ -208,6 +232,7 @@ def load_views(path: str, views: ViewSettings):
 def nonlocal_blocks(model):
   """Names of the model's RNL blocks in network order, e.g. ['layer2_0', 'layer3_0'] (ResNet-18)."""
   from rnl_jax.models.resnet import nonlocal_positions  # pylint: disable=g-import-not-at-top
+
   if not model.non_local:
     return []
   return [f'layer{stage}_{block}' for stage, block in sorted(nonlocal_positions(model.depth))]
@@ -240,22 +265,31 @@ def attention_map(p, query=None, chunk=1024):
   `chunk` queries at a time, so memory is [chunk, M] and not [M, M].
   """
   t, h, w, c = p.shape
-  flat = np.asarray(p, np.float64).reshape(-1, c)             # [M, C']
+  flat = np.asarray(p, np.float64).reshape(-1, c)  # [M, C']
   if query is not None:
     j = np.ravel_multi_index(query, (t, h, w))
     return _softmax(flat @ flat[j]).reshape(t, h, w)
   total = np.zeros(len(flat))
   for start in range(0, len(flat), chunk):
-    total += _softmax(flat[start:start + chunk] @ flat.T).sum(axis=0)   # [chunk, M] -> [M]
+    total += _softmax(flat[start : start + chunk] @ flat.T).sum(axis=0)  # [chunk, M] -> [M]
   return (total / len(flat)).reshape(t, h, w)
 
 
 # Piecewise-linear 'jet' colormap: (position, RGB).
-_JET = np.array([(0.0, 0, 0, 128), (0.125, 0, 0, 255), (0.375, 0, 255, 255), (0.625, 255, 255, 0),
-                 (0.875, 255, 0, 0), (1.0, 128, 0, 0)], np.float64)
-MIN_TILE = 128      # frames are shown at least this large (integer upscaling)
-PAD = 4             # pixels between and around the tiles
-TITLE_HEIGHT = 30   # two lines of Pillow's default font
+_JET = np.array(
+    [
+        (0.0, 0, 0, 128),
+        (0.125, 0, 0, 255),
+        (0.375, 0, 255, 255),
+        (0.625, 255, 255, 0),
+        (0.875, 255, 0, 0),
+        (1.0, 128, 0, 0),
+    ],
+    np.float64,
+)
+MIN_TILE = 128  # frames are shown at least this large (integer upscaling)
+PAD = 4  # pixels between and around the tiles
+TITLE_HEIGHT = 30  # two lines of Pillow's default font
 OVERLAY_ALPHA = 0.5
 
 
@@ -299,7 +333,7 @@ def render_attention(frames, amap, title_lines, query=None):
     x0 = PAD + i * (tile + PAD)
     frame = Image.fromarray(frames[i]).resize((tile, tile), Image.Resampling.NEAREST)
     heat = Image.fromarray(((amap[i] - low) / span).astype(np.float32), mode='F')
-    heat = np.asarray(heat.resize((tile, tile), Image.Resampling.BILINEAR))          # [tile, tile]
+    heat = np.asarray(heat.resize((tile, tile), Image.Resampling.BILINEAR))  # [tile, tile]
     blend = (1 - OVERLAY_ALPHA) * np.asarray(frame, np.float64) + OVERLAY_ALPHA * colormap(heat)
     canvas.paste(frame, (x0, y0))
     canvas.paste(Image.fromarray(blend.round().astype(np.uint8)), (x0, y1))
@@ -339,13 +373,22 @@ class Classifier:
     **flags: ViewSettings fields; None keeps the checkpoint's / the default value.
   """
 
-  def __init__(self, checkpoint: str, *, classes_file=None, attention=False, attention_block=None,
-               batch_views=8, **flags):
+  def __init__(
+      self,
+      checkpoint: str,
+      *,
+      classes_file=None,
+      attention=False,
+      attention_block=None,
+      batch_views=8,
+      **flags,
+  ):
     if not os.path.exists(checkpoint):
       raise ClassifyError(f'checkpoint {checkpoint}: no such file or directory')
     meta = {} if os.path.isfile(checkpoint) else ckpt_lib.read_metadata(checkpoint)
-    self.model, self.variables = ckpt_lib.load_checkpoint(checkpoint, dropout=0.0, normalize_input=True,
-                                                          eval_query_chunk=EVAL_QUERY_CHUNK)
+    self.model, self.variables = ckpt_lib.load_checkpoint(
+        checkpoint, dropout=0.0, normalize_input=True, eval_query_chunk=EVAL_QUERY_CHUNK
+    )
     self.views = ViewSettings.resolve(meta.get('inputs'), **flags)
     self.names = class_names(self.model.num_classes, meta, classes_file)
     if batch_views < 1:
@@ -357,8 +400,10 @@ class Classifier:
       if not blocks:
         raise ClassifyError(f'checkpoint {checkpoint}: the model has no region non-local blocks')
       if attention_block is not None and attention_block not in blocks:
-        raise ClassifyError(f'--attention_block {attention_block!r}: the model\'s RNL blocks are '
-                            f'{", ".join(blocks)}')
+        raise ClassifyError(
+            f"--attention_block {attention_block!r}: the model's RNL blocks are "
+            f'{", ".join(blocks)}'
+        )
       self.block = attention_block or blocks[0]
     self._forward = jax.jit(self._apply, compiler_options=sharding.compiler_options())
 
@@ -368,13 +413,17 @@ class Classifier:
     if self.block is None:
       return self.model.apply(variables, x, train=False), None
     logits, state = self.model.apply(variables, x, train=False, mutable=['intermediates'])
-    p = state['intermediates']['base_model'][self.block]['nl']['region_features'][0]   # [B, T, h, w, C']
+    p = state['intermediates']['base_model'][self.block]['nl']['region_features'][
+        0
+    ]  # [B, T, h, w, C']
     return logits, p[0]
 
   def feature_grid(self):
     """(T, h, w) of the attention block's features for this checkpoint's view size."""
     t, s = self.views.num_segments, self.views.size
-    shapes = jax.eval_shape(self._apply, self.variables, jax.ShapeDtypeStruct((1, t, s, s, 3), np.uint8))
+    shapes = jax.eval_shape(
+        self._apply, self.variables, jax.ShapeDtypeStruct((1, t, s, s, 3), np.uint8)
+    )
     return tuple(shapes[1].shape[:3])
 
   def logits(self, views):
@@ -383,11 +432,11 @@ class Classifier:
     b = min(v, self.batch_views)
     out, p = [], None
     for start in range(0, v, b):
-      x = views[start:start + b]
-      if len(x) < b:   # pad the last batch: same shape, no recompile (rows are independent at eval)
+      x = views[start : start + b]
+      if len(x) < b:  # pad the last batch: same shape, no recompile (rows are independent at eval)
         x = np.concatenate([x, np.zeros((b - len(x),) + x.shape[1:], x.dtype)])
       logits, feats = self._forward(self.variables, x)
-      out.append(np.asarray(logits)[:min(b, v - start)])
+      out.append(np.asarray(logits)[: min(b, v - start)])
       if start == 0 and feats is not None:
         p = np.asarray(feats)
     return np.concatenate(out), p
@@ -396,14 +445,22 @@ class Classifier:
     """Result dict of one video: video, top5 [{label, name, prob}], num_views, num_frames, and (not in
     the JSON) logits [K] (view-averaged), probs [K], frames [T, S, S, 3] and features of the first
     view. Raises ValueError (CorruptVideoError, ClassifyError) for a video that cannot be read."""
-    views, num_frames = load_views(path, self.views)            # [V, T, S, S, 3]
-    view_logits, p = self.logits(views)                         # [V, K]
-    logits = view_logits.mean(axis=0)                           # [K] average of raw logits
+    views, num_frames = load_views(path, self.views)  # [V, T, S, S, 3]
+    view_logits, p = self.logits(views)  # [V, K]
+    logits = view_logits.mean(axis=0)  # [K] average of raw logits
     probs = _softmax(logits.astype(np.float64))
     order = np.argsort(-probs, kind='stable')[:top_k]
     top = [{'label': int(k), 'name': self.names[k], 'prob': float(probs[k])} for k in order]
-    return {'video': path, 'top5': top, 'num_views': len(views), 'num_frames': int(num_frames),
-            'logits': logits, 'probs': probs, 'frames': views[0], 'features': p}
+    return {
+        'video': path,
+        'top5': top,
+        'num_views': len(views),
+        'num_frames': int(num_frames),
+        'logits': logits,
+        'probs': probs,
+        'frames': views[0],
+        'features': p,
+    }
 
 
 def _reason(path, error):
@@ -411,13 +468,23 @@ def _reason(path, error):
   msg = str(error)
   for prefix in (f'{path}: ', f'{os.path.abspath(path)}: '):
     if msg.startswith(prefix):
-      return msg[len(prefix):]
+      return msg[len(prefix) :]
   return msg
 
 
-def classify(checkpoint: str, paths: Sequence[str], *, top_k: int = TOP_K, attention: Optional[str] = None,
-             attention_block: Optional[str] = None, query=MEAN, classes_file=None, batch_views=8,
-             on_error=None, **flags):
+def classify(
+    checkpoint: str,
+    paths: Sequence[str],
+    *,
+    top_k: int = TOP_K,
+    attention: Optional[str] = None,
+    attention_block: Optional[str] = None,
+    query=MEAN,
+    classes_file=None,
+    batch_views=8,
+    on_error=None,
+    **flags,
+):
   """Classifies each of `paths` (video files or frame folders); a list of result dicts in input order.
 
   A video that cannot be read gives `{'video': path, 'error': reason}` (and `on_error(path, reason)`
@@ -432,31 +499,41 @@ def classify(checkpoint: str, paths: Sequence[str], *, top_k: int = TOP_K, atten
     folder = os.path.dirname(os.path.abspath(attention))
     if not os.path.isdir(folder):
       raise ClassifyError(f'--attention {attention}: folder {folder} does not exist')
-  clf = Classifier(checkpoint, classes_file=classes_file, batch_views=batch_views,
-                   attention=bool(attention), attention_block=attention_block, **flags)
+  clf = Classifier(
+      checkpoint,
+      classes_file=classes_file,
+      batch_views=batch_views,
+      attention=bool(attention),
+      attention_block=attention_block,
+      **flags,
+  )
   if attention and query is not None:
     grid = clf.feature_grid()
     if not all(0 <= q < g for q, g in zip(query, grid)):
-      raise ClassifyError(f'--query {",".join(map(str, query))} is outside the {clf.block} feature grid '
-                          f'(t, y, x) < {grid}')
+      raise ClassifyError(
+          f'--query {",".join(map(str, query))} is outside the {clf.block} feature grid '
+          f'(t, y, x) < {grid}'
+      )
   results = []
   for i, path in enumerate(paths):
     try:
       result = clf.classify(path, top_k)
-    except (ValueError, OSError) as e:   # CorruptVideoError and ClassifyError are ValueErrors
+    except (ValueError, OSError) as e:  # CorruptVideoError and ClassifyError are ValueErrors
       reason = _reason(path, e)
       results.append({'video': path, 'error': reason})
       if on_error:
         on_error(path, reason)
       continue
     if attention:
-      amap = attention_map(result['features'], query)                   # [T, h, w]
+      amap = attention_map(result['features'], query)  # [T, h, w]
       out = attention_path(attention, i, len(paths))
       best = result['top5'][0]
       where = 'mean attention received' if query is None else f'query (t,y,x)={query}'
-      title = [f'{os.path.basename(os.path.normpath(path))}: {best["name"]} {best["prob"]:.3f}',
-               f'{clf.block}, {where}; view 0; {amap.min():.3g} .. {amap.max():.3g} '
-               f'(uniform {1 / amap.size:.3g})']
+      title = [
+          f'{os.path.basename(os.path.normpath(path))}: {best["name"]} {best["prob"]:.3f}',
+          f'{clf.block}, {where}; view 0; {amap.min():.3g} .. {amap.max():.3g} '
+          f'(uniform {1 / amap.size:.3g})',
+      ]
       try:
         render_attention(result['frames'], amap, title, query).save(out)
       except OSError as e:
@@ -476,34 +553,65 @@ def classify(checkpoint: str, paths: Sequence[str], *, top_k: int = TOP_K, atten
 def _parser():
   p = cli.ArgumentParser(prog=PROG, description=__doc__.split('\n', 1)[0])
   p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files or frame folders')
-  p.add_argument('--checkpoint', required=True, help='checkpoint directory (or an original .pth.tar)')
+  p.add_argument(
+      '--checkpoint', required=True, help='checkpoint directory (or an original .pth.tar)'
+  )
   p.add_argument('--json', action='store_true', help='print one JSON document instead of text')
   p.add_argument('--top_k', type=int, default=TOP_K, help='classes listed per video')
   p.add_argument('--classes', default=None, help='class names, one per line (label order)')
-  g = p.add_argument_group('views (default: the checkpoint\'s inputs, else ImageNet settings)')
+  g = p.add_argument_group("views (default: the checkpoint's inputs, else ImageNet settings)")
   g.add_argument('--num_segments', type=int, default=None, help='frames per clip (default 8)')
   g.add_argument('--image_size', type=int, default=None, help='crop size (default 224)')
-  g.add_argument('--scale_size', type=int, default=None, help='short side before cropping '
-                 '(default image_size * 256 // 224)')
-  g.add_argument('--crops', type=int, default=None, choices=transforms.TEST_CROPS, help='test crops (default 1)')
-  g.add_argument('--full_res', action=cli.BooleanOptionalAction, default=None,
-                 help='crops of scale_size instead of image_size')
-  g.add_argument('--dense_sample', action=cli.BooleanOptionalAction, default=None,
-                 help='dense (I3D) sampling: 64-frame windows')
+  g.add_argument(
+      '--scale_size',
+      type=int,
+      default=None,
+      help='short side before cropping ' '(default image_size * 256 // 224)',
+  )
+  g.add_argument(
+      '--crops',
+      type=int,
+      default=None,
+      choices=transforms.TEST_CROPS,
+      help='test crops (default 1)',
+  )
+  g.add_argument(
+      '--full_res',
+      action=cli.BooleanOptionalAction,
+      default=None,
+      help='crops of scale_size instead of image_size',
+  )
+  g.add_argument(
+      '--dense_sample',
+      action=cli.BooleanOptionalAction,
+      default=None,
+      help='dense (I3D) sampling: 64-frame windows',
+  )
   g.add_argument('--clips', type=int, default=None, help='dense test clips (default 10)')
-  g.add_argument('--twice_sample', action=cli.BooleanOptionalAction, default=None,
-                 help='add the segment-start clip (uniform sampling)')
+  g.add_argument(
+      '--twice_sample',
+      action=cli.BooleanOptionalAction,
+      default=None,
+      help='add the segment-start clip (uniform sampling)',
+  )
   g.add_argument('--batch_views', type=int, default=8, help='views per forward pass')
   a = p.add_argument_group('attention')
   a.add_argument('--attention', default=None, metavar='PNG', help='write the RNL attention picture')
-  a.add_argument('--attention_block', default=None, help='RNL block, e.g. layer2_0 (default: the first)')
-  a.add_argument('--query', default=MEAN, help='"mean" (attention received, averaged over queries) or '
-                 't,y,x on the feature grid')
+  a.add_argument(
+      '--attention_block', default=None, help='RNL block, e.g. layer2_0 (default: the first)'
+  )
+  a.add_argument(
+      '--query',
+      default=MEAN,
+      help='"mean" (attention received, averaged over queries) or ' 't,y,x on the feature grid',
+  )
   return p
 
 
 def _print_text(result, out):
-  print(f'{result["video"]}  ({result["num_frames"]} frames, {result["num_views"]} views)', file=out)
+  print(
+      f'{result["video"]}  ({result["num_frames"]} frames, {result["num_views"]} views)', file=out
+  )
   for entry in result['top5']:
     print(f'  {entry["prob"]:.3f}  {entry["name"]}', file=out)
   if 'attention' in result:
@@ -514,16 +622,35 @@ def main(argv=None, stdout=None, stderr=None):
   """The command line; returns the exit status (0 ok, 1 a video failed, 2 bad checkpoint / flags)."""
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   args = _parser().parse_args(argv)
-  flags = {k: getattr(args, k) for k in ('num_segments', 'image_size', 'scale_size', 'crops', 'full_res',
-                                         'dense_sample', 'clips', 'twice_sample')}
+  flags = {
+      k: getattr(args, k)
+      for k in (
+          'num_segments',
+          'image_size',
+          'scale_size',
+          'crops',
+          'full_res',
+          'dense_sample',
+          'clips',
+          'twice_sample',
+      )
+  }
   report = lambda path, reason: print(f'classify: {path}: {reason}', file=stderr, flush=True)
-  debug = args.debug or cli.debug_requested([])     # --debug or RNL_DEBUG=1: the traceback
-  with cli.user_errors(debug):                       # Ctrl-C: `interrupted`, exit status 130
+  debug = args.debug or cli.debug_requested([])  # --debug or RNL_DEBUG=1: the traceback
+  with cli.user_errors(debug):  # Ctrl-C: `interrupted`, exit status 130
     try:
-      results = classify(args.checkpoint, args.videos, top_k=args.top_k, attention=args.attention,
-                         attention_block=args.attention_block, query=args.query,
-                         classes_file=args.classes, batch_views=args.batch_views, on_error=report,
-                         **flags)
+      results = classify(
+          args.checkpoint,
+          args.videos,
+          top_k=args.top_k,
+          attention=args.attention,
+          attention_block=args.attention_block,
+          query=args.query,
+          classes_file=args.classes,
+          batch_views=args.batch_views,
+          on_error=report,
+          **flags,
+      )
     except Exception as e:  # pylint: disable=broad-except
       # ClassifyError, CheckpointError, ..: the setup, not one video (a bug keeps its traceback)
       found = None if debug else cli.find_user_error(e)

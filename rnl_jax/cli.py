@@ -10,6 +10,7 @@
 - Flags are spelled with underscores (`--skip_corrupt`, as absl and the config keys are); the
   dashed spelling (`--skip-corrupt`) is accepted everywhere too.
 """
+
 import argparse
 import contextlib
 import os
@@ -78,8 +79,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
-    self.add_argument('--debug', action='store_true',
-                      help='show the traceback of an error (also: RNL_DEBUG=1)')
+    self.add_argument(
+        '--debug', action='store_true', help='show the traceback of an error (also: RNL_DEBUG=1)'
+    )
 
   def parse_args(self, args=None, namespace=None):  # pylint: disable=signature-differs
     return super().parse_args(both_spellings(sys.argv[1:] if args is None else args), namespace)
@@ -87,9 +89,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def comma_list(cast):
   """An argparse `type` for options that take `1,2` as well as `1 2` (use with nargs='+')."""
+
   def parse(text):
     return [cast(part) for part in text.split(',') if part]
-  parse.__name__ = cast.__name__   # argparse's message: "invalid float value: 'x'"
+
+  parse.__name__ = cast.__name__  # argparse's message: "invalid float value: 'x'"
   return parse
 
 
@@ -104,8 +108,9 @@ class BooleanOptionalAction(argparse.BooleanOptionalAction):
 
   def __init__(self, option_strings, dest, **kwargs):
     super().__init__(option_strings, dest, **kwargs)
-    self.option_strings = [s.replace('--no-', '--no_', 1) if s.startswith('--no-') else s
-                           for s in self.option_strings]
+    self.option_strings = [
+        s.replace('--no-', '--no_', 1) if s.startswith('--no-') else s for s in self.option_strings
+    ]
 
   def __call__(self, parser, namespace, values, option_string=None):
     if option_string in self.option_strings:
@@ -119,8 +124,10 @@ def absl_flags_parser(parse=None):
   """A `flags_parser` for absl's `app.run`: both flag spellings, `--help` exits 0 (absl's exits 1),
   and a flag mistake is `error: <message> (see --help)` with exit status 2 (absl's: two lines and
   status 1). `parse(argv)` does the parsing (default: absl's FLAGS)."""
+
   def parser(argv):
     from absl import flags  # pylint: disable=import-outside-toplevel  (absl only where used)
+
     argv = both_spellings(argv)
     parse_fn = parse or flags.FLAGS
     if any(a.lstrip('-').partition('=')[0] in _ABSL_HELP for a in argv[1:] if a.startswith('-')):
@@ -135,4 +142,5 @@ def absl_flags_parser(parse=None):
         raise
       print(f'error: {message(e)} (see --help)', file=sys.stderr)
       raise SystemExit(2) from None
+
   return parser

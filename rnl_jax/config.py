@@ -1,4 +1,5 @@
 """From an ml_collections config to model objects, validating every value before anything compiles."""
+
 import jax.numpy as jnp
 
 from rnl_jax.data import datasets, sources, transforms
@@ -21,8 +22,9 @@ def architecture_from_config(config) -> Architecture:
   """The Architecture of `config.model` with `config.data.num_classes` classes."""
   m = config.model
   try:
-    return Architecture.from_variant(m.variant, config.data.num_classes, m.depth, shift_div=m.shift_div,
-                                     width=m.width)
+    return Architecture.from_variant(
+        m.variant, config.data.num_classes, m.depth, shift_div=m.shift_div, width=m.width
+    )
   except ValueError as e:
     raise ConfigError(f'config.model / config.data.num_classes: {e}') from None
 
@@ -44,9 +46,15 @@ def model_from_config(config) -> TSN:
     _fail('model.eval_clips_per_pass', m.eval_clips_per_pass, '-1 (auto), 0 (all at once) or > 0')
   if config.num_segments < 1:
     _fail('num_segments', config.num_segments, '>= 1')
-  return build_model(architecture_from_config(config), dropout=m.dropout, query_chunk=m.query_chunk or None,
-                     eval_query_chunk=m.eval_query_chunk or None, eval_attention=m.eval_attention,
-                     normalize_input=True, dtype=DTYPES[m.dtype])
+  return build_model(
+      architecture_from_config(config),
+      dropout=m.dropout,
+      query_chunk=m.query_chunk or None,
+      eval_query_chunk=m.eval_query_chunk or None,
+      eval_attention=m.eval_attention,
+      normalize_input=True,
+      dtype=DTYPES[m.dtype],
+  )
 
 
 def validate(config):
@@ -74,8 +82,11 @@ def validate(config):
     try:
       sources.check_template(data.frame_template)
     except ValueError:
-      _fail('data.frame_template', data.frame_template,
-            "a template of one integer, e.g. 'img_{:05d}.jpg'")
+      _fail(
+          'data.frame_template',
+          data.frame_template,
+          "a template of one integer, e.g. 'img_{:05d}.jpg'",
+      )
   if data.num_classes < 1:
     _fail('data.num_classes', data.num_classes, '>= 1')
   for key in ('image_size', 'scale_size', 'batch_size', 'batch_multiplier', 'eval_batch_size'):
@@ -90,8 +101,9 @@ def validate(config):
   if opt.schedule not in optim.SCHEDULES:
     _fail('optim.schedule', opt.schedule, f'one of {optim.SCHEDULES}')
   if not 0 <= opt.warmup_epochs < config.num_epochs:
-    _fail('optim.warmup_epochs', opt.warmup_epochs,
-          f'0 <= warmup < num_epochs ({config.num_epochs})')
+    _fail(
+        'optim.warmup_epochs', opt.warmup_epochs, f'0 <= warmup < num_epochs ({config.num_epochs})'
+    )
   if not 0 <= opt.momentum < 1:
     _fail('optim.momentum', opt.momentum, '0 <= momentum < 1')
   if opt.weight_decay < 0:
@@ -112,7 +124,9 @@ def validate(config):
   if config.distributed not in DISTRIBUTED:
     _fail('distributed', config.distributed, f'one of {DISTRIBUTED}')
   if config.init.imagenet and config.init.checkpoint:
-    _fail('init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)")
+    _fail(
+        'init.imagenet', config.init.imagenet, "'' when init.checkpoint is set (one initialisation)"
+    )
   if config.seed < 0:
     _fail('seed', config.seed, '>= 0')
   if data.synthetic.seed < 0:
@@ -124,18 +138,24 @@ def validate(config):
 
 # What a user's own dataset (data.name='custom') needs, per format: video files have no frame
 # template, and an ArrayRecord index holds the frames (neither root nor template).
-CUSTOM_KEYS = {'frames': ('root', 'train_list', 'val_list', 'frame_template'),
-               'videos': ('root', 'train_list', 'val_list'),
-               'arrayrecord': ('train_list', 'val_list'),
-               'tfds': ('tfds_name', 'tfds_train_split', 'tfds_val_split')}
+CUSTOM_KEYS = {
+    'frames': ('root', 'train_list', 'val_list', 'frame_template'),
+    'videos': ('root', 'train_list', 'val_list'),
+    'arrayrecord': ('train_list', 'val_list'),
+    'tfds': ('tfds_name', 'tfds_train_split', 'tfds_val_split'),
+}
 
 
 def _validate_custom_data(data):
   needed = CUSTOM_KEYS[data.format]
   for key in needed:
     if not data[key]:
-      _fail(f'data.{key}', data[key], f"a value (name='custom' with format={data.format!r} needs "
-            f"{', '.join(needed)} and num_classes)")
+      _fail(
+          f'data.{key}',
+          data[key],
+          f"a value (name='custom' with format={data.format!r} needs "
+          f"{', '.join(needed)} and num_classes)",
+      )
 
 
 def _validate_tfds_data(data):
@@ -144,8 +164,12 @@ def _validate_tfds_data(data):
   needed = CUSTOM_KEYS['tfds']
   for key in needed:
     if not isinstance(data[key], str) or not data[key]:
-      _fail(f'data.{key}', data[key], f"a value (format='tfds' needs {', '.join(needed)} and "
-            "num_classes; e.g. tfds_name='rnl_synthetic', from python -m rnl_jax.data.tfds_write)")
+      _fail(
+          f'data.{key}',
+          data[key],
+          f"a value (format='tfds' needs {', '.join(needed)} and "
+          "num_classes; e.g. tfds_name='rnl_synthetic', from python -m rnl_jax.data.tfds_write)",
+      )
   if not isinstance(data.tfds_data_dir, str):
     _fail('data.tfds_data_dir', data.tfds_data_dir, "a folder ('' = TFDS's default data_dir)")
 
@@ -163,8 +187,16 @@ def _validate_test(config):
   if config.mode != 'test':
     return
   if t.twice_sample and config.data.dense_sample:
-    _fail('test.twice_sample', t.twice_sample, 'False with data.dense_sample=True (dense sampling has '
-          'its own test.dense_clips windows; the original rejects the combination)')
+    _fail(
+        'test.twice_sample',
+        t.twice_sample,
+        'False with data.dense_sample=True (dense sampling has '
+        'its own test.dense_clips windows; the original rejects the combination)',
+    )
   if config.data.skip_corrupt:
-    _fail('data.skip_corrupt', config.data.skip_corrupt, 'False in test mode (a replaced video would be '
-          'scored twice; the protocol needs every listed video)')
+    _fail(
+        'data.skip_corrupt',
+        config.data.skip_corrupt,
+        'False in test mode (a replaced video would be '
+        'scored twice; the protocol needs every listed video)',
+    )

@@ -5,6 +5,7 @@ shape, and every PyTorch tensor is either consumed or explicitly ignored (`penta
 its pattern, `num_batches_tracked`, the ImageNet `fc`). Anything else is an error naming the key.
 torch is imported lazily, only to read the pickle.
 """
+
 import collections
 import os
 import re
@@ -21,10 +22,19 @@ from rnl_jax.models.rnl import penta_groups
 from rnl_jax.models.tsn import Architecture, abstract_variables, build_model
 
 IGNORED_SUFFIXES = ('.num_batches_tracked',)
-_LEAF_NAMES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
-               'var': 'running_var'}
-_MODULE_NAMES = {'downsample_0': 'downsample.0', 'downsample_1': 'downsample.1', 'W_0': 'W.0',
-                 'W_1': 'W.1'}
+_LEAF_NAMES = {
+    'kernel': 'weight',
+    'scale': 'weight',
+    'bias': 'bias',
+    'mean': 'running_mean',
+    'var': 'running_var',
+}
+_MODULE_NAMES = {
+    'downsample_0': 'downsample.0',
+    'downsample_1': 'downsample.1',
+    'W_0': 'W.0',
+    'W_1': 'W.1',
+}
 _BLOCK_KEY = re.compile(r'^(?:base_model\.)?layer(\d+)\.(\d+)\.')
 
 
@@ -58,22 +68,26 @@ def load_torch_state_dict(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
     if found:
       raise ConversionError(
           f'{path}: refused by torch.load(weights_only=True): the pickle imports {found.group(1)}, '
-          f'i.e. holds code or objects other than tensors and plain types; not loading it') from None
+          f'i.e. holds code or objects other than tensors and plain types; not loading it'
+      ) from None
     raise ConversionError(f'{path}: not a PyTorch checkpoint ({_last_line(e)})') from None
   except Exception as e:  # pylint: disable=broad-except
-    raise ConversionError(f'{path}: not a PyTorch checkpoint ({type(e).__name__}: '
-                          f'{_last_line(e)})') from None
+    raise ConversionError(
+        f'{path}: not a PyTorch checkpoint ({type(e).__name__}: ' f'{_last_line(e)})'
+    ) from None
   if isinstance(obj, Mapping) and 'state_dict' in obj:
-    sd, meta = obj['state_dict'], {k: v for k, v in obj.items()
-                                   if k not in ('state_dict', 'optimizer')}
+    sd, meta = obj['state_dict'], {
+        k: v for k, v in obj.items() if k not in ('state_dict', 'optimizer')
+    }
   else:
     sd, meta = obj, {}
   if not isinstance(sd, Mapping) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
-    raise ConversionError(f'{path}: holds no state_dict (a dict of tensors, or a dict with a '
-                          f'"state_dict" entry)')
+    raise ConversionError(
+        f'{path}: holds no state_dict (a dict of tensors, or a dict with a ' f'"state_dict" entry)'
+    )
   arrays = {}
   for k, v in sd.items():
-    k = k[len('module.'):] if k.startswith('module.') else k
+    k = k[len('module.') :] if k.startswith('module.') else k
     arrays[k] = v.detach().cpu().numpy()
   return arrays, meta
 
@@ -90,15 +104,17 @@ def _block_counts(sd, prefix):
 
 def _depth_from_keys(sd, prefix: str, what: str) -> int:
   counts = _block_counts(sd, prefix)
-  bottleneck = any(re.match(rf'^{re.escape(prefix)}layer1\.0\.(block\.)?(net\.)?conv3\.', k)
-                   for k in sd)
+  bottleneck = any(
+      re.match(rf'^{re.escape(prefix)}layer1\.0\.(block\.)?(net\.)?conv3\.', k) for k in sd
+  )
   for depth, (is_bottleneck, blocks) in STAGES.items():
     if blocks == counts and is_bottleneck == bottleneck:
       return depth
   raise ConversionError(
       f'{what}: unknown architecture: blocks per stage {counts} '
       f'({"bottleneck" if bottleneck else "basic"} blocks) match no ResNet of depth '
-      f'{sorted(STAGES)}')
+      f'{sorted(STAGES)}'
+  )
 
 
 def infer_kind(sd: Mapping[str, np.ndarray], what: str = 'state_dict') -> str:
@@ -108,21 +124,26 @@ def infer_kind(sd: Mapping[str, np.ndarray], what: str = 'state_dict') -> str:
   if 'conv1.weight' in sd and 'layer1.0.conv1.weight' in sd:
     return 'imagenet'
   first = next(iter(sd), None)
-  raise ConversionError(f'{what}: unknown architecture: neither a TSN checkpoint '
-                        f'(base_model.conv1.weight) nor a torchvision ResNet (conv1.weight); '
-                        f'first key is {first!r}')
+  raise ConversionError(
+      f'{what}: unknown architecture: neither a TSN checkpoint '
+      f'(base_model.conv1.weight) nor a torchvision ResNet (conv1.weight); '
+      f'first key is {first!r}'
+  )
 
 
-def infer_architecture(sd: Mapping[str, np.ndarray], shift_div: int = 8,
-                       what: str = 'state_dict') -> Architecture:
+def infer_architecture(
+    sd: Mapping[str, np.ndarray], shift_div: int = 8, what: str = 'state_dict'
+) -> Architecture:
   """The TSN architecture fixed by a TSN state_dict's keys (T is not: models take any T).
 
   `shift_div` does not show in the weights; the original encodes it in the file name
   (`..._shift8_...`), which `convert_checkpoint` reads.
   """
   if infer_kind(sd, what) != 'tsn':
-    raise ConversionError(f'{what}: a torchvision ImageNet ResNet, not a TSN checkpoint; convert it '
-                          f'with --imagenet (convert_imagenet_state_dict)')
+    raise ConversionError(
+        f'{what}: a torchvision ImageNet ResNet, not a TSN checkpoint; convert it '
+        f'with --imagenet (convert_imagenet_state_dict)'
+    )
   depth = _depth_from_keys(sd, 'base_model.', what)
   if any(re.match(r'^base_model\.layer\d+\.\d+\.(block\.)?conv1\.net\.', k) for k in sd):
     shift_place = 'blockres'
@@ -135,11 +156,17 @@ def infer_architecture(sd: Mapping[str, np.ndarray], shift_div: int = 8,
     raise ConversionError(
         f'{what}: an RNL ResNet-101 checkpoint: the original never released the layout of its '
         f'non-local blocks for ResNet-101 (ops.non_local_h_101 is missing upstream), so it cannot '
-        f'be converted faithfully')
+        f'be converted faithfully'
+    )
   if 'new_fc.weight' not in sd:
     raise ConversionError(f'{what}: missing key new_fc.weight (the classifier)')
-  return Architecture(num_classes=int(sd['new_fc.weight'].shape[0]), depth=depth,
-                      shift_place=shift_place, shift_div=shift_div, non_local=non_local)
+  return Architecture(
+      num_classes=int(sd['new_fc.weight'].shape[0]),
+      depth=depth,
+      shift_place=shift_place,
+      shift_div=shift_div,
+      non_local=non_local,
+  )
 
 
 # ------------------------------------------------------------------------------------ key map
@@ -166,21 +193,27 @@ def _torch_key(path: Tuple[str, ...], arch: Optional[Architecture], prefix: bool
     elif name == 'conv1' and i > 0 and re.fullmatch(r'layer\d_\d+', path[i - 1]):
       block = int(path[i - 1].split('_')[1])
       parts.append('conv1')
-      if arch is not None and arch.shift_place == 'blockres' and is_shifted(arch.depth, 'blockres', block):
+      if (
+          arch is not None
+          and arch.shift_place == 'blockres'
+          and is_shifted(arch.depth, 'blockres', block)
+      ):
         parts.append('net')
     else:
       parts.append(_MODULE_NAMES.get(name, name))
   key = '.'.join(parts + [_LEAF_NAMES[path[-1]]])
   if prefix:
     return key
-  return key[len('base_model.'):] if key.startswith('base_model.') else key
+  return key[len('base_model.') :] if key.startswith('base_model.') else key
 
 
 def _to_flax(key: str, value: np.ndarray, flax_shape: Tuple[int, ...], what: str) -> np.ndarray:
   """One PyTorch tensor -> the Flax layout of `flax_shape`, with a shape check naming the key."""
   value = np.asarray(value)
   is_penta = key.endswith('penta.weight')
-  if is_penta:  # masked grouped [C', g, kt, kh, kw] -> depthwise [kt, kh, kw, 1, C'] (docs/original.md §1.6.1)
+  if (
+      is_penta
+  ):  # masked grouped [C', g, kt, kh, kw] -> depthwise [kt, kh, kw, 1, C'] (docs/original.md §1.6.1)
     inner = flax_shape[-1]
     g = penta_groups(inner)
     expected = (inner, g) + tuple(flax_shape[:3])
@@ -193,8 +226,10 @@ def _to_flax(key: str, value: np.ndarray, flax_shape: Tuple[int, ...], what: str
   else:
     expected = tuple(flax_shape)
   if tuple(value.shape) != expected:
-    raise ConversionError(f'{what}: key {key} has shape {tuple(value.shape)}, expected '
-                          f'{expected} (Flax shape {tuple(flax_shape)})')
+    raise ConversionError(
+        f'{what}: key {key} has shape {tuple(value.shape)}, expected '
+        f'{expected} (Flax shape {tuple(flax_shape)})'
+    )
   if is_penta:
     o = np.arange(expected[0])
     return np.ascontiguousarray(value[o, o % g].transpose(1, 2, 3, 0)[:, :, :, None, :])
@@ -210,8 +245,10 @@ def _check_mask(key: str, mask: np.ndarray, what: str):
   expected = np.zeros(mask.shape, mask.dtype)
   expected[np.arange(out_c), np.arange(out_c) % g] = 1
   if not np.array_equal(mask, expected):
-    raise ConversionError(f'{what}: key {key} is not the original fixed diagonal mask '
-                          f'(mask[o, o % {g}] = 1): the layer would not be depthwise')
+    raise ConversionError(
+        f'{what}: key {key} is not the original fixed diagonal mask '
+        f'(mask[o, o % {g}] = 1): the layer would not be depthwise'
+    )
 
 
 def key_map(abstract, arch: Optional[Architecture], prefix: bool = True):
@@ -236,8 +273,9 @@ def _fill(abstract, sd, arch, prefix, what, ignore=()):
     names = tuple(p.key for p in path)[1:]  # drop the collection name
     key = _torch_key(names, arch, prefix)
     if key not in sd:
-      raise ConversionError(f'{what}: missing key {key} (for Flax {"/".join(names)}, '
-                            f'shape {tuple(leaf.shape)})')
+      raise ConversionError(
+          f'{what}: missing key {key} (for Flax {"/".join(names)}, ' f'shape {tuple(leaf.shape)})'
+      )
     consumed.add(key)
     return jnp.array(_to_flax(key, sd[key], leaf.shape, what), dtype=leaf.dtype)  # a copy, never
     # a view of the source buffers (jnp.asarray may alias NumPy/torch memory on CPU)
@@ -253,16 +291,25 @@ def _fill(abstract, sd, arch, prefix, what, ignore=()):
     leftover.append(k)
   if leftover:
     k = leftover[0]
-    raise ConversionError(f'{what}: unexpected key {k} with shape {tuple(np.shape(sd[k]))} '
-                          f'({len(leftover)} unexpected keys in all) for architecture {arch}')
+    raise ConversionError(
+        f'{what}: unexpected key {k} with shape {tuple(np.shape(sd[k]))} '
+        f'({len(leftover)} unexpected keys in all) for architecture {arch}'
+    )
   return variables
 
 
-def convert_state_dict(sd: Mapping[str, np.ndarray], arch: Optional[Architecture] = None,
-                       what: str = 'state_dict'):
+def convert_state_dict(
+    sd: Mapping[str, np.ndarray], arch: Optional[Architecture] = None, what: str = 'state_dict'
+):
   """An original TSN state_dict -> (`{'params', 'batch_stats'}` of `build_model(arch)`, arch)."""
-  sd = {('new_fc.' + k[len('base_model.classifier.'):] if k.startswith('base_model.classifier.')
-         else k): v for k, v in sd.items()}  # the TSM repo tester's rename
+  sd = {
+      (
+          'new_fc.' + k[len('base_model.classifier.') :]
+          if k.startswith('base_model.classifier.')
+          else k
+      ): v
+      for k, v in sd.items()
+  }  # the TSM repo tester's rename
   arch = arch or infer_architecture(sd, what=what)
   abstract = abstract_variables(build_model(arch, dropout=0.0), (1, 1, 32, 32, 3))
   return _fill(abstract, sd, arch, prefix=True, what=what), arch
@@ -291,15 +338,18 @@ def merge_pretrained(variables, pretrained, what: str = 'pretrained'):
     if key not in flat:
       return leaf
     if flat[key].shape != leaf.shape:
-      raise ConversionError(f'{what}: {key} has shape {flat[key].shape}, the model wants {leaf.shape}')
+      raise ConversionError(
+          f'{what}: {key} has shape {flat[key].shape}, the model wants {leaf.shape}'
+      )
     used.add(key)
     return jnp.asarray(flat[key], leaf.dtype)
 
   merged = jax.tree_util.tree_map_with_path(pick, variables)
   missing = sorted(set(flat) - used)
   if missing:
-    raise ConversionError(f'{what}: {missing[0]} has no place in the model '
-                          f'({len(missing)} such leaves)')
+    raise ConversionError(
+        f'{what}: {missing[0]} has no place in the model ' f'({len(missing)} such leaves)'
+    )
   return merged
 
 

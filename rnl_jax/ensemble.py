@@ -9,6 +9,7 @@ them, `--scores_out F.npz` writes the ensemble's scores (an input for further en
 The seed's (16+8) x 10 Kinetics row is `python -m rnl_jax.ensemble k400_16f/test_scores.npz
 k400_8f/test_scores.npz`.
 """
+
 import json
 import os
 import sys
@@ -35,20 +36,28 @@ def combine(score_files, coeffs=None):
   total = coeffs[0] * first['logits'].astype(np.float64)
   for (name, s), c in zip(rest, coeffs[1:]):
     if s['logits'].shape[1] != first['logits'].shape[1]:
-      raise EnsembleError(f'{name}: {s["logits"].shape[1]} classes, {name0} has {first["logits"].shape[1]}')
+      raise EnsembleError(
+          f'{name}: {s["logits"].shape[1]} classes, {name0} has {first["logits"].shape[1]}'
+      )
     pos = {v: i for i, v in enumerate(s['video_ids'].tolist())}
     missing = [v for v in ids if v not in pos]
     if missing or len(pos) != len(ids):
       extra = sorted(set(pos) - set(ids))
-      what = f'lacks {missing[0]!r} ({len(missing)} videos)' if missing else f'has extra {extra[0]!r}'
-      raise EnsembleError(f'{name} {what} compared with {name0}: the files must score the same videos')
+      what = (
+          f'lacks {missing[0]!r} ({len(missing)} videos)' if missing else f'has extra {extra[0]!r}'
+      )
+      raise EnsembleError(
+          f'{name} {what} compared with {name0}: the files must score the same videos'
+      )
     order = np.array([pos[v] for v in ids])
     labels = s['labels'][order]
     bad = np.flatnonzero(labels != first['labels'])
     if bad.size:
       v = ids[bad[0]]
-      raise EnsembleError(f'{name}: video {v!r} has label {labels[bad[0]]}, {name0} says '
-                          f'{first["labels"][bad[0]]}')
+      raise EnsembleError(
+          f'{name}: video {v!r} has label {labels[bad[0]]}, {name0} says '
+          f'{first["labels"][bad[0]]}'
+      )
     total += c * s['logits'][order].astype(np.float64)
   return ids, first['labels'], total / len(score_files), first['class_names'].tolist()
 
@@ -56,8 +65,13 @@ def combine(score_files, coeffs=None):
 def main(argv=None):
   p = cli.ArgumentParser(prog='python -m rnl_jax.ensemble', description=__doc__.split('\n')[0])
   p.add_argument('scores', nargs='+', help='test-protocol scores files (WORKDIR/test_scores.npz)')
-  p.add_argument('--coeff', type=cli.comma_list(float), nargs='+', default=None,
-                 help='weights, one per file: `1,2` or `1 2` (default all 1)')
+  p.add_argument(
+      '--coeff',
+      type=cli.comma_list(float),
+      nargs='+',
+      default=None,
+      help='weights, one per file: `1,2` or `1 2` (default all 1)',
+  )
   p.add_argument('--out', default='', help='write the metrics as JSON here')
   p.add_argument('--scores_out', default='', help='write the ensemble scores (.npz) here')
   args = p.parse_args(argv)
@@ -70,13 +84,19 @@ def _run(args, coeffs):
   loaded = [(path, scores_lib.load_scores(path)) for path in args.scores]
   ids, labels, logits, names = combine(loaded, coeffs)
   m = metrics_lib.classification_metrics(logits, labels)
-  result = dict(m, files=[os.path.abspath(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded))
+  result = dict(
+      m, files=[os.path.abspath(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded)
+  )
   for path, s in loaded:
     one = metrics_lib.classification_metrics(s['logits'], s['labels'])
-    print(f'{path}: top-1 {one["top1"]:.4f}  top-5 {one["top5"]:.4f}  mean class acc '
-          f'{one["mean_class_acc"]:.4f}')
-  print(f'ensemble of {len(loaded)} over {m["num_videos"]} videos: top-1 {m["top1"]:.4f}  top-5 '
-        f'{m["top5"]:.4f}  mean class acc {m["mean_class_acc"]:.4f}')
+    print(
+        f'{path}: top-1 {one["top1"]:.4f}  top-5 {one["top5"]:.4f}  mean class acc '
+        f'{one["mean_class_acc"]:.4f}'
+    )
+  print(
+      f'ensemble of {len(loaded)} over {m["num_videos"]} videos: top-1 {m["top1"]:.4f}  top-5 '
+      f'{m["top5"]:.4f}  mean class acc {m["mean_class_acc"]:.4f}'
+  )
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(result, f, indent=1)

@@ -10,6 +10,7 @@ systems):
   `.tmp-<pid>-{name}`         prefix style (`temp_sibling`): frame folders and videos of the data
                               writers; `remove_stale_temps` deletes those of processes that are gone
 """
+
 import collections
 import contextlib
 import itertools
@@ -106,7 +107,7 @@ def remove_stale_temps(folder):
   for name in os.listdir(folder):
     if not name.startswith(TMP_PREFIX):
       continue
-    pid = name[len(TMP_PREFIX):].split('-', 1)[0]
+    pid = name[len(TMP_PREFIX) :].split('-', 1)[0]
     if pid.isdigit() and pid_alive(int(pid)):
       continue
     remove(os.path.join(folder, name))
@@ -153,8 +154,9 @@ def map_ordered(fn, items, workers: int, *, in_flight_per_worker: int = 4):
     return
   with spawn_pool(workers) as pool:
     items = iter(items)
-    pending = collections.deque(pool.apply_async(fn, (x,))
-                                for x in itertools.islice(items, in_flight_per_worker * workers))
+    pending = collections.deque(
+        pool.apply_async(fn, (x,)) for x in itertools.islice(items, in_flight_per_worker * workers)
+    )
     while pending:
       result = pending.popleft().get()
       for x in itertools.islice(items, 1):

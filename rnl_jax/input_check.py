@@ -10,6 +10,7 @@ time of the wait before dispatch n is the part of [wait start, wait end] after s
 (all of it before the first dispatch). Recording happens when the watcher wakes, so the idle time is
 a slight underestimate (thread wake-up, microseconds to a millisecond).
 """
+
 import bisect
 import queue
 import threading
@@ -29,8 +30,8 @@ class InputCheck:
   def __init__(self, block=jax.block_until_ready, clock=time.perf_counter):
     self._block, self._clock = block, clock
     self._queue = queue.Queue()
-    self._done = {}                     # dispatch index -> time its outputs were ready
-    self._waits = []                    # (index of the dispatch the wait fed, start, end), in order
+    self._done = {}  # dispatch index -> time its outputs were ready
+    self._waits = []  # (index of the dispatch the wait fed, start, end), in order
     self._dispatched = 0
     self._thread = threading.Thread(target=self._watch, name='input-check', daemon=True)
     self._thread.start()
@@ -76,7 +77,7 @@ class InputCheck:
 
   def _since(self, first):
     """The waits before dispatches >= `first` (a log window reads only its own: no quadratic cost)."""
-    return self._waits[bisect.bisect_left(self._waits, first, key=lambda w: w[0]):]
+    return self._waits[bisect.bisect_left(self._waits, first, key=lambda w: w[0]) :]
 
   def close(self):
     self._queue.put(None)

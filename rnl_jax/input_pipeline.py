@@ -33,6 +33,7 @@ trainer sums and logs it (the sources live in worker processes, so their own cou
 No JAX import at module level: the pipeline runs in grain worker processes (`prepare_synthetic`,
 which runs in the main process only, imports it when called).
 """
+
 from concurrent import futures
 import dataclasses
 import os
@@ -59,12 +60,14 @@ def _init_worker(worker_index, worker_count):
   del worker_index, worker_count
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   import cv2  # pylint: disable=import-outside-toplevel
+
   cv2.setNumThreads(1)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainAugment:
   """Training views (docs/original.md §4.1): multi-scale crop to `input_size`, optional flip."""
+
   input_size: int = transforms.INPUT_SIZE
   flip: bool = True
   scales: tuple = transforms.SCALES
@@ -85,6 +88,7 @@ class EvalViews:
   num_crops: 1 (centre, the validation view), 3 (GroupFullResSample), 5 or 10 (GroupOverSample).
   full_res: crops of `scale_size` instead of `input_size` (the original's 256 full-res test mode).
   """
+
   num_crops: int = 1
   full_res: bool = False
   scale_size: int = transforms.SCALE_SIZE
@@ -104,20 +108,31 @@ class TrainClip:
 
   def __init__(self, source, augment):
     if source.clips_per_video != 1:
-      raise ValueError(f'training needs one clip per video, the source gives {source.clips_per_video} '
-                       f'(mode={source.mode!r})')
+      raise ValueError(
+          f'training needs one clip per video, the source gives {source.clips_per_video} '
+          f'(mode={source.mode!r})'
+      )
     self.source = source
     self.augment = augment
 
   def __call__(self, index, rng):
     a = self.augment
-    ex = self.source.get(int(index), rng)                        # frames [T, H, W, 3]
-    frames = transforms.train_views(ex['frames'], rng, flip=a.flip, input_size=a.input_size,
-                                    scales=a.scales, max_distort=a.max_distort, resize=a.resize)
-    return {'frames': frames,                                    # [T, S, S, 3] uint8
-            'label': LABEL_DTYPE(ex['label']),
-            'video_index': LABEL_DTYPE(ex['video_index']),
-            'skipped': LABEL_DTYPE(ex['skipped'])}
+    ex = self.source.get(int(index), rng)  # frames [T, H, W, 3]
+    frames = transforms.train_views(
+        ex['frames'],
+        rng,
+        flip=a.flip,
+        input_size=a.input_size,
+        scales=a.scales,
+        max_distort=a.max_distort,
+        resize=a.resize,
+    )
+    return {
+        'frames': frames,  # [T, S, S, 3] uint8
+        'label': LABEL_DTYPE(ex['label']),
+        'video_index': LABEL_DTYPE(ex['video_index']),
+        'skipped': LABEL_DTYPE(ex['skipped']),
+    }
 
 
 class EvalVideo:
@@ -129,13 +144,16 @@ class EvalVideo:
 
   def __call__(self, index):
     v = self.views
-    ex = self.source.get(int(index))                             # frames [clips*T, H, W, 3]
+    ex = self.source.get(int(index))  # frames [clips*T, H, W, 3]
     out = transforms.test_views(ex['frames'], v.num_crops, v.full_res, v.scale_size, v.input_size)
-    crops, n, s = out.shape[:3]                                  # [crops, clips*T, S, S, 3]
+    crops, n, s = out.shape[:3]  # [crops, clips*T, S, S, 3]
     t = self.source.num_segments
-    frames = out.reshape(crops * (n // t), t, s, s, 3)           # [V, T, S, S, 3], crop-major
-    return {'frames': frames, 'label': LABEL_DTYPE(ex['label']),
-            'video_index': LABEL_DTYPE(ex['video_index'])}
+    frames = out.reshape(crops * (n // t), t, s, s, 3)  # [V, T, S, S, 3], crop-major
+    return {
+        'frames': frames,
+        'label': LABEL_DTYPE(ex['label']),
+        'video_index': LABEL_DTYPE(ex['video_index']),
+    }
 
 
 class HostBlocks(grain.MapDataset):
@@ -177,13 +195,16 @@ def split_batch(global_batch_size, process_count):
   if global_batch_size < 1:
     raise ValueError(f'global batch size must be >= 1, got {global_batch_size}')
   if global_batch_size % process_count:
-    raise ValueError(f'global batch size {global_batch_size} is not divisible by the {process_count} '
-                     'processes')
+    raise ValueError(
+        f'global batch size {global_batch_size} is not divisible by the {process_count} '
+        'processes'
+    )
   return global_batch_size // process_count
 
 
-def train_dataset(source, augment, *, global_batch_size, seed, num_epochs=None, process_index=0,
-                  process_count=1):
+def train_dataset(
+    source, augment, *, global_batch_size, seed, num_epochs=None, process_index=0, process_count=1
+):
   """Unbatched `MapDataset` of this process's training clips (see the module docstring).
 
   num_epochs: None repeats forever (the trainer counts steps).
@@ -192,31 +213,51 @@ def train_dataset(source, augment, *, global_batch_size, seed, num_epochs=None, 
   if len(source) < 1:
     raise ValueError('the training source holds no videos')
   ds = grain.MapDataset.range(len(source)).seed(int(seed)).shuffle().repeat(num_epochs)
-  ds = ds.random_map(TrainClip(source, augment))                # seeded by global position
+  ds = ds.random_map(TrainClip(source, augment))  # seeded by global position
   return HostBlocks(ds, process_index, process_count, local)
 
 
 def _to_iter(ds, num_workers, num_threads, prefetch):
   """MapDataset -> IterDataset, decoded by `num_workers` processes x `num_threads` threads each."""
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, num_threads),
-                                            prefetch_buffer_size=max(1, prefetch)))
+  it = ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=max(1, num_threads), prefetch_buffer_size=max(1, prefetch))
+  )
   if num_workers > 0:
     if not flags.FLAGS.is_parsed():
       # grain reads absl flags when starting workers; outside `app.run` (tests, notebooks) they are
       # unparsed, so take their defaults.
       flags.FLAGS.mark_as_parsed()
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers),
-                        worker_init_fn=_init_worker)
+    it = it.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=_init_worker
+    )
   return it
 
 
-def train_iterator(source, augment, *, global_batch_size, seed, num_workers=0, num_threads=1,
-                   prefetch=8, num_epochs=None, process_index=0, process_count=1):
+def train_iterator(
+    source,
+    augment,
+    *,
+    global_batch_size,
+    seed,
+    num_workers=0,
+    num_threads=1,
+    prefetch=8,
+    num_epochs=None,
+    process_index=0,
+    process_count=1,
+):
   """Checkpointable iterator of host-local training batches [B/P, T, S, S, 3] (batched after the
   worker prefetch, so the batch order does not depend on the worker count)."""
   local = split_batch(global_batch_size, process_count)
-  ds = train_dataset(source, augment, global_batch_size=global_batch_size, seed=seed,
-                     num_epochs=num_epochs, process_index=process_index, process_count=process_count)
+  ds = train_dataset(
+      source,
+      augment,
+      global_batch_size=global_batch_size,
+      seed=seed,
+      num_epochs=num_epochs,
+      process_index=process_index,
+      process_count=process_count,
+  )
   it = _to_iter(ds, num_workers, num_threads, prefetch).batch(local, drop_remainder=True)
   return iter(it)
 
@@ -238,8 +279,18 @@ class EvalBatches:
     process_index, process_count: this process's block of videos.
   """
 
-  def __init__(self, source, views, batch_size, *, num_workers=0, num_threads=1, prefetch=4,
-               process_index=0, process_count=1):
+  def __init__(
+      self,
+      source,
+      views,
+      batch_size,
+      *,
+      num_workers=0,
+      num_threads=1,
+      prefetch=4,
+      process_index=0,
+      process_count=1,
+  ):
     if batch_size < 1:
       raise ValueError(f'eval batch size must be >= 1, got {batch_size}')
     self.source = source
@@ -259,9 +310,13 @@ class EvalBatches:
   def _empty(self):
     s, t = self.views.size, self.source.num_segments
     b = self.batch_size
-    return {'frames': np.zeros((b, t, s, s, 3), np.uint8), 'label': np.zeros(b, LABEL_DTYPE),
-            'video_index': np.full(b, -1, LABEL_DTYPE), 'view_index': np.full(b, -1, LABEL_DTYPE),
-            'mask': np.zeros(b, bool)}
+    return {
+        'frames': np.zeros((b, t, s, s, 3), np.uint8),
+        'label': np.zeros(b, LABEL_DTYPE),
+        'video_index': np.full(b, -1, LABEL_DTYPE),
+        'view_index': np.full(b, -1, LABEL_DTYPE),
+        'mask': np.zeros(b, bool),
+    }
 
   def __iter__(self):
     ds = grain.MapDataset.range(self.start, self.stop).map(EvalVideo(self.source, self.views))
@@ -269,7 +324,7 @@ class EvalBatches:
     batch, row, emitted = self._empty(), 0, 0
     try:
       for video in videos:
-        for v, frames in enumerate(video['frames']):             # [T, S, S, 3]
+        for v, frames in enumerate(video['frames']):  # [T, S, S, 3]
           batch['frames'][row] = frames
           batch['label'][row] = video['label']
           batch['video_index'][row] = video['video_index']
@@ -297,37 +352,51 @@ class EvalBatches:
 @dataclasses.dataclass(frozen=True)
 class DataPaths:
   """Where one config's data lives: frame root, list files, frame template, class count."""
+
   frame_root: str
   train_list: str
   val_list: str
   template: str
   num_classes: int
   classes_file: Optional[str] = None
-  classes: Optional[tuple] = None     # the names themselves (format 'tfds': its ClassLabel)
+  classes: Optional[tuple] = None  # the names themselves (format 'tfds': its ClassLabel)
 
 
 def prepare_synthetic(config, workdir):
   """The synthetic dataset's root (config.data.root, else WORKDIR/data), generated there on first
   use (resumable) by process 0 while the other processes wait; for training and the test protocol.
   """
-  if config.data.format == 'tfds':   # the frames come from the TFDS dataset: nothing to generate
+  if config.data.format == 'tfds':  # the frames come from the TFDS dataset: nothing to generate
     return None
   # JAX (process index, barrier) and the generator are imported here, in the main process only:
   # grain's worker processes import this module without them.
   import jax  # pylint: disable=import-outside-toplevel
   from rnl_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+
   root = config.data.root or os.path.join(workdir, 'data')
   s = config.data.synthetic
   if jax.process_index() == 0:
     start = time.perf_counter()
-    summary = synthetic.generate(root, s.num_train, s.num_val, num_frames=s.num_frames,
-                                 height=s.size, width=s.size, seed=s.seed,
-                                 workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)))
+    summary = synthetic.generate(
+        root,
+        s.num_train,
+        s.num_val,
+        num_frames=s.num_frames,
+        height=s.size,
+        width=s.size,
+        seed=s.seed,
+        workers=max(1, min(config.data.num_workers, os.cpu_count() or 1)),
+    )
     if summary['generated']:
-      logging.info('generated %d synthetic videos in %s (%.1f s)', summary['generated'], root,
-                   time.perf_counter() - start)
+      logging.info(
+          'generated %d synthetic videos in %s (%.1f s)',
+          summary['generated'],
+          root,
+          time.perf_counter() - start,
+      )
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
     multihost_utils.sync_global_devices('synthetic data')
   return root
 
@@ -345,25 +414,40 @@ def data_paths(config, root=None):
     raise ConfigError(f'config.data.root is empty: set it to the folder holding {info.train_list}')
   num_classes = info.resolve_num_classes(root) if info.num_classes is None else info.num_classes
   if num_classes != d.num_classes:
-    raise ConfigError(f'config.data.num_classes={d.num_classes} but dataset {d.name!r} has '
-                     f'{num_classes} classes')
+    raise ConfigError(
+        f'config.data.num_classes={d.num_classes} but dataset {d.name!r} has '
+        f'{num_classes} classes'
+    )
   classes = os.path.join(root, info.classes_file) if info.classes_file else None
-  return DataPaths(info.frame_dir(root), d.train_list or info.list_path(root, 'train'),
-                   d.val_list or info.list_path(root, 'val'), d.frame_template or info.template,
-                   num_classes, classes)
+  return DataPaths(
+      info.frame_dir(root),
+      d.train_list or info.list_path(root, 'train'),
+      d.val_list or info.list_path(root, 'val'),
+      d.frame_template or info.template,
+      num_classes,
+      classes,
+  )
 
 
 def _tfds_paths(d):
   """DataPaths of a TFDS dataset: 'lists' name its splits (in errors, logs, results), the class
   names are its label's; num_classes must match them."""
   from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+
   names = tfds_source.class_names(d.tfds_name, d.tfds_data_dir)
   if len(names) != d.num_classes:
-    raise ConfigError(f'config.data.num_classes={d.num_classes} but TFDS dataset '
-                      f'{d.tfds_name!r} has {len(names)} classes (its label)')
-  return DataPaths('', tfds_source.describe(d.tfds_name, d.tfds_train_split, d.tfds_data_dir),
-                   tfds_source.describe(d.tfds_name, d.tfds_val_split, d.tfds_data_dir), '',
-                   d.num_classes, classes=tuple(names))
+    raise ConfigError(
+        f'config.data.num_classes={d.num_classes} but TFDS dataset '
+        f'{d.tfds_name!r} has {len(names)} classes (its label)'
+    )
+  return DataPaths(
+      '',
+      tfds_source.describe(d.tfds_name, d.tfds_train_split, d.tfds_data_dir),
+      tfds_source.describe(d.tfds_name, d.tfds_val_split, d.tfds_data_dir),
+      '',
+      d.num_classes,
+      classes=tuple(names),
+  )
 
 
 def class_names(paths):
@@ -381,26 +465,31 @@ def load_split(paths, split, mode=None):
   """Parsed, filtered records of the 'train' or 'val' list (errors name the file and line)."""
   path = paths.train_list if split == 'train' else paths.val_list
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{split} list file {path} does not exist (config.data.{split}_list / '
-                            'config.data.root)')
+    raise FileNotFoundError(
+        f'{split} list file {path} does not exist (config.data.{split}_list / ' 'config.data.root)'
+    )
   records = datasets.parse_list_file(path, paths.num_classes)
   mode = mode or ('train' if split == 'train' else 'val')
   kept, dropped = datasets.filter_records(records, mode)
   if not kept:
-    raise DataError(f'{path}: no usable videos ({dropped} dropped for having < '
-                     f'{sampling.MIN_NUM_FRAMES} frames)')
+    raise DataError(
+        f'{path}: no usable videos ({dropped} dropped for having < '
+        f'{sampling.MIN_NUM_FRAMES} frames)'
+    )
   return kept, dropped
 
 
 # Existence checks are I/O-bound (network file systems: ~1 ms each): threads overlap the waits.
 CHECK_THREADS = 32
-CHECK_PROGRESS_FROM = 20_000   # listed videos from which the check shows a progress bar
+CHECK_PROGRESS_FROM = 20_000  # listed videos from which the check shows a progress bar
 
 
 def missing_videos(source):
   """Indices of `source`'s records whose files (`required_files`) do not exist, in list order."""
+
   def is_missing(index):
     return not all(os.path.exists(f) for f in source.required_files(index))
+
   with futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
     flags_ = pool.map(is_missing, range(len(source)))
     if len(source) >= CHECK_PROGRESS_FROM:
@@ -429,14 +518,25 @@ def check_listed_videos(source, list_path):
   paths = [source.video_path(i) for i in missing]
   if not source.skip_corrupt:
     first = source.required_files(missing[0])[0]
-    what = (f'video folder {paths[0]} does not exist' if not os.path.exists(paths[0]) else
-            f'{first} does not exist')
+    what = (
+        f'video folder {paths[0]} does not exist'
+        if not os.path.exists(paths[0])
+        else f'{first} does not exist'
+    )
     line = _list_line(list_path, source.records[missing[0]].path)
-    raise DataError(f'{list_path}:{line}: {what} ({len(missing)} of {len(source)} listed videos are '
-                    'missing; fix the list or the data root, or set config.data.skip_corrupt=True '
-                    'to skip them)')
-  logging.warning('%s: skipping %d missing videos of %d: %s%s', list_path, len(missing),
-                  len(source), ', '.join(paths[:5]), ', ...' if len(paths) > 5 else '')
+    raise DataError(
+        f'{list_path}:{line}: {what} ({len(missing)} of {len(source)} listed videos are '
+        'missing; fix the list or the data root, or set config.data.skip_corrupt=True '
+        'to skip them)'
+    )
+  logging.warning(
+      '%s: skipping %d missing videos of %d: %s%s',
+      list_path,
+      len(missing),
+      len(source),
+      ', '.join(paths[:5]),
+      ', ...' if len(paths) > 5 else '',
+  )
   source.drop(missing)
   if not len(source):
     raise DataError(f'{list_path}: none of the listed videos exists')
@@ -452,36 +552,49 @@ def make_source(config, paths, split, mode, **overrides):
   (data.tfds_*; `tfds_source.TfdsSource`).
   """
   d = config.data
-  kwargs = dict(mode=mode, num_segments=config.num_segments, dense=d.dense_sample, seed=config.seed,
-                skip_corrupt=d.skip_corrupt)
+  kwargs = dict(
+      mode=mode,
+      num_segments=config.num_segments,
+      dense=d.dense_sample,
+      seed=config.seed,
+      skip_corrupt=d.skip_corrupt,
+  )
   kwargs.update(overrides)
   # data.decoder applies to training; validation and test always decode Pillow's exact pixels.
   decoder = d.decoder if mode == 'train' else ('pil' if d.decoder == 'pil' else 'simplejpeg')
   if d.format == 'frames':
     records, _ = load_split(paths, split, mode)
-    return sources.FrameFolderSource(paths.frame_root, records, paths.template, decoder=decoder,
-                                     **kwargs)
+    return sources.FrameFolderSource(
+        paths.frame_root, records, paths.template, decoder=decoder, **kwargs
+    )
   if d.format == 'tfds':
     from rnl_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+
     name = d.tfds_train_split if split == 'train' else d.tfds_val_split
-    source = tfds_source.TfdsSource(d.tfds_name, name, d.tfds_data_dir, decoder=decoder,
-                                    filter_short=True, **kwargs)
-    return _check_labels(source, tfds_source.describe(d.tfds_name, name, d.tfds_data_dir),
-                         paths.num_classes)
+    source = tfds_source.TfdsSource(
+        d.tfds_name, name, d.tfds_data_dir, decoder=decoder, filter_short=True, **kwargs
+    )
+    return _check_labels(
+        source, tfds_source.describe(d.tfds_name, name, d.tfds_data_dir), paths.num_classes
+    )
   path = paths.train_list if split == 'train' else paths.val_list
   key = f'config.data.{split}_list'
   if not d[f'{split}_list']:
-    raise ConfigError(f'{key} is empty: format {d.format!r} needs the {split} '
-                     f'{"video list" if d.format == "videos" else "ArrayRecord index"}')
+    raise ConfigError(
+        f'{key} is empty: format {d.format!r} needs the {split} '
+        f'{"video list" if d.format == "videos" else "ArrayRecord index"}'
+    )
   if not os.path.exists(path):
     raise FileNotFoundError(f'{split} list {path} does not exist ({key})')
   if d.format == 'videos':
     from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
+
     records = datasets.parse_video_list_file(path, paths.num_classes)
     if not records:
       raise DataError(f'{path}: no videos')
     return video.VideoFileSource(d.root, records, **kwargs)
   from rnl_jax.data import arrayrecord  # pylint: disable=import-outside-toplevel
+
   source = arrayrecord.ArrayRecordSource(path, decoder=decoder, filter_short=True, **kwargs)
   return _check_labels(source, path, paths.num_classes)
 
@@ -492,8 +605,9 @@ def _check_labels(source, where, num_classes):
   if not labels:
     raise DataError(f'{where}: no usable videos')
   if max(labels) >= num_classes:
-    raise DataError(f'{where}: label {max(labels)} outside [0, {num_classes}) '
-                    f'(config.data.num_classes)')
+    raise DataError(
+        f'{where}: label {max(labels)} outside [0, {num_classes}) ' f'(config.data.num_classes)'
+    )
   return source
 
 
@@ -504,5 +618,6 @@ def train_augment(config):
 
 def val_views(config):
   """The original's training-time validation view: short side scale_size, centre crop image_size."""
-  return EvalViews(num_crops=1, full_res=False, scale_size=config.scale_size,
-                   input_size=config.image_size)
+  return EvalViews(
+      num_crops=1, full_res=False, scale_size=config.scale_size, input_size=config.image_size
+  )

@@ -4,6 +4,7 @@ Scores of all views of a video are averaged (the original fuses raw logits by th
 docs/original.md §6); rows are attributed by `video_index`, never by batch position, and padded rows
 (`mask` False) are ignored, so results do not depend on batch size, device or process count.
 """
+
 import numpy as np
 
 
@@ -39,8 +40,10 @@ class VideoScores:
     bad = np.flatnonzero(self.counts != views_per_video)
     if bad.size:
       v = int(bad[0])
-      raise ValueError(f'video {v} has {self.counts[v]} views, expected {views_per_video} '
-                       f'({bad.size} videos affected)')
+      raise ValueError(
+          f'video {v} has {self.counts[v]} views, expected {views_per_video} '
+          f'({bad.size} videos affected)'
+      )
 
   def metrics(self):
     """top1, top5, mean_class_acc (mean of per-class recall over classes present), num_videos."""
@@ -53,15 +56,23 @@ def classification_metrics(scores, labels):
   scores, labels = np.asarray(scores), np.asarray(labels)
   n, k = scores.shape if scores.ndim == 2 else (0, 0)
   if n == 0:
-    return {'top1': float('nan'), 'top5': float('nan'), 'mean_class_acc': float('nan'),
-            'num_videos': 0}
+    return {
+        'top1': float('nan'),
+        'top5': float('nan'),
+        'mean_class_acc': float('nan'),
+        'num_videos': 0,
+    }
   order = np.argsort(-scores, axis=1, kind='stable')
   top1 = order[:, 0] == labels
-  top5 = (order[:, :min(5, k)] == labels[:, None]).any(axis=1)
+  top5 = (order[:, : min(5, k)] == labels[:, None]).any(axis=1)
   confusion = np.zeros((k, k), np.int64)
   np.add.at(confusion, (labels, order[:, 0]), 1)
   per_class = confusion.sum(axis=1)
   present = per_class > 0
   mean_class = float(np.mean(np.diag(confusion)[present] / per_class[present]))
-  return {'top1': float(top1.mean()), 'top5': float(top5.mean()), 'mean_class_acc': mean_class,
-          'num_videos': int(n)}
+  return {
+      'top1': float(top1.mean()),
+      'top5': float(top5.mean()),
+      'mean_class_acc': mean_class,
+      'num_videos': int(n),
+  }

@@ -17,6 +17,7 @@ The learning rate is a function of the fractional epoch tau reached at the optim
 micro-batch, as the original refreshes it every micro-batch: tau(s) = ((s + 1) * M - 1) / L for
 optimizer step s (0-based), M micro-batches per step and L micro-batches per epoch.
 """
+
 import math
 
 import flax
@@ -82,8 +83,16 @@ def param_groups(params, grouping='original', fc_lr5=True):
   return flax.traverse_util.unflatten_dict(labels)
 
 
-def sgd(params, learning_rate, *, momentum=0.9, weight_decay=0.0, clip_grad_norm=20.0,
-        grouping='original', fc_lr5=True):
+def sgd(
+    params,
+    learning_rate,
+    *,
+    momentum=0.9,
+    weight_decay=0.0,
+    clip_grad_norm=20.0,
+    grouping='original',
+    fc_lr5=True,
+):
   """The original's SGD (see the module docstring) for `params`' tree structure.
 
   learning_rate: float or optax schedule of the optimizer step count.
@@ -107,8 +116,16 @@ def scaled_lr(base_lr, batch_size, reference_batch=64):
   return base_lr * batch_size / reference_batch
 
 
-def lr_schedule(lr, *, schedule='cos', num_epochs, warmup_epochs=0.0, lr_steps=(20, 40),
-                micro_batches_per_epoch, batch_multiplier=1):
+def lr_schedule(
+    lr,
+    *,
+    schedule='cos',
+    num_epochs,
+    warmup_epochs=0.0,
+    lr_steps=(20, 40),
+    micro_batches_per_epoch,
+    batch_multiplier=1,
+):
   """lr(optimizer step) of the original (docs/original.md §5.3), evaluated at tau of the step's last micro-batch.
 
   cos: linear warmup from lr/10 to lr over `warmup_epochs`, then half-cosine to 0 at `num_epochs`.
@@ -116,17 +133,23 @@ def lr_schedule(lr, *, schedule='cos', num_epochs, warmup_epochs=0.0, lr_steps=(
   """
   if schedule not in SCHEDULES:
     raise ValueError(f'schedule must be one of {SCHEDULES}, got {schedule!r}')
-  per_epoch = float(micro_batches_per_epoch)            # L
+  per_epoch = float(micro_batches_per_epoch)  # L
   if schedule == 'cos':
     if not 0 <= warmup_epochs < num_epochs:
       raise ValueError(f'warmup_epochs={warmup_epochs} must lie in [0, num_epochs={num_epochs})')
     if warmup_epochs > 0:
-      inner = optax.warmup_cosine_decay_schedule(lr / 10, lr, warmup_steps=warmup_epochs * per_epoch,
-                                                 decay_steps=num_epochs * per_epoch, end_value=0.0)
+      inner = optax.warmup_cosine_decay_schedule(
+          lr / 10,
+          lr,
+          warmup_steps=warmup_epochs * per_epoch,
+          decay_steps=num_epochs * per_epoch,
+          end_value=0.0,
+      )
     else:
       inner = optax.cosine_decay_schedule(lr, decay_steps=num_epochs * per_epoch)
   else:
     inner = optax.piecewise_constant_schedule(
-        lr, {int(math.ceil(s * per_epoch)): 0.1 for s in sorted(lr_steps)})
+        lr, {int(math.ceil(s * per_epoch)): 0.1 for s in sorted(lr_steps)}
+    )
   m = int(batch_multiplier)
   return lambda step: inner((step + 1) * m - 1)

@@ -8,6 +8,7 @@ A scores file (`WORKDIR/{test.output}_scores.npz`) holds
   confusion    [K, K] int64  rows: true label, columns: top-1 prediction
 Pure NumPy: reading or combining score files needs no JAX, orbax or input pipeline.
 """
+
 import numpy as np
 
 from rnl_jax import fileio
@@ -29,9 +30,14 @@ def confusion_matrix(scores, labels):
 def save_scores(path, video_ids, labels, logits, class_names):
   """Writes a scores file atomically (temporary `{path}.tmp.npz`, then renamed)."""
   with fileio.atomic_path(path, fileio.temp_path(path, '.tmp.npz')) as tmp:
-    np.savez(tmp, video_ids=np.asarray(video_ids, dtype=str), labels=np.asarray(labels, np.int64),
-             logits=np.asarray(logits, np.float32), class_names=np.asarray(class_names, dtype=str),
-             confusion=confusion_matrix(logits, labels))
+    np.savez(
+        tmp,
+        video_ids=np.asarray(video_ids, dtype=str),
+        labels=np.asarray(labels, np.int64),
+        logits=np.asarray(logits, np.float32),
+        class_names=np.asarray(class_names, dtype=str),
+        confusion=confusion_matrix(logits, labels),
+    )
 
 
 def load_scores(path):
@@ -43,8 +49,9 @@ def load_scores(path):
     raise ScoresError(f'{path}: not a scores file of the test protocol ({e})') from None
   n = len(out['video_ids'])
   if out['logits'].shape[0] != n or out['labels'].shape != (n,):
-    raise ScoresError(f'{path}: {n} video ids but logits {out["logits"].shape}, labels '
-                      f'{out["labels"].shape}')
+    raise ScoresError(
+        f'{path}: {n} video ids but logits {out["logits"].shape}, labels ' f'{out["labels"].shape}'
+    )
   if len(set(out['video_ids'].tolist())) != n:
     raise ScoresError(f'{path}: duplicate video ids')
   return out

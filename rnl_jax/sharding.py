@@ -6,6 +6,7 @@ rows [p*B/P, (p+1)*B/P)), and `jax.make_array_from_process_local_data` assembles
 sharded over all devices. BatchNorm inside a jitted step then reduces over the global batch (the
 original's SyncBatchNorm) without any axis-name plumbing.
 """
+
 import os
 
 from absl import logging
@@ -15,8 +16,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
 # Environment variables that mean "this is one process of a multi-process job" (set by the launcher).
-_CLUSTER_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_ID',
-                'MEGASCALE_COORDINATOR_ADDRESS')
+_CLUSTER_ENV = (
+    'JAX_COORDINATOR_ADDRESS',
+    'SLURM_NTASKS',
+    'OMPI_COMM_WORLD_SIZE',
+    'TPU_WORKER_ID',
+    'MEGASCALE_COORDINATOR_ADDRESS',
+)
 
 
 # XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default. Its weight-gradient
@@ -25,8 +31,7 @@ _CLUSTER_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE
 # math is the same (other kernels). Forward convolutions are faster in Eigen too, so validation, the
 # test protocol and classify use these options as well (docs/performance.md#cpu-compiler-options).
 CPU_COMPILER_OPTIONS = {
-    'xla_cpu_experimental_ynn_fusion_type':
-        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
+    'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
 }
 
 
@@ -41,8 +46,9 @@ def compiler_options():
   return dict(CPU_COMPILER_OPTIONS)
 
 
-def initialize_distributed(mode='auto', coordinator_address=None, num_processes=None,
-                           process_id=None):
+def initialize_distributed(
+    mode='auto', coordinator_address=None, num_processes=None, process_id=None
+):
   """Joins a multi-process job (`jax.distributed.initialize`) before any JAX computation.
 
   mode: 'auto' (join when a cluster launcher is detected, or when an address is given), 'on', 'off'.
@@ -57,12 +63,23 @@ def initialize_distributed(mode='auto', coordinator_address=None, num_processes=
     return False
   if cluster and os.environ.get('SLURM_NTASKS') == '1' and coordinator_address is None:
     return False  # a one-task SLURM job is a single process
-  kwargs = {k: v for k, v in dict(coordinator_address=coordinator_address,
-                                  num_processes=num_processes, process_id=process_id).items()
-            if v is not None}
+  kwargs = {
+      k: v
+      for k, v in dict(
+          coordinator_address=coordinator_address,
+          num_processes=num_processes,
+          process_id=process_id,
+      ).items()
+      if v is not None
+  }
   jax.distributed.initialize(**kwargs)
-  logging.info('joined distributed job: process %d of %d, %d local / %d global devices',
-               jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+      'joined distributed job: process %d of %d, %d local / %d global devices',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return True
 
 
@@ -87,11 +104,14 @@ def check_batch(global_batch_size, mesh, what='batch size'):
   if global_batch_size % n:
     raise ValueError(f'{what} {global_batch_size} is not divisible by the {n} devices')
   if global_batch_size % jax.process_count():
-    raise ValueError(f'{what} {global_batch_size} is not divisible by the {jax.process_count()} '
-                     'processes')
+    raise ValueError(
+        f'{what} {global_batch_size} is not divisible by the {jax.process_count()} ' 'processes'
+    )
 
 
 def to_global(tree, mesh, batch_axis=0):
   """Host-local numpy batch (this process's rows) -> global jax.Arrays sharded along `batch_axis`."""
   sharding = batch_sharding(mesh, batch_axis)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+  )

@@ -20,6 +20,7 @@ Workdir layout:
   tensorboard/       tensorboardX event files (process 0)
   data/              the generated synthetic dataset (data.name='synthetic', data.root='')
 """
+
 import contextlib
 import dataclasses
 import functools
@@ -59,11 +60,11 @@ class TrainingError(RuntimeError):
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array          # optimizer steps done
+  step: jax.Array  # optimizer steps done
   params: Any
   batch_stats: Any
   opt_state: Any
-  rng: jax.Array           # PRNG key (uint32[2]); dropout keys are folded from it per step/micro-batch
+  rng: jax.Array  # PRNG key (uint32[2]); dropout keys are folded from it per step/micro-batch
 
   @property
   def variables(self):
@@ -80,7 +81,7 @@ def cross_entropy(logits, labels):
 
 
 def _topk_correct(logits, labels, k):
-  top = jax.lax.top_k(logits, min(k, logits.shape[-1]))[1]     # [B, k]
+  top = jax.lax.top_k(logits, min(k, logits.shape[-1]))[1]  # [B, k]
   return (top == labels[:, None]).any(axis=-1).mean()
 
 
@@ -91,29 +92,42 @@ def train_step(state, batch, *, model, tx, lr_fn):
 
   def micro_grads(params, batch_stats, frames, labels, i):
     def loss_fn(params):
-      logits, updated = model.apply({'params': params, 'batch_stats': batch_stats}, frames, train=True,
-                                    rngs={'dropout': jax.random.fold_in(step_rng, i)},
-                                    mutable=['batch_stats'])
+      logits, updated = model.apply(
+          {'params': params, 'batch_stats': batch_stats},
+          frames,
+          train=True,
+          rngs={'dropout': jax.random.fold_in(step_rng, i)},
+          mutable=['batch_stats'],
+      )
       loss = cross_entropy(logits, labels)
       return loss / num_micro, (loss, logits, updated['batch_stats'])
 
     (_, (loss, logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    out = {'loss': loss, 'top1': _topk_correct(logits, labels, 1), 'top5': _topk_correct(logits, labels, 5)}
+    out = {
+        'loss': loss,
+        'top1': _topk_correct(logits, labels, 1),
+        'top5': _topk_correct(logits, labels, 5),
+    }
     return g, batch_stats, out
 
   # Micro-batch 0 outside the loop: its gradient starts the sum (adding it to zeros, or running a
   # single-iteration loop, makes XLA:CPU compile the backward pass several times slower).
-  grads, batch_stats, first = micro_grads(state.params, state.batch_stats, batch['frames'][0],
-                                          batch['label'][0], 0)
+  grads, batch_stats, first = micro_grads(
+      state.params, state.batch_stats, batch['frames'][0], batch['label'][0], 0
+  )
   per_micro = jax.tree.map(lambda x: x[None], first)
   if num_micro > 1:
+
     def body(carry, xs):
       grads, batch_stats = carry
       g, batch_stats, out = micro_grads(state.params, batch_stats, *xs)
       return (jax.tree.map(jnp.add, grads, g), batch_stats), out
 
     (grads, batch_stats), rest = jax.lax.scan(
-        body, (grads, batch_stats), (batch['frames'][1:], batch['label'][1:], jnp.arange(1, num_micro)))
+        body,
+        (grads, batch_stats),
+        (batch['frames'][1:], batch['label'][1:], jnp.arange(1, num_micro)),
+    )
     per_micro = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), per_micro, rest)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -121,11 +135,20 @@ def train_step(state, batch, *, model, tx, lr_fn):
   loss = per_micro['loss'].mean()
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-  new_state = state.replace(step=state.step + jnp.where(finite, 1, 0), params=keep(params, state.params),
-                            batch_stats=keep(batch_stats, state.batch_stats),
-                            opt_state=keep(opt_state, state.opt_state))
-  metrics = {'loss': loss, 'top1': per_micro['top1'].mean(), 'top5': per_micro['top5'].mean(),
-             'grad_norm': grad_norm, 'lr': lr_fn(state.step), 'finite': finite}
+  new_state = state.replace(
+      step=state.step + jnp.where(finite, 1, 0),
+      params=keep(params, state.params),
+      batch_stats=keep(batch_stats, state.batch_stats),
+      opt_state=keep(opt_state, state.opt_state),
+  )
+  metrics = {
+      'loss': loss,
+      'top1': per_micro['top1'].mean(),
+      'top5': per_micro['top5'].mean(),
+      'grad_norm': grad_norm,
+      'lr': lr_fn(state.step),
+      'finite': finite,
+  }
   return new_state, metrics
 
 
@@ -151,17 +174,24 @@ def initial_variables(model, config, sample):
   if config.init.imagenet:
     pretrained, meta = checkpoint_lib.restore_variables(config.init.imagenet)
     if meta['kind'] != 'imagenet_backbone':
-      raise ValueError(f'config.init.imagenet={config.init.imagenet!r} is a {meta["kind"]} checkpoint; '
-                       'expected convert_torch_weights.py --imagenet output')
+      raise ValueError(
+          f'config.init.imagenet={config.init.imagenet!r} is a {meta["kind"]} checkpoint; '
+          'expected convert_torch_weights.py --imagenet output'
+      )
     variables = convert.merge_pretrained(variables, pretrained, config.init.imagenet)
     logging.info('initialised the backbone from %s', config.init.imagenet)
   elif config.init.checkpoint:
     pretrained, _ = checkpoint_lib.restore_variables(config.init.checkpoint)
     if config.init.new_head:
-      pretrained = {k: {n: v for n, v in tree.items() if n != 'new_fc'} for k, tree in pretrained.items()}
+      pretrained = {
+          k: {n: v for n, v in tree.items() if n != 'new_fc'} for k, tree in pretrained.items()
+      }
     variables = convert.merge_pretrained(variables, pretrained, config.init.checkpoint)
-    logging.info('initialised from %s%s', config.init.checkpoint,
-                 ' (new head)' if config.init.new_head else '')
+    logging.info(
+        'initialised from %s%s',
+        config.init.checkpoint,
+        ' (new head)' if config.init.new_head else '',
+    )
   return variables
 
 
@@ -192,7 +222,7 @@ class _Preemption:
     for signum in self.SIGNALS:
       try:
         self._previous[signum] = signal.signal(signum, self._handle)
-      except ValueError:   # not the main thread: no handler
+      except ValueError:  # not the main thread: no handler
         pass
     return self
 
@@ -202,8 +232,11 @@ class _Preemption:
       raise KeyboardInterrupt
     self.signal = self.signal or signum
     if signum == signal.SIGINT:
-      print('Ctrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)',
-            file=sys.stderr, flush=True)
+      print(
+          'Ctrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)',
+          file=sys.stderr,
+          flush=True,
+      )
 
   def __exit__(self, *exc):
     for signum, previous in self._previous.items():
@@ -217,6 +250,7 @@ class _Writer:
     self._writer = None
     if _is_chief():
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
       self._writer = SummaryWriter(logdir)
 
   def scalars(self, step, values):
@@ -248,8 +282,12 @@ def validate(eval_fn, variables, batches, mesh, num_classes):
 
 def model_inputs(config):
   """How the model is fed (saved with checkpoints for inference tools)."""
-  return {'num_segments': config.num_segments, 'image_size': config.image_size,
-          'scale_size': config.scale_size, 'dense_sample': config.data.dense_sample}
+  return {
+      'num_segments': config.num_segments,
+      'image_size': config.image_size,
+      'scale_size': config.scale_size,
+      'dense_sample': config.data.dense_sample,
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +304,7 @@ class RunPlan:
       worth).
     num_train_videos: videos in the train list.
   """
+
   clips_per_step: int
   lr: float
   micro_batches_per_epoch: float
@@ -291,10 +330,16 @@ def run_plan(config, num_train_videos) -> RunPlan:
         f'config.num_train_steps={config.num_train_steps} runs past the cosine lr schedule, which ends '
         f'(lr 0) at config.num_epochs={config.num_epochs:g} = {schedule_steps} steps of {step_batch} '
         f'clips over {num_train_videos} videos; raise config.num_epochs to at least '
-        f'{total / steps_per_epoch:.3g} or lower config.num_train_steps')
-  return RunPlan(clips_per_step=step_batch, lr=lr, micro_batches_per_epoch=micro_per_epoch,
-                 steps_per_epoch=steps_per_epoch, num_train_steps=total,
-                 num_train_videos=num_train_videos)
+        f'{total / steps_per_epoch:.3g} or lower config.num_train_steps'
+    )
+  return RunPlan(
+      clips_per_step=step_batch,
+      lr=lr,
+      micro_batches_per_epoch=micro_per_epoch,
+      steps_per_epoch=steps_per_epoch,
+      num_train_steps=total,
+      num_train_videos=num_train_videos,
+  )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -305,6 +350,7 @@ def run_plan(config, num_train_videos) -> RunPlan:
 class RunData:
   """The run's data: where it is, its class names, the train and val sources (missing videos
   already dropped or reported), and which listed videos were missing per split."""
+
   paths: Any
   class_names: Any
   train_source: Any
@@ -316,14 +362,19 @@ def load_data(config, workdir) -> RunData:
   """Finds (or generates) the data and checks it before anything compiles: every listed video
   exists (input_pipeline.check_listed_videos), and one video per split reads (a wrong root,
   template or format fails here, not after compiling)."""
-  root = (input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic'
-          else None)
+  root = (
+      input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
+  )
   paths = input_pipeline.data_paths(config, root)
   train_source = input_pipeline.make_source(config, paths, 'train', 'train')
   val_source = input_pipeline.make_source(config, paths, 'val', 'val')
-  missing = {split: input_pipeline.check_listed_videos(source, list_path)
-             for split, source, list_path in (('train', train_source, paths.train_list),
-                                              ('val', val_source, paths.val_list))}
+  missing = {
+      split: input_pipeline.check_listed_videos(source, list_path)
+      for split, source, list_path in (
+          ('train', train_source, paths.train_list),
+          ('val', val_source, paths.val_list),
+      )
+  }
   for source in (train_source, val_source):
     source.read(0, np.random.default_rng(0))
   return RunData(paths, input_pipeline.class_names(paths), train_source, val_source, missing)
@@ -340,34 +391,67 @@ def make_mesh(config):
 def record_plan(config, plan, data, mesh, workdir):
   """Logs the run plan and writes WORKDIR/config.json (config, plan, devices, processes)."""
   if plan.clips_per_step != config.optim.reference_batch:
-    logging.info('linear scaling rule: %d clips per step -> lr %.6g (base_lr %.6g per %d clips)',
-                 plan.clips_per_step, plan.lr, config.optim.base_lr, config.optim.reference_batch)
-  logging.info('%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices '
-               '/ %d processes; %.1f steps per epoch, %d steps', len(data.train_source),
-               len(data.val_source), plan.clips_per_step, config.batch_size,
-               config.batch_multiplier, mesh.devices.size, jax.process_count(),
-               plan.steps_per_epoch, plan.num_train_steps)
-  _write_json(os.path.join(workdir, 'config.json'),
-              {'config': config.to_dict(), 'derived': plan.to_dict(), 'devices': mesh.devices.size,
-               'processes': jax.process_count()})
+    logging.info(
+        'linear scaling rule: %d clips per step -> lr %.6g (base_lr %.6g per %d clips)',
+        plan.clips_per_step,
+        plan.lr,
+        config.optim.base_lr,
+        config.optim.reference_batch,
+    )
+  logging.info(
+      '%d train videos, %d val videos; %d clips per step (%d x %d forwards) on %d devices '
+      '/ %d processes; %.1f steps per epoch, %d steps',
+      len(data.train_source),
+      len(data.val_source),
+      plan.clips_per_step,
+      config.batch_size,
+      config.batch_multiplier,
+      mesh.devices.size,
+      jax.process_count(),
+      plan.steps_per_epoch,
+      plan.num_train_steps,
+  )
+  _write_json(
+      os.path.join(workdir, 'config.json'),
+      {
+          'config': config.to_dict(),
+          'derived': plan.to_dict(),
+          'devices': mesh.devices.size,
+          'processes': jax.process_count(),
+      },
+  )
 
 
 def create_train_state(config, model, plan, mesh):
   """(state replicated over `mesh`, optimizer, lr schedule) of a fresh run: the original's init
   (or a pretrained overlay) and its SGD with parameter groups."""
-  lr_fn = optim.lr_schedule(plan.lr, schedule=config.optim.schedule, num_epochs=config.num_epochs,
-                            warmup_epochs=config.optim.warmup_epochs,
-                            lr_steps=config.optim.lr_steps,
-                            micro_batches_per_epoch=plan.micro_batches_per_epoch,
-                            batch_multiplier=config.batch_multiplier)
+  lr_fn = optim.lr_schedule(
+      plan.lr,
+      schedule=config.optim.schedule,
+      num_epochs=config.num_epochs,
+      warmup_epochs=config.optim.warmup_epochs,
+      lr_steps=config.optim.lr_steps,
+      micro_batches_per_epoch=plan.micro_batches_per_epoch,
+      batch_multiplier=config.batch_multiplier,
+  )
   t, s = config.num_segments, config.image_size
   variables = initial_variables(model, config, jnp.zeros((1, t, s, s, 3), jnp.uint8))
-  tx = optim.sgd(variables['params'], lr_fn, momentum=config.optim.momentum,
-                 weight_decay=config.optim.weight_decay, clip_grad_norm=config.optim.clip_grad_norm,
-                 grouping=config.optim.grouping, fc_lr5=config.optim.fc_lr5)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                     batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
-                     rng=jax.random.PRNGKey(config.seed + 1))
+  tx = optim.sgd(
+      variables['params'],
+      lr_fn,
+      momentum=config.optim.momentum,
+      weight_decay=config.optim.weight_decay,
+      clip_grad_norm=config.optim.clip_grad_norm,
+      grouping=config.optim.grouping,
+      fc_lr5=config.optim.fc_lr5,
+  )
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      opt_state=tx.init(variables['params']),
+      rng=jax.random.PRNGKey(config.seed + 1),
+  )
   return jax.device_put(state, sharding.replicated(mesh)), tx, lr_fn
 
 
@@ -376,13 +460,25 @@ def make_iterators(config, data):
   pindex, pcount = jax.process_index(), jax.process_count()
   d = config.data
   train_iter = input_pipeline.train_iterator(
-      data.train_source, input_pipeline.train_augment(config), global_batch_size=config.batch_size,
-      seed=config.seed, num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch,
-      process_index=pindex, process_count=pcount)
+      data.train_source,
+      input_pipeline.train_augment(config),
+      global_batch_size=config.batch_size,
+      seed=config.seed,
+      num_workers=d.num_workers,
+      num_threads=d.num_threads,
+      prefetch=d.prefetch,
+      process_index=pindex,
+      process_count=pcount,
+  )
   eval_batches = input_pipeline.EvalBatches(
-      data.val_source, input_pipeline.val_views(config), config.eval_batch_size // pcount,
-      num_workers=d.num_workers, num_threads=d.num_threads, process_index=pindex,
-      process_count=pcount)
+      data.val_source,
+      input_pipeline.val_views(config),
+      config.eval_batch_size // pcount,
+      num_workers=d.num_workers,
+      num_threads=d.num_threads,
+      process_index=pindex,
+      process_count=pcount,
+  )
   return train_iter, eval_batches
 
 
@@ -390,15 +486,24 @@ def compile_steps(config, model, tx, lr_fn, mesh):
   """(train_step_fn, eval_step_fn): the pure steps jitted over `mesh` (parameters replicated,
   batches sharded on their batch axis; the train state is donated)."""
   replicated = sharding.replicated(mesh)
-  train_step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
-                          in_shardings=(replicated, sharding.batch_sharding(mesh, batch_axis=1)),
-                          out_shardings=(replicated, replicated), donate_argnums=0,
-                          compiler_options=sharding.compiler_options())
-  eval_step_fn = jax.jit(functools.partial(clip_groups.eval_step, model=model,
-                                           clips=config.model.eval_clips_per_pass,
-                                           shards=mesh.devices.size),
-                         in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                         out_shardings=replicated, compiler_options=sharding.compiler_options())
+  train_step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn),
+      in_shardings=(replicated, sharding.batch_sharding(mesh, batch_axis=1)),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+      compiler_options=sharding.compiler_options(),
+  )
+  eval_step_fn = jax.jit(
+      functools.partial(
+          clip_groups.eval_step,
+          model=model,
+          clips=config.model.eval_clips_per_pass,
+          shards=mesh.devices.size,
+      ),
+      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+      out_shardings=replicated,
+      compiler_options=sharding.compiler_options(),
+  )
   return train_step_fn, eval_step_fn
 
 
@@ -467,9 +572,13 @@ class Chrono:
     if not steps:
       return {}
     seconds = time.perf_counter() - self.run_start - self.paused_seconds
-    return {'device_idle': self.check.idle_seconds(self.run_first) / seconds,
-            'host_wait': self.check.host_wait_seconds(self.run_first) / seconds,
-            'steps': steps, 'seconds': seconds, 'clips_per_s': steps * clips_per_step / seconds}
+    return {
+        'device_idle': self.check.idle_seconds(self.run_first) / seconds,
+        'host_wait': self.check.host_wait_seconds(self.run_first) / seconds,
+        'steps': steps,
+        'seconds': seconds,
+        'clips_per_s': steps * clips_per_step / seconds,
+    }
 
   def close(self):
     self.check.close()
@@ -483,6 +592,7 @@ class Chrono:
 class _Run:
   """What the phases of one `train_and_evaluate` share: its plan, files and iterators. `state`
   and `results` (results.json) change as it trains; everything else is fixed at start."""
+
   config: Any
   workdir: str
   plan: RunPlan
@@ -512,11 +622,16 @@ def restore_or_start(run):
   step = run.manager.latest_step()
   if step is not None:
     replicated = sharding.replicated(run.mesh)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                          run.state)
-    restored = run.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target),
-        data=grain.checkpoint.CheckpointRestore(run.train_iter)))
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), run.state
+    )
+    restored = run.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target),
+            data=grain.checkpoint.CheckpointRestore(run.train_iter),
+        ),
+    )
     run.state = restored['state']
     if os.path.exists(run.results_path):
       with open(run.results_path) as f:
@@ -530,9 +645,14 @@ def restore_or_start(run):
 
 def save_checkpoint(run, step):
   """Saves the train state and every process's iterator position as checkpoint `step` (async)."""
-  run.manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(run.state),
-      data=grain.checkpoint.CheckpointSave(run.train_iter)), force=True)
+  run.manager.save(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardSave(run.state),
+          data=grain.checkpoint.CheckpointSave(run.train_iter),
+      ),
+      force=True,
+  )
 
 
 def save_best(run, step):
@@ -540,26 +660,45 @@ def save_best(run, step):
   class names with them), replacing the previous best."""
   config = run.config
   checkpoint_lib.save_checkpoint(
-      os.path.join(run.workdir, 'best'), jax.device_get(run.state.variables),
+      os.path.join(run.workdir, 'best'),
+      jax.device_get(run.state.variables),
       architecture=config_lib.architecture_from_config(config),
-      source=f'{run.workdir} step {step}', inputs=model_inputs(config),
-      classes=run.data.class_names, overwrite=True)
+      source=f'{run.workdir} step {step}',
+      inputs=model_inputs(config),
+      classes=run.data.class_names,
+      overwrite=True,
+  )
 
 
 def validate_and_record(run, eval_step_fn, step):
   """Validation at `step`: logged, written to TensorBoard and results.json; a new best top-1 is
   saved to WORKDIR/best. Returns the metrics."""
   t0 = time.perf_counter()
-  m = validate(eval_step_fn, run.state.variables, run.eval_batches, run.mesh,
-               run.config.data.num_classes)
+  m = validate(
+      eval_step_fn, run.state.variables, run.eval_batches, run.mesh, run.config.data.num_classes
+  )
   epoch = step * run.plan.clips_per_step / run.plan.num_train_videos
-  m.update(step=step, epoch=epoch, wall_time_s=time.time() - run.start_time,
-           eval_seconds=time.perf_counter() - t0)
-  logging.info('eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d '
-               'videos (%.1f s)', step, epoch, m['top1'], m['top5'], m['mean_class_acc'],
-               m['num_videos'], m['eval_seconds'])
-  run.writer.scalars(step, {'val/top1': m['top1'], 'val/top5': m['top5'],
-                            'val/mean_class_acc': m['mean_class_acc']})
+  m.update(
+      step=step,
+      epoch=epoch,
+      wall_time_s=time.time() - run.start_time,
+      eval_seconds=time.perf_counter() - t0,
+  )
+  logging.info(
+      'eval at step %d (epoch %.2f): top1 %.4f top5 %.4f mean class acc %.4f over %d '
+      'videos (%.1f s)',
+      step,
+      epoch,
+      m['top1'],
+      m['top5'],
+      m['mean_class_acc'],
+      m['num_videos'],
+      m['eval_seconds'],
+  )
+  run.writer.scalars(
+      step,
+      {'val/top1': m['top1'], 'val/top5': m['top5'], 'val/mean_class_acc': m['mean_class_acc']},
+  )
   run.results['history'].append(m)
   run.results.update({k: m[k] for k in LAST_METRICS})
   if m['top1'] > run.results['best_top1']:
@@ -595,22 +734,23 @@ def train_steps(run, train_step_fn, eval_step_fn):
   config, total = run.config, run.plan.num_train_steps
   step = int(jax.device_get(run.state.step))
   clock = ValidationClock(config.eval_every_epochs * run.plan.steps_per_epoch, step)
-  chrono, window, pending = Chrono(), [], None   # pending: the previous step's metrics, checked late
+  chrono, window, pending = Chrono(), [], None  # pending: the previous step's metrics, checked late
   try:
     with _Preemption() as preemption:
       while step < total:
         batch, replaced = next_batch(run, chrono)
-        run.state, metrics = train_step_fn(run.state,
-                                           sharding.to_global(batch, run.mesh, batch_axis=1))
+        run.state, metrics = train_step_fn(
+            run.state, sharding.to_global(batch, run.mesh, batch_axis=1)
+        )
         chrono.dispatched(metrics)
         if pending is not None:
-          _check_finite(pending, step)    # blocks on the previous step only
+          _check_finite(pending, step)  # blocks on the previous step only
         step, pending = step + 1, metrics
         window.append((metrics, replaced))
         is_eval, is_log = clock.due(step, total), itstime(step, config.log_every_steps, total)
         is_save = is_eval or itstime(step, config.checkpoint_every_steps, 0)
         if is_log or is_eval or is_save or preemption.requested:
-          _check_finite(metrics, step)    # never log, validate or save a broken state
+          _check_finite(metrics, step)  # never log, validate or save a broken state
           pending = None
         if is_log:
           _log_window(run, window, step, chrono)
@@ -619,12 +759,13 @@ def train_steps(run, train_step_fn, eval_step_fn):
           if is_eval:
             clock.passed(step)
             validate_and_record(run, eval_step_fn, step)
-          if is_save or preemption.requested:   # a signal may arrive during validation
+          if is_save or preemption.requested:  # a signal may arrive during validation
             save_checkpoint(run, step)
         if preemption.requested:
           run.manager.wait_until_finished()
-          logging.warning('%s: saved step %d to %s; exiting', preemption.name, step,
-                          run.checkpoints)
+          logging.warning(
+              '%s: saved step %d to %s; exiting', preemption.name, step, run.checkpoints
+          )
           raise SystemExit(preemption.exit_code)
     if pending is not None:
       _check_finite(pending, step)
@@ -636,17 +777,23 @@ def train_steps(run, train_step_fn, eval_step_fn):
 
 def _record_input_check(run, chrono):
   """Logs and records (results.json 'input') how long the device waited for data."""
-  jax.block_until_ready(run.state.step)      # the last step's time counts
+  jax.block_until_ready(run.state.step)  # the last step's time counts
   summary = chrono.summary(run.plan.clips_per_step)
   if not summary:
     return
   run.results['input'] = summary
-  logging.info('input check: the device waited for data %.1f%% of %.1f s training over the last '
-               '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
-               'computed; the first step (compilation), evaluation and checkpoint saves '
-               'excluded)%s', 100 * summary['device_idle'], summary['seconds'], summary['steps'],
-               summary['clips_per_s'], 100 * summary['host_wait'],
-               ': input-bound' if summary['device_idle'] > 0.1 else '')
+  logging.info(
+      'input check: the device waited for data %.1f%% of %.1f s training over the last '
+      '%d steps (%.2f clips/s; the host waited %.1f%%, counting waits while the device '
+      'computed; the first step (compilation), evaluation and checkpoint saves '
+      'excluded)%s',
+      100 * summary['device_idle'],
+      summary['seconds'],
+      summary['steps'],
+      summary['clips_per_s'],
+      100 * summary['host_wait'],
+      ': input-bound' if summary['device_idle'] > 0.1 else '',
+  )
   _write_json(run.results_path, run.results)
 
 
@@ -659,7 +806,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   Phases: check the config and the data (nothing compiled yet), plan the run, create the state,
   restore it if the workdir has a checkpoint, run the steps (validating and saving when due),
   validate and save the final step if that did not happen on the way."""
-  config_lib.validate(config)                       # before any compilation or data access
+  config_lib.validate(config)  # before any compilation or data access
   sharding.initialize_distributed(config.distributed)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -672,10 +819,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   state, tx, lr_fn = create_train_state(config, model, plan, mesh)
   train_iter, eval_batches = make_iterators(config, data)
   manager = ocp.CheckpointManager(
-      os.path.join(workdir, 'checkpoints'), options=ocp.CheckpointManagerOptions(
-          max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True, create=True))
-  run = _Run(config, workdir, plan, mesh, model, data, manager, _Writer(os.path.join(workdir,
-             'tensorboard')), train_iter, eval_batches, start_time, state=state)
+      os.path.join(workdir, 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True, create=True
+      ),
+  )
+  run = _Run(
+      config,
+      workdir,
+      plan,
+      mesh,
+      model,
+      data,
+      manager,
+      _Writer(os.path.join(workdir, 'tensorboard')),
+      train_iter,
+      eval_batches,
+      start_time,
+      state=state,
+  )
   try:
     restore_or_start(run)
     train_step_fn, eval_step_fn = compile_steps(config, model, tx, lr_fn, mesh)
@@ -697,9 +859,11 @@ def _check_finite(metrics, step):
   """Raises TrainingError when optimizer step `step` (1-based) had a non-finite loss or gradient."""
   if not bool(jax.device_get(metrics['finite'])):
     loss, norm = jax.device_get((metrics['loss'], metrics['grad_norm']))
-    raise TrainingError(f'non-finite loss {float(loss)} / gradient norm {float(norm)} at step '
-                        f'{step}; the update was not applied and the run stops here (the '
-                        'last checkpoint is intact; lower the lr or check the data)')
+    raise TrainingError(
+        f'non-finite loss {float(loss)} / gradient norm {float(norm)} at step '
+        f'{step}; the update was not applied and the run stops here (the '
+        'last checkpoint is intact; lower the lr or check the data)'
+    )
 
 
 def _log_window(run, window, step, chrono):
@@ -711,17 +875,35 @@ def _log_window(run, window, step, chrono):
   mean = {k: float(np.mean([v[k] for v in values])) for k in ('loss', 'top1', 'top5', 'grad_norm')}
   seconds = time.perf_counter() - chrono.window_start
   clips = len(window) * plan.clips_per_step
-  mean.update(lr=float(values[-1]['lr']), clips_per_s=clips / seconds,
-              input_idle=chrono.window_idle_seconds() / seconds, skipped=len(replaced))
+  mean.update(
+      lr=float(values[-1]['lr']),
+      clips_per_s=clips / seconds,
+      input_idle=chrono.window_idle_seconds() / seconds,
+      skipped=len(replaced),
+  )
   eta = (total - step) * seconds / len(window)
-  logging.info('step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | '
-               '%.1f clips/s, idle on input %.0f%%, ETA %s', step, total,
-               step / plan.steps_per_epoch, mean['loss'], mean['top1'], mean['top5'], mean['lr'],
-               mean['grad_norm'], mean['clips_per_s'], 100 * mean['input_idle'], fileio.hms(eta))
+  logging.info(
+      'step %d/%d (epoch %.2f): loss %.4f top1 %.3f top5 %.3f lr %.5g grad norm %.3g | '
+      '%.1f clips/s, idle on input %.0f%%, ETA %s',
+      step,
+      total,
+      step / plan.steps_per_epoch,
+      mean['loss'],
+      mean['top1'],
+      mean['top5'],
+      mean['lr'],
+      mean['grad_norm'],
+      mean['clips_per_s'],
+      100 * mean['input_idle'],
+      fileio.hms(eta),
+  )
   if replaced:
     run.results['replaced_videos'] = run.results.get('replaced_videos', 0) + len(replaced)
-    logging.warning('%d unreadable videos replaced in the last %d steps: %s', len(replaced),
-                    len(window), ', '.join(replaced))
+    logging.warning(
+        '%d unreadable videos replaced in the last %d steps: %s',
+        len(replaced),
+        len(window),
+        ', '.join(replaced),
+    )
   run.writer.scalars(step, {f'train/{k}': v for k, v in mean.items()})
   chrono.next_window()
-

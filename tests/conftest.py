@@ -1,4 +1,5 @@
 """Shared test fixtures: the parity fixture (tests/data/parity), rebuilt once per session."""
+
 import os
 import pathlib
 import tempfile
@@ -16,7 +17,9 @@ jax.config.update('jax_default_matmul_precision', 'highest')
 # (environment): the same tiny training programs are compiled once instead of in every run
 # (55 s -> 13 s per run on the 2-core CI machine). Cached executables are the compiled code itself,
 # so results (bit-identical resume included) are unchanged.
-_CACHE = os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='rnl_jax_xla_cache_'))
+_CACHE = os.environ.setdefault(
+    'JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='rnl_jax_xla_cache_')
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 jax.config.update('jax_compilation_cache_dir', _CACHE)
@@ -38,7 +41,7 @@ def parity_state_dict(parity_spec):
   the recipe's sha256 digest, so every parity test runs on exactly the original's weights."""
   arrays = parity_fixture.state_dict(parity_spec)
   parity_fixture.verify(parity_spec, weights=arrays)
-  return {k[len('module.'):]: v for k, v in arrays.items()}
+  return {k[len('module.') :]: v for k, v in arrays.items()}
 
 
 @pytest.fixture(scope='session')

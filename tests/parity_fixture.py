@@ -26,6 +26,7 @@ The rule (spec.json `tensor_rule` and `digest_rule`):
 writes the released-format `.pth.tar` (needs torch) and `input.npy` / `train_input.npy` to OUT_DIR.
 As a library (NumPy only): `load_spec`, `state_dict`, `inputs`, `verify`, `write_checkpoint`.
 """
+
 import argparse
 import hashlib
 import json
@@ -118,16 +119,21 @@ def verify(spec, weights=None, clips=None):
   """Raises ValueError naming what differs from the recipe's digests; returns nothing."""
   info = spec['checkpoint_info']
   if weights is not None and digest(weights) != info['state_dict_sha256']:
-    raise ValueError('rebuilt state_dict does not match spec.json checkpoint_info.state_dict_sha256')
+    raise ValueError(
+        'rebuilt state_dict does not match spec.json checkpoint_info.state_dict_sha256'
+    )
   for name, value in (clips or {}).items():
     if digest({name: value}) != info['inputs_sha256'][name]:
-      raise ValueError(f'rebuilt input {name!r} does not match spec.json checkpoint_info.inputs_sha256')
+      raise ValueError(
+          f'rebuilt input {name!r} does not match spec.json checkpoint_info.inputs_sha256'
+      )
 
 
 def write_checkpoint(spec, out_dir, weights=None):
   """The fixture in the original's released format (`torch.save` of the checkpoint dict); returns its
   path. Needs torch; `weights` defaults to a fresh `state_dict(spec)`."""
   import torch  # pylint: disable=import-outside-toplevel  (only the .pth.tar needs torch)
+
   weights = state_dict(spec) if weights is None else weights
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """Helpers for comparing the Flax model with PyTorch results: eval, one train step, key lookup."""
+
 import functools
 
 import jax
@@ -21,15 +22,18 @@ def train_step_check(model, variables, x, labels):
 
   Returns (loss, logits, grads, new batch_stats).
   """
+
   def loss_fn(params, batch_stats, a, y):
-    logits, updates = model.apply({'params': params, 'batch_stats': batch_stats}, a, train=True,
-                                  mutable=['batch_stats'])
+    logits, updates = model.apply(
+        {'params': params, 'batch_stats': batch_stats}, a, train=True, mutable=['batch_stats']
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, (logits, updates['batch_stats'])
 
   grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-  (loss, (logits, stats)), grads = grad_fn(variables['params'], variables['batch_stats'], x,
-                                           jnp.asarray(labels))
+  (loss, (logits, stats)), grads = grad_fn(
+      variables['params'], variables['batch_stats'], x, jnp.asarray(labels)
+  )
   return float(loss), np.asarray(logits), grads, stats
 
 
@@ -43,6 +47,7 @@ def lookup(tree, path):
 def _key_map(arch):
   """{torch key: (collection, Flax path, Flax shape)} of `arch` (computed once per architecture)."""
   from rnl_jax.models import build_model  # pylint: disable=g-import-not-at-top
+
   return convert.key_map(convert.abstract_variables(build_model(arch, dropout=0.0)), arch)
 
 

@@ -1,4 +1,5 @@
 """Chunked and streamed region attention equal the plain [M, M] softmax, in values and gradients."""
+
 import dataclasses
 import functools
 
@@ -36,16 +37,16 @@ def test_softmax_runs_over_keys_for_each_query():
   p[0, 2] = [0, 0]
   theta = np.broadcast_to(np.arange(3, dtype=np.float32)[None, :, None], (1, 3, 2))
   y = np.asarray(region_attention(jnp.asarray(p), jnp.asarray(theta)))
-  np.testing.assert_allclose(y[0, 0], 0.0, atol=1e-6)   # query 0 -> key 0's value (0)
-  np.testing.assert_allclose(y[0, 1], 1.0, atol=1e-6)   # query 1 -> key 1's value (1)
-  np.testing.assert_allclose(y[0, 2], 1.0, atol=1e-6)   # query 2: uniform over keys -> mean 1
+  np.testing.assert_allclose(y[0, 0], 0.0, atol=1e-6)  # query 0 -> key 0's value (0)
+  np.testing.assert_allclose(y[0, 1], 1.0, atol=1e-6)  # query 1 -> key 1's value (1)
+  np.testing.assert_allclose(y[0, 2], 1.0, atol=1e-6)  # query 2: uniform over keys -> mean 1
 
 
 def use_stream_driver(monkeypatch, driver):
   """streamed_attention's tile pairs 'unrolled' (one group), 'grouped' (unrolled, one pair per
   group, each after the last) or 'scanned' (with a cond)."""
-  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 0 if driver == 'scanned' else 2 ** 40)
-  monkeypatch.setattr(rnl, 'STREAM_GROUP_BYTES', 1 if driver == 'grouped' else 2 ** 40)
+  monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 0 if driver == 'scanned' else 2**40)
+  monkeypatch.setattr(rnl, 'STREAM_GROUP_BYTES', 1 if driver == 'grouped' else 2**40)
 
 
 @pytest.fixture(params=['unrolled', 'grouped', 'scanned'])
@@ -54,7 +55,9 @@ def stream_driver(request, monkeypatch):
   return request.param
 
 
-@pytest.mark.parametrize('method', ['chunked', 'streamed-unrolled', 'streamed-grouped', 'streamed-scanned'])
+@pytest.mark.parametrize(
+    'method', ['chunked', 'streamed-unrolled', 'streamed-grouped', 'streamed-scanned']
+)
 def test_memory_bounded_gradients_equal_plain(method, monkeypatch):
   # M = 90 in chunks / tiles of at most 32 (3 of 30, 6 tile pairs)
   use_stream_driver(monkeypatch, method.split('-')[-1])
@@ -84,7 +87,9 @@ def test_symmetric_affinity_equals_one_einsum(monkeypatch, tile):
   tiled = lambda a: rnl.affinity(a, jnp.float32)
   assert 'concatenate' in str(jax.make_jaxpr(tiled)(p))  # the tiled path ran
   np.testing.assert_allclose(tiled(p), direct(p), rtol=1e-6, atol=1e-5)
-  np.testing.assert_allclose(jax.vjp(tiled, p)[1](g)[0], jax.vjp(direct, p)[1](g)[0], rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+      jax.vjp(tiled, p)[1](g)[0], jax.vjp(direct, p)[1](g)[0], rtol=1e-5, atol=1e-4
+  )
 
 
 def test_tiled_attention_matches_numpy(monkeypatch):
@@ -98,8 +103,19 @@ def test_tiled_attention_matches_numpy(monkeypatch):
 
 # tile 1: every pair is 1 x 1 (5050 pairs, scanned); 7: 15 tiles with 5 padded keys (120 pairs);
 # 25: 4 tiles (10 pairs); 30: evened out to 4 tiles of 25; 100 and 1000: one tile, the plain path.
-@pytest.mark.parametrize('tile,driver', [(1, 'scanned'), (7, 'scanned'), (7, 'grouped'), (25, 'scanned'),
-                                         (25, 'unrolled'), (30, 'grouped'), (100, 'scanned'), (1000, 'scanned')])
+@pytest.mark.parametrize(
+    'tile,driver',
+    [
+        (1, 'scanned'),
+        (7, 'scanned'),
+        (7, 'grouped'),
+        (25, 'scanned'),
+        (25, 'unrolled'),
+        (30, 'grouped'),
+        (100, 'scanned'),
+        (1000, 'scanned'),
+    ],
+)
 def test_streamed_attention_matches_numpy(tile, driver, monkeypatch):
   use_stream_driver(monkeypatch, driver)
   rng = np.random.default_rng(5)
@@ -107,7 +123,7 @@ def test_streamed_attention_matches_numpy(tile, driver, monkeypatch):
   theta = rng.normal(size=(2, 100, 16)).astype(np.float32)
   y = rnl.streamed_attention(jnp.asarray(p), jnp.asarray(theta), tile)
   np.testing.assert_allclose(y, attention_numpy(p, theta), rtol=1e-5, atol=1e-5)
-  if tile >= 100:   # one tile: the same program as the plain attention, so the same bits
+  if tile >= 100:  # one tile: the same program as the plain attention, so the same bits
     np.testing.assert_array_equal(y, region_attention(jnp.asarray(p), jnp.asarray(theta)))
 
 
@@ -142,7 +158,9 @@ def test_eval_attention_method():
   assert rnl.eval_attention_method('streamed', 'gpu') == 'streamed'
   with pytest.raises(ValueError, match="eval_attention='flash'"):
     rnl.eval_attention_method('flash')
-  with pytest.raises(ValueError, match="eval_attention='flash'"):  # at construction, before any trace
+  with pytest.raises(
+      ValueError, match="eval_attention='flash'"
+  ):  # at construction, before any trace
     build_model(Architecture.from_variant('rnl', 10, 50), eval_attention='flash')
 
 
@@ -152,18 +170,27 @@ def test_block_chunks_by_mode(method, monkeypatch):
   # 10 tile pairs, unrolled (no scan, no cond) or scanned with a cond for the mirrored update;
   # chunked: lax.map -> a scan, no cond.
   use_stream_driver(monkeypatch, method.split('-')[-1])
-  attention = rnl.AttentionSettings(query_chunk=None, eval_query_chunk=8,
-                                    eval_attention=method.split('-')[0])
+  attention = rnl.AttentionSettings(
+      query_chunk=None, eval_query_chunk=8, eval_attention=method.split('-')[0]
+  )
   block = rnl.RegionNonLocal(num_segments=2, kernel_size=(1, 3, 3), attention=attention)
-  x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 4, 4, 8)).astype(np.float32))  # [N*T, H, W, C]
+  x = jnp.asarray(
+      np.random.default_rng(4).normal(size=(4, 4, 4, 8)).astype(np.float32)
+  )  # [N*T, H, W, C]
   variables = block.init(jax.random.PRNGKey(0), x, train=False)
   eval_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=False))(variables))
-  train_jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=True, mutable=['batch_stats']))(variables))
+  train_jaxpr = str(
+      jax.make_jaxpr(lambda v: block.apply(v, x, train=True, mutable=['batch_stats']))(variables)
+  )
   assert ('scan' in eval_jaxpr) == (method != 'streamed-unrolled') and 'scan' not in train_jaxpr
   assert ('cond' in eval_jaxpr) == (method == 'streamed-scanned')
   plain = block.clone(attention=dataclasses.replace(attention, eval_query_chunk=None))
-  np.testing.assert_allclose(block.apply(variables, x, train=False), plain.apply(variables, x, train=False),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      block.apply(variables, x, train=False),
+      plain.apply(variables, x, train=False),
+      rtol=1e-5,
+      atol=1e-5,
+  )
 
 
 def test_streamed_attention_unrolls_within_the_byte_budget():
@@ -172,6 +199,7 @@ def test_streamed_attention_unrolls_within_the_byte_budget():
   def jaxpr(clips):
     spec = jax.ShapeDtypeStruct((clips, 6272, 8), jnp.float32)
     return str(jax.make_jaxpr(lambda p, t: rnl.streamed_attention(p, t, 784))(spec, spec))
+
   one, two = jaxpr(1), jaxpr(2)
   assert 'scan' not in one and one.count('dot_general') == 36 + 64
   assert 'scan' in two and two.count('dot_general') == 3
@@ -181,9 +209,9 @@ def test_stream_group_size(monkeypatch):
   """Unrolled (pairs per group) while all pairs' weights fit the budget, else None (scan)."""
   monkeypatch.setattr(rnl, 'STREAM_UNROLL_BYTES', 1000)
   monkeypatch.setattr(rnl, 'STREAM_GROUP_BYTES', 250)
-  assert rnl._stream_group_size(10, 100) == 2       # 1000 bytes fit; groups of 250 // 100 pairs
-  assert rnl._stream_group_size(10, 101) is None    # 1010 bytes: scanned
-  assert rnl._stream_group_size(3, 300) == 1        # a pair above the group budget: one at a time
+  assert rnl._stream_group_size(10, 100) == 2  # 1000 bytes fit; groups of 250 // 100 pairs
+  assert rnl._stream_group_size(10, 101) is None  # 1010 bytes: scanned
+  assert rnl._stream_group_size(3, 300) == 1  # a pair above the group budget: one at a time
 
 
 def test_stream_tiles_even_out_and_mask_the_padding():

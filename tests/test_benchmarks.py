@@ -1,4 +1,5 @@
 """benchmarks.model's case list and table arithmetic (ratios, FLOP limit, MFU), on made-up results."""
+
 import argparse
 
 import pytest
@@ -7,11 +8,27 @@ from benchmarks import model as bm
 
 
 def _args(**overrides):
-  args = dict(frameworks=['jax', 'torch'], models=['rnl'], modes=['eval'], dtypes=['bfloat16'],
-              torch_dtypes=['bfloat16'], eval_batches=[16], train_batch=16, frames=8, size=224,
-              threads=2, weights='random', eval_query_chunk=784, query_chunk=0, xla_eval='train',
-              xla_train='train', torch_device='cuda', matmul_size=8192, eval_clips_per_pass=-1,
-              eval_attention='auto')
+  args = dict(
+      frameworks=['jax', 'torch'],
+      models=['rnl'],
+      modes=['eval'],
+      dtypes=['bfloat16'],
+      torch_dtypes=['bfloat16'],
+      eval_batches=[16],
+      train_batch=16,
+      frames=8,
+      size=224,
+      threads=2,
+      weights='random',
+      eval_query_chunk=784,
+      query_chunk=0,
+      xla_eval='train',
+      xla_train='train',
+      torch_device='cuda',
+      matmul_size=8192,
+      eval_clips_per_pass=-1,
+      eval_attention='auto',
+  )
   args.update(overrides)
   return argparse.Namespace(**args)
 
@@ -20,7 +37,9 @@ def test_gpu_cases_name_the_device_and_dtype_and_cpu_keys_stay_as_before():
   cases = bm.cases_from_args(_args())
   torch_cases = [c for c in cases if c['framework'] == 'torch' and c['mode'] != 'matmul']
   assert {(c['flavour'], c['dtype'], c['torch_device']) for c in torch_cases} == {
-      ('masked', 'bfloat16', 'cuda'), ('depthwise', 'bfloat16', 'cuda')}
+      ('masked', 'bfloat16', 'cuda'),
+      ('depthwise', 'bfloat16', 'cuda'),
+  }
   assert [c.get('dtype') for c in cases if c['mode'] == 'matmul'] == ['bfloat16', 'bfloat16']
   cpu = bm.cases_from_args(_args(torch_device='cpu', torch_dtypes=['float32'], dtypes=['float32']))
   # CPU runs keep the keys of the results already stored (no torch_device, no float32 matmul dtype)
@@ -28,33 +47,64 @@ def test_gpu_cases_name_the_device_and_dtype_and_cpu_keys_stay_as_before():
   assert all('dtype' not in c for c in cpu if c['mode'] == 'matmul')
   assert len({bm.case_key(c) for c in cases + cpu}) == len(cases) + len(cpu)
   jax_eval = [c for c in cpu if c['framework'] == 'jax' and c['mode'] == 'eval']
-  assert [c['clips_per_pass'] for c in jax_eval] == [-1]      # the trainer's default (auto)
+  assert [c['clips_per_pass'] for c in jax_eval] == [-1]  # the trainer's default (auto)
   assert 'clips_per_pass' not in bm.cases_from_args(_args(eval_clips_per_pass=0))[2]
   # RNL eval cases name the attention setting (stored ones without it ran query chunks)
   assert [c['eval_attention'] for c in jax_eval] == ['auto']
-  assert all('eval_attention' not in c for c in bm.cases_from_args(_args(models=['tsm'], modes=['eval', 'train'])))
+  assert all(
+      'eval_attention' not in c
+      for c in bm.cases_from_args(_args(models=['tsm'], modes=['eval', 'train']))
+  )
 
 
 def test_table_ratios_flop_limit_and_mfu():
-  common = dict(model='rnl', mode='eval', batch=16, frames=8, size=224, compile_s=1.0, peak_rss_gb=1.0)
+  common = dict(
+      model='rnl', mode='eval', batch=16, frames=8, size=224, compile_s=1.0, peak_rss_gb=1.0
+  )
   results = [
       dict(framework='jax', mode='matmul', dtype='bfloat16', size=8192, gflops=800_000.0),
-      dict(common, framework='jax', dtype='bfloat16', query_chunk=784, xla='train', median_s=0.02,
-           clips_per_s=800.0, peak_device_gb=1.1),
-      dict(common, framework='torch', dtype='bfloat16', flavour='masked', median_s=0.06,
-           clips_per_s=16 / 0.06, peak_device_gb=6.6),
-      dict(common, framework='torch', dtype='bfloat16', flavour='depthwise', median_s=0.05,
-           clips_per_s=16 / 0.05, peak_device_gb=6.6),
+      dict(
+          common,
+          framework='jax',
+          dtype='bfloat16',
+          query_chunk=784,
+          xla='train',
+          median_s=0.02,
+          clips_per_s=800.0,
+          peak_device_gb=1.1,
+      ),
+      dict(
+          common,
+          framework='torch',
+          dtype='bfloat16',
+          flavour='masked',
+          median_s=0.06,
+          clips_per_s=16 / 0.06,
+          peak_device_gb=6.6,
+      ),
+      dict(
+          common,
+          framework='torch',
+          dtype='bfloat16',
+          flavour='depthwise',
+          median_s=0.05,
+          clips_per_s=16 / 0.05,
+          peak_device_gb=6.6,
+      ),
   ]
   lines = bm.table(results).splitlines()
   header = next(line for line in lines if line.startswith('| model')).strip('| ').split(' | ')
-  rows = [dict(zip(header, line.strip('| ').split(' | '))) for line in lines if line.startswith('| rnl')]
+  rows = [
+      dict(zip(header, line.strip('| ').split(' | '))) for line in lines if line.startswith('| rnl')
+  ]
   jax_row = rows[0]
   assert jax_row['impl'] == 'jax bfloat16 chunk 784' and jax_row['peak device GB'] == '1.10'
   assert (jax_row['masked / this'], jax_row['depthwise / this']) == ('3.00', '2.50')
-  flop_time = 2 * 89.3e9 * 16 / 800_000e9                                   # s at the matmul peak
+  flop_time = 2 * 89.3e9 * 16 / 800_000e9  # s at the matmul peak
   assert float(jax_row['x FLOP limit']) == pytest.approx(0.02 / flop_time, abs=0.01)
   assert float(jax_row['MFU %']) == pytest.approx(100 * flop_time / 0.02, abs=0.1)
   assert rows[1]['impl'] == 'torch masked bfloat16' and rows[1]['masked / this'] == '1.00'
   streamed = bm.table([dict(results[1], attention='streamed')] + results[2:]).splitlines()
-  assert any(line.startswith('| rnl | eval | 16 | jax bfloat16 streamed 784 |') for line in streamed)
+  assert any(
+      line.startswith('| rnl | eval | 16 | jax bfloat16 streamed 784 |') for line in streamed
+  )

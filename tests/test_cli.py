@@ -1,5 +1,6 @@
 """One manner for every command line (rnl_jax.cli): underscore flags (dashes accepted), a user's
 mistake as one `error: ...` line with exit status 2, `--debug` for the traceback."""
+
 import argparse
 import os
 import re
@@ -30,8 +31,14 @@ def _command(cli_name):
 
 
 def _start(cli_name, args):
-  return subprocess.Popen(_command(cli_name) + args, cwd=REPO, env=_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  return subprocess.Popen(
+      _command(cli_name) + args,
+      cwd=REPO,
+      env=_env(),
+      text=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+  )
 
 
 def _finish(proc, timeout=180):
@@ -59,36 +66,61 @@ HELP = [  # (command line, a multi-word option its help lists)
 def test_help(cli_name, option):
   rc, out, err = _finish(_start(cli_name, ['--help']))
   assert rc == 0, err
-  assert option in out and re.search(r'--(\[no\])?debug', out)   # absl: --[no]debug
+  assert option in out and re.search(r'--(\[no\])?debug', out)  # absl: --[no]debug
 
 
 def _failing(tmp):
   """(command line, args with underscore flags, the error line it gives)."""
   nope = os.path.join(tmp, 'nope')
   return [
-      ('rnl_jax.classify', ['--checkpoint', nope, '--batch_views', '2', nope + '.mp4'],
-       f'error: checkpoint {nope}: no such file or directory'),
-      ('rnl_jax.ensemble', [nope + '.npz', '--scores_out', nope],
-       f'error: {nope}.npz: not a scores file of the test protocol'),
-      ('rnl_jax.data.pack', ['--list', nope, '--out', nope, '--no_progress'],
-       'error: [Errno 2] No such file or directory'),
-      ('rnl_jax.data.prepare',
-       ['something_v2', '--source', nope, '--out', nope, '--short_side', '0'],
-       f'error: --source {nope} is not a folder'),
-      ('rnl_jax.data.synthetic', ['--out', nope, '--num_train', '-1'],
-       'error: num_train must be >= 0, got -1'),
-      ('rnl_jax.experiments.temporal',
-       ['--workdir', nope, '--eval_every_epochs', '1', '--seeds', 'x'],
-       "error: --variants 'tsn,tsm,rnl'"),
-      ('convert_torch_weights.py', [nope, nope + '_out', '--shift_div=8'],
-       f'error: {nope}: no such file'),
+      (
+          'rnl_jax.classify',
+          ['--checkpoint', nope, '--batch_views', '2', nope + '.mp4'],
+          f'error: checkpoint {nope}: no such file or directory',
+      ),
+      (
+          'rnl_jax.ensemble',
+          [nope + '.npz', '--scores_out', nope],
+          f'error: {nope}.npz: not a scores file of the test protocol',
+      ),
+      (
+          'rnl_jax.data.pack',
+          ['--list', nope, '--out', nope, '--no_progress'],
+          'error: [Errno 2] No such file or directory',
+      ),
+      (
+          'rnl_jax.data.prepare',
+          ['something_v2', '--source', nope, '--out', nope, '--short_side', '0'],
+          f'error: --source {nope} is not a folder',
+      ),
+      (
+          'rnl_jax.data.synthetic',
+          ['--out', nope, '--num_train', '-1'],
+          'error: num_train must be >= 0, got -1',
+      ),
+      (
+          'rnl_jax.experiments.temporal',
+          ['--workdir', nope, '--eval_every_epochs', '1', '--seeds', 'x'],
+          "error: --variants 'tsn,tsm,rnl'",
+      ),
+      (
+          'convert_torch_weights.py',
+          [nope, nope + '_out', '--shift_div=8'],
+          f'error: {nope}: no such file',
+      ),
   ]
 
 
 def _dashed(args):
   """The same command line with dashed flags (and the trainer's name of a prepare dataset)."""
-  return [core.SPECS[a].table if a in core.SPECS else
-          '--' + a[2:].replace('_', '-') if a.startswith('--') else a for a in args]
+  return [
+      core.SPECS[a].table
+      if a in core.SPECS
+      else '--' + a[2:].replace('_', '-')
+      if a.startswith('--')
+      else a
+      for a in args
+  ]
 
 
 @pytest.mark.parametrize('index', range(7), ids=[c[0] for c in _failing('/')])
@@ -96,8 +128,11 @@ def test_user_error_is_one_line_in_both_spellings(index, tmp_path):
   cli_name, underscore, expected = _failing(str(tmp_path))[index]
   dashed = _dashed(underscore)
   assert dashed != underscore
-  procs = [_start(cli_name, underscore), _start(cli_name, dashed),
-           _start(cli_name, underscore + ['--debug'])]           # side by side (each imports JAX)
+  procs = [
+      _start(cli_name, underscore),
+      _start(cli_name, dashed),
+      _start(cli_name, underscore + ['--debug']),
+  ]  # side by side (each imports JAX)
   results = [_finish(p) for p in procs]
   lines = []
   for rc, _, err in results[:2]:
@@ -107,7 +142,7 @@ def test_user_error_is_one_line_in_both_spellings(index, tmp_path):
     lines.append(err_lines[0])
   assert lines[0] == lines[1]
   rc, _, err = results[2]
-  assert rc not in (0, 2) and 'Traceback' in err and expected[len('error: '):] in err, err
+  assert rc not in (0, 2) and 'Traceback' in err and expected[len('error: ') :] in err, err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,8 +150,15 @@ def test_user_error_is_one_line_in_both_spellings(index, tmp_path):
 
 
 def test_both_spellings():
-  assert cli.both_spellings(['--a-b', '--c-d=x-y', '-x', 'v-w', '--e_f', '--', '--g']) == \
-      ['--a_b', '--c_d=x-y', '-x', 'v-w', '--e_f', '--', '--g']
+  assert cli.both_spellings(['--a-b', '--c-d=x-y', '-x', 'v-w', '--e_f', '--', '--g']) == [
+      '--a_b',
+      '--c_d=x-y',
+      '-x',
+      'v-w',
+      '--e_f',
+      '--',
+      '--g',
+  ]
 
 
 def test_parser_both_spellings_comma_lists_and_negation():
@@ -129,11 +171,15 @@ def test_parser_both_spellings_comma_lists_and_negation():
   for argv in (['--coeff', '1,2', '3'], ['--coeff', '1', '2,3'], ['--coeff', '1,2,3']):
     assert cli.flatten_lists(p.parse_args(argv).coeff) == [1.0, 2.0, 3.0]
   assert cli.comma_list(int)('4,,5,') == [4, 5]
-  for argv, value in ((['--full_res'], True), (['--no_full_res'], False),
-                      (['--no-full-res'], False), ([], None)):
+  for argv, value in (
+      (['--full_res'], True),
+      (['--no_full_res'], False),
+      (['--no-full-res'], False),
+      ([], None),
+  ):
     assert p.parse_args(argv).full_res is value
   assert p.parse_args(['--debug']).debug and '--num_items' in p.format_help()
-  with pytest.raises(SystemExit) as e:   # argparse's own usage mistake: status 2
+  with pytest.raises(SystemExit) as e:  # argparse's own usage mistake: status 2
     p.parse_args(['--coeff', 'x'])
   assert e.value.code == 2
 
@@ -151,7 +197,7 @@ def test_find_user_error_follows_the_cause_chain():
     try:
       raise FileNotFoundError(2, 'No such file', 'x')
     except OSError:
-      raise KeyError('while handling')   # implicit context
+      raise KeyError('while handling')  # implicit context
   except KeyError as outer:
     assert isinstance(cli.find_user_error(outer), FileNotFoundError)
   assert cli.find_user_error(ValueError('a bug')) is None
@@ -171,25 +217,36 @@ def test_user_errors(capsys):
   assert code == 2 and err.startswith('error: ') and 'a.txt' in err
   code, err = _run_in(KeyboardInterrupt(), capsys)
   assert code == 130 and err == 'interrupted\n'
-  with pytest.raises(ValueError, match='a bug'):   # not a user error: the traceback stays
+  with pytest.raises(ValueError, match='a bug'):  # not a user error: the traceback stays
     with cli.user_errors(False):
       raise ValueError('a bug')
-  with pytest.raises(pack.PackError):              # --debug: the traceback of a user error too
+  with pytest.raises(pack.PackError):  # --debug: the traceback of a user error too
     with cli.user_errors(True):
       raise pack.PackError('x')
   with pytest.raises(KeyboardInterrupt):
     with cli.user_errors(True):
       raise KeyboardInterrupt
-  with cli.user_errors(False):                    # nothing raised: nothing printed
+  with cli.user_errors(False):  # nothing raised: nothing printed
     pass
   assert capsys.readouterr().err == ''
 
 
-@pytest.mark.parametrize('error', [
-    classify.ClassifyError, ensemble.EnsembleError, pack.PackError, annotations.PrepareError,
-    annotations.AnnotationError, checkpoint.CheckpointError, convert.ConversionError,
-    sources.CorruptVideoError, arrayrecord.RecordFormatError, synthetic.SyntheticError,
-    temporal.ExperimentError])
+@pytest.mark.parametrize(
+    'error',
+    [
+        classify.ClassifyError,
+        ensemble.EnsembleError,
+        pack.PackError,
+        annotations.PrepareError,
+        annotations.AnnotationError,
+        checkpoint.CheckpointError,
+        convert.ConversionError,
+        sources.CorruptVideoError,
+        arrayrecord.RecordFormatError,
+        synthetic.SyntheticError,
+        temporal.ExperimentError,
+    ],
+)
 def test_user_error_classes(error):
   assert issubclass(error, UserError) and issubclass(error, ValueError)
 
@@ -201,8 +258,11 @@ def test_source_error_is_not_a_user_error():
 
 
 def test_prepare_accepts_the_config_names():
-  assert core.ALIASES == {'kinetics': 'kinetics400', 'something': 'something_v1',
-                          'somethingv2': 'something_v2'}
+  assert core.ALIASES == {
+      'kinetics': 'kinetics400',
+      'something': 'something_v1',
+      'somethingv2': 'something_v2',
+  }
 
 
 def test_temporal_lists():
@@ -214,10 +274,15 @@ def test_temporal_lists():
 
 def test_argparse_is_not_used_directly():
   """Every command line is a cli.ArgumentParser (both spellings, --debug)."""
-  for path in ('rnl_jax/classify.py', 'rnl_jax/ensemble.py', 'rnl_jax/data/pack.py',
-               'rnl_jax/data/prepare/__main__.py', 'rnl_jax/data/synthetic.py',
-               'rnl_jax/experiments/temporal.py'):
+  for path in (
+      'rnl_jax/classify.py',
+      'rnl_jax/ensemble.py',
+      'rnl_jax/data/pack.py',
+      'rnl_jax/data/prepare/__main__.py',
+      'rnl_jax/data/synthetic.py',
+      'rnl_jax/experiments/temporal.py',
+  ):
     with open(os.path.join(REPO, path)) as f:
       assert 'argparse.ArgumentParser(' not in f.read(), path
-  assert isinstance(classify._parser(), cli.ArgumentParser)   # pylint: disable=protected-access
+  assert isinstance(classify._parser(), cli.ArgumentParser)  # pylint: disable=protected-access
   assert issubclass(cli.ArgumentParser, argparse.ArgumentParser)

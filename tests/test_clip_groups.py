@@ -1,4 +1,5 @@
 """Evaluation forwards in groups of clips (rnl_jax/models/clip_groups.py)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,15 +9,17 @@ from rnl_jax.models import build_model, clip_groups
 from rnl_jax.models.tsn import Architecture
 
 
-@pytest.mark.parametrize('b,clips,shards', [(6, 2, 1), (7, 3, 1), (8, 3, 2), (12, 1, 4), (5, 0, 1),
-                                            (4, 9, 1)])
+@pytest.mark.parametrize(
+    'b,clips,shards', [(6, 2, 1), (7, 3, 1), (8, 3, 2), (12, 1, 4), (5, 0, 1), (4, 9, 1)]
+)
 def test_groups_give_the_same_rows_and_each_pass_has_its_size(b, clips, shards):
   x = jnp.arange(b * 3, dtype=jnp.float32).reshape(b, 3)
   seen = []
 
-  def fn(rows):                       # per-row function; records the pass size at trace time
+  def fn(rows):  # per-row function; records the pass size at trace time
     seen.append(rows.shape[0])
     return jnp.stack([rows.sum(-1), rows[:, 0] * 2], -1)
+
   y = clip_groups.apply_in_groups(fn, x, clips, shards)
   np.testing.assert_array_equal(y, fn(x))
   per_shard = b // shards

@@ -1,4 +1,5 @@
 """Config -> model: bad values fail with the key's name before anything compiles."""
+
 import pytest
 
 import importlib
@@ -8,18 +9,21 @@ from configs import default, tiny
 from rnl_jax import config as config_lib
 
 
-@pytest.mark.parametrize('key,value,message', [
-    ('model.dtype', 'fp8', 'config.model.dtype'),
-    ('model.dropout', 1.5, 'config.model.dropout'),
-    ('model.query_chunk', -1, 'config.model.query_chunk'),
-    ('model.eval_query_chunk', -1, 'config.model.eval_query_chunk'),
-    ('model.eval_attention', 'flash', "config.model.eval_attention='flash'"),
-    ('model.eval_clips_per_pass', -2, 'config.model.eval_clips_per_pass=-2'),
-    ('model.variant', 'i3d', "variant='i3d'"),
-    ('model.depth', 42, 'depth=42'),
-    ('data.num_classes', 0, 'num_classes=0'),
-    ('num_segments', 0, 'config.num_segments'),
-])
+@pytest.mark.parametrize(
+    'key,value,message',
+    [
+        ('model.dtype', 'fp8', 'config.model.dtype'),
+        ('model.dropout', 1.5, 'config.model.dropout'),
+        ('model.query_chunk', -1, 'config.model.query_chunk'),
+        ('model.eval_query_chunk', -1, 'config.model.eval_query_chunk'),
+        ('model.eval_attention', 'flash', "config.model.eval_attention='flash'"),
+        ('model.eval_clips_per_pass', -2, 'config.model.eval_clips_per_pass=-2'),
+        ('model.variant', 'i3d', "variant='i3d'"),
+        ('model.depth', 42, 'depth=42'),
+        ('data.num_classes', 0, 'num_classes=0'),
+        ('num_segments', 0, 'config.num_segments'),
+    ],
+)
 def test_bad_values_name_the_key(key, value, message):
   config = tiny.get_config()
   section, _, name = key.rpartition('.')
@@ -30,12 +34,27 @@ def test_bad_values_name_the_key(key, value, message):
 
 def test_default_is_the_original_rnl_r50():
   model = config_lib.model_from_config(default.get_config())
-  assert (model.depth, model.shift_place, model.non_local, model.num_classes) == (50, 'blockres', True, 400)
+  assert (model.depth, model.shift_place, model.non_local, model.num_classes) == (
+      50,
+      'blockres',
+      True,
+      400,
+  )
   assert model.normalize_input  # the host ships uint8 pixels
 
 
-RECIPES = ['k400_8f', 'k400_16f', 'sthv1_8f', 'sthv1_16f', 'sthv2_8f', 'ucf101_8f', 'hmdb51_8f', 'synthetic',
-           'synthetic_r50', 'tiny']
+RECIPES = [
+    'k400_8f',
+    'k400_16f',
+    'sthv1_8f',
+    'sthv1_16f',
+    'sthv2_8f',
+    'ucf101_8f',
+    'hmdb51_8f',
+    'synthetic',
+    'synthetic_r50',
+    'tiny',
+]
 
 
 @pytest.mark.parametrize('name', RECIPES)
@@ -44,8 +63,16 @@ def test_recipes_validate(name):
   config_lib.validate(config)
 
 
-@pytest.mark.parametrize('name,clips,crops', [('k400_8f', 10, 3), ('k400_16f', 10, 3), ('sthv1_8f', 2, 3),
-                                             ('sthv1_16f', 2, 3), ('sthv2_8f', 2, 3)])
+@pytest.mark.parametrize(
+    'name,clips,crops',
+    [
+        ('k400_8f', 10, 3),
+        ('k400_16f', 10, 3),
+        ('sthv1_8f', 2, 3),
+        ('sthv1_16f', 2, 3),
+        ('sthv2_8f', 2, 3),
+    ],
+)
 def test_recipes_hold_the_readme_test_protocol(name, clips, crops):
   """docs/original.md §6: Kinetics 10 dense clips x 3 full-res crops, Something 2 (twice) x 3."""
   c = importlib.import_module(f'configs.{name}').get_config()
@@ -53,33 +80,57 @@ def test_recipes_hold_the_readme_test_protocol(name, clips, crops):
   assert (got, c.test.crops, c.test.full_res) == (clips, crops, True)
 
 
-@pytest.mark.parametrize('name,frames,dense,flip,wd,dropout,warmup,epochs,classes', [
-    ('k400_8f', 8, True, True, 2e-4, 0.5, 5, 100, 400),
-    ('k400_16f', 16, True, True, 2e-4, 0.5, 5, 100, 400),
-    ('sthv1_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
-    ('sthv1_16f', 16, False, False, 1e-3, 0.8, 1, 50, 174),
-    ('sthv2_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
-])
-def test_recipes_are_the_original_commands(name, frames, dense, flip, wd, dropout, warmup, epochs,
-                                           classes):
+@pytest.mark.parametrize(
+    'name,frames,dense,flip,wd,dropout,warmup,epochs,classes',
+    [
+        ('k400_8f', 8, True, True, 2e-4, 0.5, 5, 100, 400),
+        ('k400_16f', 16, True, True, 2e-4, 0.5, 5, 100, 400),
+        ('sthv1_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
+        ('sthv1_16f', 16, False, False, 1e-3, 0.8, 1, 50, 174),
+        ('sthv2_8f', 8, False, False, 1e-3, 0.8, 1, 50, 174),
+    ],
+)
+def test_recipes_are_the_original_commands(
+    name, frames, dense, flip, wd, dropout, warmup, epochs, classes
+):
   """docs/original.md §5.8: 16 clips per forward x 4 accumulated = 64 per step at lr 0.02, cosine, clip 20."""
   c = importlib.import_module(f'configs.{name}').get_config()
   assert (c.num_segments, c.data.dense_sample, c.data.flip) == (frames, dense, flip)
   assert (c.optim.weight_decay, c.model.dropout, c.optim.warmup_epochs, c.num_epochs) == (
-      wd, dropout, warmup, epochs)
+      wd,
+      dropout,
+      warmup,
+      epochs,
+  )
   assert c.data.num_classes == classes
-  assert (c.batch_size, c.batch_multiplier, c.optim.base_lr, c.optim.reference_batch) == (16, 4, 0.02, 64)
+  assert (c.batch_size, c.batch_multiplier, c.optim.base_lr, c.optim.reference_batch) == (
+      16,
+      4,
+      0.02,
+      64,
+  )
   assert (c.optim.schedule, c.optim.momentum, c.optim.clip_grad_norm) == ('cos', 0.9, 20.0)
-  assert (c.model.variant, c.model.depth, c.model.width, c.optim.grouping) == ('rnl', 50, 64, 'original')
+  assert (c.model.variant, c.model.depth, c.model.width, c.optim.grouping) == (
+      'rnl',
+      50,
+      64,
+      'original',
+  )
 
 
-@pytest.mark.parametrize('overrides,message', [
-    ({'mode': 'predict'}, "config.mode='predict'"),
-    ({'mode': 'test', 'test.twice_sample': True}, 'config.test.twice_sample=True'),   # k400: dense
-    ({'mode': 'test', 'data.skip_corrupt': True}, 'config.data.skip_corrupt=True'),
-    ({'test.crops': 2}, 'config.test.crops=2'),
-    ({'test.output': 'a/b'}, "config.test.output='a/b'"),
-])
+@pytest.mark.parametrize(
+    'overrides,message',
+    [
+        ({'mode': 'predict'}, "config.mode='predict'"),
+        (
+            {'mode': 'test', 'test.twice_sample': True},
+            'config.test.twice_sample=True',
+        ),  # k400: dense
+        ({'mode': 'test', 'data.skip_corrupt': True}, 'config.data.skip_corrupt=True'),
+        ({'test.crops': 2}, 'config.test.crops=2'),
+        ({'test.output': 'a/b'}, "config.test.output='a/b'"),
+    ],
+)
 def test_test_protocol_values_fail_naming_the_key(overrides, message):
   config = importlib.import_module('configs.k400_8f').get_config()
   for key, value in overrides.items():
@@ -89,21 +140,29 @@ def test_test_protocol_values_fail_naming_the_key(overrides, message):
     config_lib.validate(config)
 
 
-@pytest.mark.parametrize('fmt,given', [
-    ('frames', {'root': '/d', 'train_list': 't', 'val_list': 'v', 'frame_template': 'img_{:05d}.jpg'}),
-    ('videos', {'root': '/d', 'train_list': 't', 'val_list': 'v'}),            # no frame template
-    ('arrayrecord', {'train_list': 't.json', 'val_list': 'v.json'}),          # no root, no template
-])
+@pytest.mark.parametrize(
+    'fmt,given',
+    [
+        (
+            'frames',
+            {'root': '/d', 'train_list': 't', 'val_list': 'v', 'frame_template': 'img_{:05d}.jpg'},
+        ),
+        ('videos', {'root': '/d', 'train_list': 't', 'val_list': 'v'}),  # no frame template
+        ('arrayrecord', {'train_list': 't.json', 'val_list': 'v.json'}),  # no root, no template
+    ],
+)
 def test_custom_data_needs_only_the_keys_its_format_reads(fmt, given):
   config = tiny.get_config()
   config.data.name, config.data.format, config.data.num_classes = 'custom', fmt, 3
   for key, value in given.items():
     config.data[key] = value
   config_lib.validate(config)
-  for key in given:   # each needed key, when missing, is named with what the format needs
+  for key in given:  # each needed key, when missing, is named with what the format needs
     config.data[key] = ''
-    with pytest.raises(ValueError, match=rf"config.data.{key}='': .*format='{fmt}' needs "
-                                         + re.escape(', '.join(given))):
+    with pytest.raises(
+        ValueError,
+        match=rf"config.data.{key}='': .*format='{fmt}' needs " + re.escape(', '.join(given)),
+    ):
       config_lib.validate(config)
     config.data[key] = given[key]
 

@@ -1,4 +1,5 @@
 """The fast depthwise 3-D conv (fused taps / FFT paths) against XLA's grouped convolution."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,16 +10,25 @@ from rnl_jax.models.depthwise import depthwise_conv3d
 
 def lax_depthwise(x, k):
   pad = [(s // 2, s // 2) for s in k.shape[:3]]
-  return jax.lax.conv_general_dilated(x, k, (1, 1, 1), pad, dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
-                                      feature_group_count=x.shape[-1])
+  return jax.lax.conv_general_dilated(
+      x,
+      k,
+      (1, 1, 1),
+      pad,
+      dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
+      feature_group_count=x.shape[-1],
+  )
 
 
-@pytest.mark.parametrize('x_shape,k_shape', [
-    ((2, 3, 9, 11, 8), (3, 7, 7)),   # many taps: FFT path
-    ((1, 4, 6, 5, 16), (3, 3, 3)),   # few taps: fused path
-    ((2, 1, 8, 8, 4), (3, 5, 5)),    # T = 1: every temporal tap but the centre reads zeros
-    ((1, 2, 5, 7, 3), (1, 1, 9)),
-])
+@pytest.mark.parametrize(
+    'x_shape,k_shape',
+    [
+        ((2, 3, 9, 11, 8), (3, 7, 7)),  # many taps: FFT path
+        ((1, 4, 6, 5, 16), (3, 3, 3)),  # few taps: fused path
+        ((2, 1, 8, 8, 4), (3, 5, 5)),  # T = 1: every temporal tap but the centre reads zeros
+        ((1, 2, 5, 7, 3), (1, 1, 9)),
+    ],
+)
 def test_forward_and_gradients_match_lax(x_shape, k_shape):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)

@@ -1,5 +1,6 @@
 """The trainer as users run it (`python main.py` subprocesses): kill -9 and resume bit-identically,
 8 fake devices and 2 processes (jax.distributed, CPU collectives) matching 1 device / 1 process."""
+
 import os
 import signal
 import socket
@@ -18,16 +19,27 @@ from conftest import REPO
 
 NUM_TRAIN, NUM_VAL, BATCH = 24, 12, 8
 EPOCHS = 8
-TOTAL = EPOCHS * NUM_TRAIN // BATCH     # 8 epochs of 3 steps
+TOTAL = EPOCHS * NUM_TRAIN // BATCH  # 8 epochs of 3 steps
 
 
 def _command(workdir, data, *extra):
-  return [sys.executable, 'main.py', '--config=configs/tiny.py', f'--workdir={workdir}',
-          '--config.model.width=8', f'--config.data.root={data}',
-          f'--config.data.synthetic.num_train={NUM_TRAIN}', f'--config.data.synthetic.num_val={NUM_VAL}',
-          f'--config.batch_size={BATCH}', f'--config.eval_batch_size={BATCH}', f'--config.num_epochs={EPOCHS}',
-          '--config.checkpoint_every_steps=2', '--config.keep_checkpoints=20',
-          '--config.eval_every_epochs=4', *extra]
+  return [
+      sys.executable,
+      'main.py',
+      '--config=configs/tiny.py',
+      f'--workdir={workdir}',
+      '--config.model.width=8',
+      f'--config.data.root={data}',
+      f'--config.data.synthetic.num_train={NUM_TRAIN}',
+      f'--config.data.synthetic.num_val={NUM_VAL}',
+      f'--config.batch_size={BATCH}',
+      f'--config.eval_batch_size={BATCH}',
+      f'--config.num_epochs={EPOCHS}',
+      '--config.checkpoint_every_steps=2',
+      '--config.keep_checkpoints=20',
+      '--config.eval_every_epochs=4',
+      *extra,
+  ]
 
 
 def _env(devices=1):
@@ -38,8 +50,9 @@ def _env(devices=1):
 
 
 def _run(cmd, devices=1, timeout=600):
-  proc = subprocess.run(cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run(
+      cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True, timeout=timeout
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
@@ -56,8 +69,10 @@ def _state(workdir, step):
 
 
 def _leaves(tree):
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+      jax.tree_util.keystr(path): np.asarray(leaf)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 @pytest.fixture(scope='module')
@@ -82,13 +97,23 @@ def _steps(ckpts):
 def _start_and_signal(cmd, ckpts, after_step, sig, group=False):
   """Starts a run, sends `sig` once a checkpoint past `after_step` exists (to its whole process
   group with `group`, as a terminal's Ctrl-C does); returns (code, stderr)."""
-  proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, start_new_session=group)
+  proc = subprocess.Popen(
+      cmd,
+      cwd=REPO,
+      env=_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+      start_new_session=group,
+  )
   deadline = time.time() + 600
   try:
     # orbax renames a finished save into place, so a listed step is a complete checkpoint
-    while time.time() < deadline and proc.poll() is None and not any(
-        s > after_step for s in _steps(ckpts)):
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and not any(s > after_step for s in _steps(ckpts))
+    ):
       time.sleep(0.05)
     assert proc.poll() is None, 'the run ended before the signal: ' + proc.stderr.read()[-2000:]
     (os.killpg if group else os.kill)(proc.pid, sig)
@@ -118,7 +143,7 @@ def test_sigkill_and_sigterm_then_restart_is_bit_identical(reference, data, tmp_
   expected, got = _leaves(_state(reference, TOTAL)), _leaves(_state(workdir, TOTAL))
   assert expected.keys() == got.keys()
   for k in expected:
-    np.testing.assert_array_equal(got[k], expected[k], err_msg=k)   # bit-identical on CPU
+    np.testing.assert_array_equal(got[k], expected[k], err_msg=k)  # bit-identical on CPU
 
 
 def test_ctrl_c_saves_then_restart_is_bit_identical(reference, data, tmp_path):
@@ -169,11 +194,24 @@ def test_two_processes_match_one(reference, data, tmp_path):
   """2 processes x 1 device joined by jax.distributed.initialize (gloo CPU collectives), each feeding
   its half of every global batch, give the single-process parameters."""
   port = _free_port()
-  procs = [subprocess.Popen(
-      _command(tmp_path, data, '--config.num_train_steps=2', f'--coordinator_address=127.0.0.1:{port}',
-               '--num_processes=2', f'--process_id={i}'),
-      cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          _command(
+              tmp_path,
+              data,
+              '--config.num_train_steps=2',
+              f'--coordinator_address=127.0.0.1:{port}',
+              '--num_processes=2',
+              f'--process_id={i}',
+          ),
+          cwd=REPO,
+          env=_env(),
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
   outs = []
   try:
     for p in procs:

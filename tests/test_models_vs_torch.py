@@ -1,5 +1,6 @@
 """Flax model vs the PyTorch reference (tests/torch_reference.py, itself checked against the original's
 fixture in test_torch_reference.py) on random small configurations, eval and train mode."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,13 +30,20 @@ EVAL_CASES = [
 
 def reference(depth, t, variant, shift_place, num_classes=11, seed=0, probe=64):
   shift = variant != 'tsn'
-  model = tr.build_tsn(num_classes, t, depth=depth, shift=shift,
-                       shift_place=shift_place or 'blockres', non_local=variant == 'rnl')
+  model = tr.build_tsn(
+      num_classes,
+      t,
+      depth=depth,
+      shift=shift,
+      shift_place=shift_place or 'blockres',
+      non_local=variant == 'rnl',
+  )
   tr.randomize_(model, seed, probe_size=probe)
   sd = {k: v.numpy() for k, v in model.state_dict().items()}
   variables, arch = convert.convert_state_dict(sd)
-  assert arch == Architecture(num_classes, depth, shift_place if shift else None,
-                              non_local=variant == 'rnl')
+  assert arch == Architecture(
+      num_classes, depth, shift_place if shift else None, non_local=variant == 'rnl'
+  )
   return model, variables, arch
 
 
@@ -54,11 +62,14 @@ def test_eval_matches_reference(depth, t, size, variant, shift_place, chunk):
   logits, features = pu.eval_logits_and_features(build_model(arch, query_chunk=chunk), variables, x)
   scale = np.abs(ref_logits).max()
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4 * max(scale, 1))
-  np.testing.assert_allclose(features, ref_features, rtol=1e-4,
-                             atol=1e-4 * max(np.abs(ref_features).max(), 1))
+  np.testing.assert_allclose(
+      features, ref_features, rtol=1e-4, atol=1e-4 * max(np.abs(ref_features).max(), 1)
+  )
 
 
-@pytest.mark.parametrize('depth,t,size,chunk', [(18, 4, 64, None), (18, 8, 64, 64), (50, 2, 64, None)])
+@pytest.mark.parametrize(
+    'depth,t,size,chunk', [(18, 4, 64, None), (18, 8, 64, 64), (50, 2, 64, None)]
+)
 def test_train_step_matches_reference_float64(depth, t, size, chunk):
   """Loss, logits, every gradient and every BN running statistic after one train forward.
 
@@ -75,7 +86,8 @@ def test_train_step_matches_reference_float64(depth, t, size, chunk):
   with jax.enable_x64(True):
     variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
     loss, logits, grads, stats = pu.train_step_check(
-        build_model(arch, dropout=0.0, query_chunk=chunk, dtype=jnp.float64), variables, x, labels)
+        build_model(arch, dropout=0.0, query_chunk=chunk, dtype=jnp.float64), variables, x, labels
+    )
     grads, stats = jax.tree.map(np.asarray, (grads, stats))
   np.testing.assert_allclose(loss, loss_t.item(), rtol=1e-10)
   np.testing.assert_allclose(logits, logits_t.detach().numpy(), rtol=1e-9, atol=1e-10)
@@ -94,15 +106,17 @@ def test_train_step_matches_reference_float64(depth, t, size, chunk):
   assert checked == len(jax.tree.leaves(grads))
   for name, buf in model.named_buffers():
     if name.endswith(('running_mean', 'running_var')):
-      np.testing.assert_allclose(pu.lookup(stats, kmap[name][1]), buf.numpy(), rtol=1e-10,
-                                 atol=1e-12, err_msg=name)
+      np.testing.assert_allclose(
+          pu.lookup(stats, kmap[name][1]), buf.numpy(), rtol=1e-10, atol=1e-12, err_msg=name
+      )
 
 
 def test_uint8_input_switch():
   _, variables, arch = reference(18, 2, 'rnl', 'blockres')
   pixels = np.random.default_rng(3).integers(0, 256, size=(2, 2, 64, 64, 3), dtype=np.uint8)
-  normalised = ((pixels.astype(np.float32) / 255 - np.array([0.485, 0.456, 0.406], np.float32))
-                / np.array([0.229, 0.224, 0.225], np.float32))
+  normalised = (
+      pixels.astype(np.float32) / 255 - np.array([0.485, 0.456, 0.406], np.float32)
+  ) / np.array([0.229, 0.224, 0.225], np.float32)
   a = build_model(arch, normalize_input=True).apply(variables, pixels)
   b = build_model(arch).apply(variables, normalised)
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
 """ArrayRecord packing (rnl_jax.data.pack) and ArrayRecordSource: the frame folders' clips, loud bad data."""
+
 import glob
 import json
 import os
@@ -28,17 +29,36 @@ POSITIONS = tuple(int(p) for p in np.cumsum((0,) + LIST_FRAMES[:-1]) + np.arange
 def data(tmp_path_factory):
   """Synthetic 32x32 frame folders, a list with varied frame counts, and its one-shard pack."""
   root = tmp_path_factory.mktemp('pack')
-  synthetic.generate(root / 'synth', len(LIST_FRAMES), 0, num_frames=NUM_FRAMES, height=32, width=32)
+  synthetic.generate(
+      root / 'synth', len(LIST_FRAMES), 0, num_frames=NUM_FRAMES, height=32, width=32
+  )
   lines = ''.join(f'train_{i:06d} {f} {i % 12}\n' for i, f in enumerate(LIST_FRAMES))
   (root / 'list.txt').write_text(lines)
   frames = root / 'synth' / 'frames'
-  summary = pack.main(['--list', str(root / 'list.txt'), '--root', str(frames), '--out',
-                       str(root / 'one' / 'train'), '--shards', '1', '--classes',
-                       str(root / 'synth' / 'classes.txt'), '--no_progress'])
+  summary = pack.main(
+      [
+          '--list',
+          str(root / 'list.txt'),
+          '--root',
+          str(frames),
+          '--out',
+          str(root / 'one' / 'train'),
+          '--shards',
+          '1',
+          '--classes',
+          str(root / 'synth' / 'classes.txt'),
+          '--no_progress',
+      ]
+  )
   assert summary['num_videos'] == len(LIST_FRAMES) and summary['num_shards'] == 1
   assert summary['num_records'] == NUM_RECORDS
-  return {'root': root, 'frames': frames, 'list': root / 'list.txt', 'prefix': root / 'one' / 'train',
-          'records': datasets.parse_list_file(root / 'list.txt')}
+  return {
+      'root': root,
+      'frames': frames,
+      'list': root / 'list.txt',
+      'prefix': root / 'one' / 'train',
+      'records': datasets.parse_list_file(root / 'list.txt'),
+  }
 
 
 def folder_source(data, **kw):
@@ -67,11 +87,27 @@ def test_meta_record_roundtrip_and_bad_bytes():
   meta = {'path': 'v/1', 'label': 3, 'num_frames': 7, 'width': 4, 'height': 2, 'kind': 'frames'}
   data = arrayrecord.encode_meta_record(meta)
   assert arrayrecord.parse_meta_record(data) == meta
-  bad = [b'\xff\xd8' + data[2:], data[:10], data[:-1], data + b'x',
-         data[:4] + (3).to_bytes(2, 'little') + data[6:], data[:4] + (1).to_bytes(2, 'little') + data[6:],
-         data[:8] + (6).to_bytes(4, 'little') + data[12:]]
-  for b, match in zip(bad, ('magic', 'shorter', 'header says', 'header says', 'version 3',
-                            r'version 1.*re-pack it with python -m rnl_jax.data.pack', 'frame count')):
+  bad = [
+      b'\xff\xd8' + data[2:],
+      data[:10],
+      data[:-1],
+      data + b'x',
+      data[:4] + (3).to_bytes(2, 'little') + data[6:],
+      data[:4] + (1).to_bytes(2, 'little') + data[6:],
+      data[:8] + (6).to_bytes(4, 'little') + data[12:],
+  ]
+  for b, match in zip(
+      bad,
+      (
+          'magic',
+          'shorter',
+          'header says',
+          'header says',
+          'version 3',
+          r'version 1.*re-pack it with python -m rnl_jax.data.pack',
+          'frame count',
+      ),
+  ):
     with pytest.raises(RecordFormatError, match=match):
       arrayrecord.parse_meta_record(b)
 
@@ -82,33 +118,54 @@ def test_meta_record_roundtrip_and_bad_bytes():
 
 def test_index_records_and_classes(data):
   src = ArrayRecordSource(data['prefix'], mode='val', num_segments=4)
-  assert [(r.path, r.num_frames, r.label) for r in src.records] == \
-      [(r.path, r.num_frames, r.label) for r in data['records']]
-  assert [(r.shard, r.position, r.width, r.height) for r in src.records] == \
-      [(0, p, 32, 32) for p in POSITIONS]
+  assert [(r.path, r.num_frames, r.label) for r in src.records] == [
+      (r.path, r.num_frames, r.label) for r in data['records']
+  ]
+  assert [(r.shard, r.position, r.width, r.height) for r in src.records] == [
+      (0, p, 32, 32) for p in POSITIONS
+  ]
   assert src.classes == list(synthetic.CLASSES) and src.kind == 'frames'
   index = json.loads(open(f'{data["prefix"]}.json').read())
   assert index['format_version'] == arrayrecord.FORMAT_VERSION == 2
   assert (index['num_videos'], index['num_records']) == (len(LIST_FRAMES), NUM_RECORDS)
-  assert index['shards'] == [{'file': 'train-00000-of-00001.array_record', 'num_videos': len(LIST_FRAMES),
-                              'num_records': NUM_RECORDS}]
+  assert index['shards'] == [
+      {
+          'file': 'train-00000-of-00001.array_record',
+          'num_videos': len(LIST_FRAMES),
+          'num_records': NUM_RECORDS,
+      }
+  ]
   # The layout: metadata record at `position`, then frame k's original JPEG bytes at position + k.
   reader = src.reader(0)
   assert reader.num_records() == NUM_RECORDS
   r = src.records[3]
   meta = arrayrecord.parse_meta_record(reader.read([r.position])[0])
-  assert meta == {'path': r.path, 'label': r.label, 'num_frames': r.num_frames, 'width': 32, 'height': 32,
-                  'kind': 'frames'}
+  assert meta == {
+      'path': r.path,
+      'label': r.label,
+      'num_frames': r.num_frames,
+      'width': 32,
+      'height': 32,
+      'kind': 'frames',
+  }
   stored = reader.read(list(range(r.position + 1, r.position + 1 + r.num_frames)))
-  assert stored == [(data['frames'] / r.path / TEMPLATE.format(k)).read_bytes()
-                    for k in range(1, r.num_frames + 1)]
+  assert stored == [
+      (data['frames'] / r.path / TEMPLATE.format(k)).read_bytes()
+      for k in range(1, r.num_frames + 1)
+  ]
 
 
-@pytest.mark.parametrize('kw', [dict(mode='val', num_segments=4), dict(mode='test', num_segments=4),
-                                dict(mode='test', num_segments=4, twice_sample=True),
-                                dict(mode='test', num_segments=2, dense=True, num_clips=3),
-                                dict(mode='val', num_segments=4, dense=True)],
-                         ids=['val', 'test', 'twice', 'dense_test', 'dense_val'])
+@pytest.mark.parametrize(
+    'kw',
+    [
+        dict(mode='val', num_segments=4),
+        dict(mode='test', num_segments=4),
+        dict(mode='test', num_segments=4, twice_sample=True),
+        dict(mode='test', num_segments=2, dense=True, num_clips=3),
+        dict(mode='val', num_segments=4, dense=True),
+    ],
+    ids=['val', 'test', 'twice', 'dense_test', 'dense_val'],
+)
 def test_clips_identical_to_frame_folders(data, kw):
   assert_same_clips(ArrayRecordSource(f'{data["prefix"]}.json', **kw), folder_source(data, **kw))
 
@@ -130,42 +187,79 @@ def test_decoders_as_frame_folders(data, decoder):
   kw = dict(mode='train', num_segments=4, decoder=decoder)
   assert_same_clips(ArrayRecordSource(data['prefix'], **kw), folder_source(data, **kw))
   if decoder == 'pil':  # the default ('simplejpeg') gives Pillow's pixels
-    assert_same_clips(ArrayRecordSource(data['prefix'], **kw), ArrayRecordSource(data['prefix'], mode='train',
-                                                                                 num_segments=4))
+    assert_same_clips(
+        ArrayRecordSource(data['prefix'], **kw),
+        ArrayRecordSource(data['prefix'], mode='train', num_segments=4),
+    )
   with pytest.raises(ValueError, match='decoder'):
     ArrayRecordSource(data['prefix'], mode='test', num_segments=4, decoder='cv2')
 
 
 def test_filter_short(data):
   src = ArrayRecordSource(data['prefix'], mode='val', num_segments=4, filter_short=True)
-  assert [r.num_frames for r in src.records] == [f for f in LIST_FRAMES if f >= 3] and src.dropped == 1
+  assert [r.num_frames for r in src.records] == [
+      f for f in LIST_FRAMES if f >= 3
+  ] and src.dropped == 1
   kept, _ = datasets.filter_records(data['records'], 'val')
-  assert_same_clips(src, FrameFolderSource(data['frames'], kept, TEMPLATE, mode='val', num_segments=4))
-  ens = ArrayRecordSource(data['prefix'], mode='test', num_segments=4, filter_short=True,
-                          remove_missing=False)
+  assert_same_clips(
+      src, FrameFolderSource(data['frames'], kept, TEMPLATE, mode='val', num_segments=4)
+  )
+  ens = ArrayRecordSource(
+      data['prefix'], mode='test', num_segments=4, filter_short=True, remove_missing=False
+  )
   assert len(ens) == len(LIST_FRAMES) and ens.dropped == 0
 
 
 def test_cli_subprocess_shards_workers_and_specs(data, tmp_path):
   """`python -m` with 3 shards and 2 worker processes: the same records, the same clips."""
   out = tmp_path / 'three' / 'train'
-  proc = subprocess.run([sys.executable, '-m', 'rnl_jax.data.pack', '--list', str(data['list']), '--root',
-                         str(data['frames']), '--out', str(out), '--shards', '3', '--workers', '2'],
-                        capture_output=True, text=True, cwd=REPO, timeout=120)
+  proc = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'rnl_jax.data.pack',
+          '--list',
+          str(data['list']),
+          '--root',
+          str(data['frames']),
+          '--out',
+          str(out),
+          '--shards',
+          '3',
+          '--workers',
+          '2',
+      ],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+      timeout=120,
+  )
   assert proc.returncode == 0, proc.stderr
   assert json.loads(proc.stdout.strip().splitlines()[-1])['num_shards'] == 3
   shards = sorted(glob.glob(f'{out}-*-of-00003.array_record'))
-  assert [os.path.basename(s) for s in shards] == [f'train-0000{s}-of-00003.array_record' for s in range(3)]
+  assert [os.path.basename(s) for s in shards] == [
+      f'train-0000{s}-of-00003.array_record' for s in range(3)
+  ]
   assert not glob.glob(f'{out}*.tmp-*')
   three = ArrayRecordSource(out, mode='test', num_segments=4)
   one = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
   assert [r.shard for r in three.records] == [0, 0, 1, 1, 1, 2, 2, 2]
-  assert [r.position for r in three.records] == [0, 13, 0, 3, 12, 0, 13, 21]  # 1 + F records per video
+  assert [r.position for r in three.records] == [
+      0,
+      13,
+      0,
+      3,
+      12,
+      0,
+      13,
+      21,
+  ]  # 1 + F records per video
   assert [three.reader(s).num_records() for s in range(3)] == [13 + 6, 3 + 9 + 4, 13 + 8 + 11]
   for i in range(len(one)):  # byte-identical records, whatever the shard
     r1, r3 = one.records[i], three.records[i]
-    assert one.reader(r1.shard).read(list(range(r1.position, r1.position + 1 + r1.num_frames))) == \
-        three.reader(r3.shard).read(list(range(r3.position, r3.position + 1 + r3.num_frames)))
+    assert one.reader(r1.shard).read(
+        list(range(r1.position, r1.position + 1 + r1.num_frames))
+    ) == three.reader(r3.shard).read(list(range(r3.position, r3.position + 1 + r3.num_frames)))
   assert_same_clips(three, one)
   # a glob of the shards, and one shard alone (its slice of the index)
   assert_same_clips(ArrayRecordSource(f'{out}-*.array_record', mode='test', num_segments=4), one)
@@ -176,8 +270,9 @@ def test_cli_subprocess_shards_workers_and_specs(data, tmp_path):
   os.remove(f'{out}.json')
   scanned = ArrayRecordSource(f'{out}-*.array_record', mode='test', num_segments=4)
   assert scanned.index_file is None and scanned.classes is None
-  assert [(r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in scanned.records] == \
-      [(r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in three.records]
+  assert [
+      (r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in scanned.records
+  ] == [(r.path, r.num_frames, r.label, r.shard, r.position, r.width) for r in three.records]
   assert_same_clips(scanned, one)
 
 
@@ -202,6 +297,7 @@ def test_grain_multiprocessing(data):
   """The source in a grain pipeline with a spawned worker process gives the in-process clips."""
   grain = pytest.importorskip('grain')
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain reads its absl flags; outside app.run nothing parses them
   src = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
@@ -227,7 +323,7 @@ def test_corrupt_jpeg_in_record(data, tmp_path):
   bad = frames / 'train_000003' / TEMPLATE.format(5)
   raw = bad.read_bytes()
   sos = raw.index(b'\xff\xda')  # keep every header, cut the entropy-coded data in half
-  bad.write_bytes(raw[:sos + (len(raw) - sos) // 2])
+  bad.write_bytes(raw[: sos + (len(raw) - sos) // 2])
   out = tmp_path / 'p' / 'train'
   with pytest.raises(pack.PackError, match=r'train_000003.*img_00005\.jpg.*[Tt]runcated'):
     pack.pack(data['list'], frames, out, progress=False)  # --verify decode (default) catches it
@@ -238,7 +334,9 @@ def test_corrupt_jpeg_in_record(data, tmp_path):
     src[3]
   shard = f'{out}-00000-of-00001.array_record'
   assert e.value.path == f'{shard} record {POSITIONS[3]} (video train_000003)'
-  assert str(e.value).startswith(f'cannot decode JPEG frame 5 (record {POSITIONS[3] + 5}) of {e.value.path}')
+  assert str(e.value).startswith(
+      f'cannot decode JPEG frame 5 (record {POSITIONS[3] + 5}) of {e.value.path}'
+  )
   assert 'runcated' in str(e.value)
   for i in (0, 1, 2, 4):
     src[i]
@@ -261,13 +359,20 @@ def test_damaged_shard_bytes(data, tmp_path):
     blob[at + len(frame) // 2] ^= 0xFF
   open(shard, 'wb').write(bytes(blob))
   src = ArrayRecordSource(out, mode='test', num_segments=4)  # frames 1, 3, 5, 7
-  with pytest.raises(CorruptVideoError, match=rf'cannot read record {POSITIONS[6] + 3} \(frame 3\) of '
-                     rf'{shard} record {POSITIONS[6]} \(video train_000006\).*hash mismatch'):
+  with pytest.raises(
+      CorruptVideoError,
+      match=rf'cannot read record {POSITIONS[6] + 3} \(frame 3\) of '
+      rf'{shard} record {POSITIONS[6]} \(video train_000006\).*hash mismatch',
+  ):
     src[6]
   intact = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
   assert np.array_equal(src[5]['frames'], intact[5]['frames'])
-  one = ArrayRecordSource(out, mode='test', num_segments=1)  # frame 4 only: the damaged ones are not read
-  assert np.array_equal(one[6]['frames'], folder_source(data, mode='test', num_segments=1)[6]['frames'])
+  one = ArrayRecordSource(
+      out, mode='test', num_segments=1
+  )  # frame 4 only: the damaged ones are not read
+  assert np.array_equal(
+      one[6]['frames'], folder_source(data, mode='test', num_segments=1)[6]['frames']
+  )
 
 
 def test_index_and_shards_must_match(data, tmp_path):
@@ -282,14 +387,22 @@ def test_index_and_shards_must_match(data, tmp_path):
   index = json.loads(open(f'{data["prefix"]}.json').read())
   index['videos']['path'][1], index['videos']['label'][1] = 'elsewhere', 9
   (tmp_path / 'edited.json').write_text(json.dumps(index))
-  shutil.copy(f'{data["prefix"]}-00000-of-00001.array_record', tmp_path / index['shards'][0]['file'])
+  shutil.copy(
+      f'{data["prefix"]}-00000-of-00001.array_record', tmp_path / index['shards'][0]['file']
+  )
   edited = ArrayRecordSource(tmp_path / 'edited.json', mode='test', num_segments=4)
-  with pytest.raises(CorruptVideoError, match="holds 'train_000001'.*index says 'elsewhere'.*do not belong"):
+  with pytest.raises(
+      CorruptVideoError, match="holds 'train_000001'.*index says 'elsewhere'.*do not belong"
+  ):
     edited[1]
-  assert np.array_equal(edited[2]['frames'], folder_source(data, mode='test', num_segments=4)[2]['frames'])
+  assert np.array_equal(
+      edited[2]['frames'], folder_source(data, mode='test', num_segments=4)[2]['frames']
+  )
   index['videos']['position'][2] += 1
   (tmp_path / 'edited.json').write_text(json.dumps(index))
-  with pytest.raises(ValueError, match=r'inconsistent index.*video 2 \(train_000002\) at position 20'):
+  with pytest.raises(
+      ValueError, match=r'inconsistent index.*video 2 \(train_000002\) at position 20'
+  ):
     ArrayRecordSource(tmp_path / 'edited.json', mode='test', num_segments=4)
   with pytest.raises(FileNotFoundError, match='no ArrayRecord index or shards'):
     ArrayRecordSource(tmp_path / 'nothing', mode='test', num_segments=4)
@@ -298,9 +411,15 @@ def test_index_and_shards_must_match(data, tmp_path):
 def test_format_1_asks_to_repack(data, tmp_path):
   """Format-1 sets (one record per video) are not readable: index and records say to re-pack."""
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
-  old = {'format': arrayrecord.FORMAT_NAME, 'format_version': 1, 'kind': 'frames', 'num_records': 1,
-         'shards': [{'file': 'train-00000-of-00001.array_record', 'num_records': 1}],
-         'records': {'path': ['a'], 'num_frames': [1], 'label': [0]}}
+
+  old = {
+      'format': arrayrecord.FORMAT_NAME,
+      'format_version': 1,
+      'kind': 'frames',
+      'num_records': 1,
+      'shards': [{'file': 'train-00000-of-00001.array_record', 'num_records': 1}],
+      'records': {'path': ['a'], 'num_frames': [1], 'label': [0]},
+  }
   (tmp_path / 'train.json').write_text(json.dumps(old))
   shard = tmp_path / 'train-00000-of-00001.array_record'
   writer = ArrayRecordWriter(str(shard), arrayrecord.WRITER_OPTIONS)
@@ -310,13 +429,20 @@ def test_format_1_asks_to_repack(data, tmp_path):
   with pytest.raises(ValueError, match=rf'train\.json: index format_version 1.*{repack}'):
     ArrayRecordSource(tmp_path / 'train', mode='test', num_segments=4)
   os.rename(tmp_path / 'train.json', tmp_path / 'old.json')
-  with pytest.raises(ValueError, match=rf'record 0 is not a readable video metadata record.*{repack}'):
+  with pytest.raises(
+      ValueError, match=rf'record 0 is not a readable video metadata record.*{repack}'
+  ):
     ArrayRecordSource(shard, mode='test', num_segments=4)
   # --overwrite replaces a format-1 set, its shards included
   os.rename(tmp_path / 'old.json', tmp_path / 'train.json')
-  pack.pack(data['list'], data['frames'], tmp_path / 'train', num_shards=2, overwrite=True, progress=False)
-  assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / 'train*'))) == \
-      ['train-00000-of-00002.array_record', 'train-00001-of-00002.array_record', 'train.json']
+  pack.pack(
+      data['list'], data['frames'], tmp_path / 'train', num_shards=2, overwrite=True, progress=False
+  )
+  assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / 'train*'))) == [
+      'train-00000-of-00002.array_record',
+      'train-00001-of-00002.array_record',
+      'train.json',
+  ]
 
 
 def test_pack_missing_and_short_folders(data, tmp_path, capsys):
@@ -337,7 +463,10 @@ def test_pack_missing_and_short_folders(data, tmp_path, capsys):
   index = arrayrecord.read_index(f'{out}.json')
   assert [s['path'] for s in index['skipped']] == ['train_000002']
   assert 'does not exist' in index['skipped'][0]['error']
-  assert [(s['num_videos'], s['num_records']) for s in index['shards']] == [(3, 3 + 12 + 5 + 8), (4, 4 + 32)]
+  assert [(s['num_videos'], s['num_records']) for s in index['shards']] == [
+      (3, 3 + 12 + 5 + 8),
+      (4, 4 + 32),
+  ]
   src = ArrayRecordSource(out, mode='test', num_segments=4)
   assert 'train_000002' not in [r.path for r in src.records]
   intact = ArrayRecordSource(data['prefix'], mode='test', num_segments=4)
@@ -345,8 +474,9 @@ def test_pack_missing_and_short_folders(data, tmp_path, capsys):
 
   # The list promises more frames than the folder holds.
   (tmp_path / 'long.txt').write_text('train_000001 13 1\n')
-  with pytest.raises(pack.PackError,
-                     match=r'train_000001.*img_00013\.jpg.*holds 12 files but the list says 13'):
+  with pytest.raises(
+      pack.PackError, match=r'train_000001.*img_00013\.jpg.*holds 12 files but the list says 13'
+  ):
     pack.pack(tmp_path / 'long.txt', frames, tmp_path / 'q' / 'train', progress=False)
 
 
@@ -356,8 +486,11 @@ def test_existing_output_needs_overwrite(data, tmp_path):
   with pytest.raises(pack.PackError, match='exists; pass --overwrite'):
     pack.pack(data['list'], data['frames'], out, progress=False)
   pack.pack(data['list'], data['frames'], out, num_shards=2, overwrite=True, progress=False)
-  assert sorted(os.path.basename(p) for p in glob.glob(f'{out}*')) == \
-      ['train-00000-of-00002.array_record', 'train-00001-of-00002.array_record', 'train.json']
+  assert sorted(os.path.basename(p) for p in glob.glob(f'{out}*')) == [
+      'train-00000-of-00002.array_record',
+      'train-00001-of-00002.array_record',
+      'train.json',
+  ]
   with pytest.raises(pack.PackError, match='--shards must be in'):
     pack.pack(data['list'], data['frames'], tmp_path / 'x', num_shards=9, progress=False)
 
@@ -391,8 +524,9 @@ def test_packed_positions_skips_and_mismatches():
   assert packed.mismatches == [{'path': 'b', 'list': 5, 'decoded': 1}]
   packed.skip(rec('d', 3, 0), 'broken', 'list.txt', skip_corrupt=True)
   assert packed.skipped == [{'path': 'd', 'error': 'broken'}]
-  with pytest.raises(pack.PackError,
-                     match=r"broken \(list list.txt, entry 'e'\); pass --skip_corrupt"):
+  with pytest.raises(
+      pack.PackError, match=r"broken \(list list.txt, entry 'e'\); pass --skip_corrupt"
+  ):
     packed.skip(rec('e', 3, 0), 'broken', 'list.txt', skip_corrupt=False)
 
 
@@ -412,11 +546,14 @@ def test_old_shard_files(tmp_path):
 def write_mp4(path, num_frames, height=32, width=48):
   """H.264 yuv420p mp4 whose frame k (0-based) is flat grey 20 * k + 10."""
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(str(path), 'w') as container:
     stream = container.add_stream('libx264', rate=25)
     stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
     for k in range(num_frames):
-      frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 20 * k + 10, np.uint8), format='rgb24')
+      frame = av.VideoFrame.from_ndarray(
+          np.full((height, width, 3), 20 * k + 10, np.uint8), format='rgb24'
+      )
       for packet in stream.encode(frame):
         container.mux(packet)
     for packet in stream.encode():
@@ -430,12 +567,24 @@ def test_pack_videos(tmp_path, capsys):
   write_mp4(vids / 'b.mp4', 7)
   (tmp_path / 'two.txt').write_text('a.mp4 1\nb.mp4 0\n')
   out = tmp_path / 'p' / 'v'
-  summary = pack.main(['--videos', '--list', str(tmp_path / 'two.txt'), '--root', str(vids), '--out',
-                       str(out), '--no_progress'])
+  summary = pack.main(
+      [
+          '--videos',
+          '--list',
+          str(tmp_path / 'two.txt'),
+          '--root',
+          str(vids),
+          '--out',
+          str(out),
+          '--no_progress',
+      ]
+  )
   assert summary['num_videos'] == 2 and summary['num_records'] == 2 + 10 + 7
   src = ArrayRecordSource(out, mode='test', num_segments=10)
-  assert [(r.path, r.num_frames, r.label, r.width, r.height) for r in src.records] == \
-      [('a.mp4', 10, 1, 48, 32), ('b.mp4', 7, 0, 48, 32)]
+  assert [(r.path, r.num_frames, r.label, r.width, r.height) for r in src.records] == [
+      ('a.mp4', 10, 1, 48, 32),
+      ('b.mp4', 7, 0, 48, 32),
+  ]
   assert src.kind == 'videos'
   clip = src[0]['frames']  # [10, 32, 48, 3]: frames 1..10 in order
   assert clip.shape == (10, 32, 48, 3)
@@ -443,8 +592,18 @@ def test_pack_videos(tmp_path, capsys):
 
   # `<path> <num_frames> <label>`: a wrong count is reported, the decoded one stored; a missing file fails.
   (tmp_path / 'three.txt').write_text('a.mp4 12 1\nb.mp4 7 0\n')
-  summary = pack.main(['--videos', '--list', str(tmp_path / 'three.txt'), '--root', str(vids), '--out',
-                       str(tmp_path / 'q' / 'v'), '--no_progress'])
+  summary = pack.main(
+      [
+          '--videos',
+          '--list',
+          str(tmp_path / 'three.txt'),
+          '--root',
+          str(vids),
+          '--out',
+          str(tmp_path / 'q' / 'v'),
+          '--no_progress',
+      ]
+  )
   assert summary['frame_count_mismatches'] == 1
   assert '1 videos decoded to another frame count' in capsys.readouterr().err
   index = arrayrecord.read_index(tmp_path / 'q' / 'v.json')
@@ -456,7 +615,9 @@ def test_pack_videos(tmp_path, capsys):
 
 
 def test_data_modules_do_not_import_jax():
-  code = ('import sys, rnl_jax.data.arrayrecord, rnl_jax.data.pack; '
-          'assert not {"jax", "torch", "tensorflow"} & set(sys.modules)')
+  code = (
+      'import sys, rnl_jax.data.arrayrecord, rnl_jax.data.pack; '
+      'assert not {"jax", "torch", "tensorflow"} & set(sys.modules)'
+  )
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 0, proc.stderr

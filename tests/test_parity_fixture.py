@@ -4,6 +4,7 @@ Tolerances are the fixture's recommendations for a float32 port (docs/parity.md)
 float32-vs-float64 noise uses 8% / 22% of the eval budget; train-mode checks are limited by the
 channel gate's 2-clip BatchNorm1d, which amplifies rounding up to ~158x.
 """
+
 import json
 import subprocess
 import sys
@@ -20,9 +21,15 @@ import rnl_jax
 from rnl_jax import convert
 from rnl_jax.models import build_model
 
-GRADS = ['new_fc.weight', 'base_model.conv1.weight', 'base_model.layer2.0.nl.theta.weight',
-         'base_model.layer2.0.nl.penta.weight', 'base_model.layer2.0.cg.W_v2.weight',
-         'base_model.layer3.4.nl.W.0.weight', 'base_model.layer4.2.conv3.weight']
+GRADS = [
+    'new_fc.weight',
+    'base_model.conv1.weight',
+    'base_model.layer2.0.nl.theta.weight',
+    'base_model.layer2.0.nl.penta.weight',
+    'base_model.layer2.0.cg.W_v2.weight',
+    'base_model.layer3.4.nl.W.0.weight',
+    'base_model.layer4.2.conv3.weight',
+]
 BN_AFTER = ['base_model.bn1', 'base_model.layer2.0.nl.W.1', 'base_model.layer2.0.cg.bn1']
 
 
@@ -50,12 +57,20 @@ def converted(parity_state_dict):
 
 def test_architecture_inferred(converted):
   _, arch = converted
-  assert arch.to_dict() == {'num_classes': 400, 'depth': 50, 'shift_place': 'blockres',
-                            'shift_div': 8, 'non_local': True, 'width': 64}
+  assert arch.to_dict() == {
+      'num_classes': 400,
+      'depth': 50,
+      'shift_place': 'blockres',
+      'shift_div': 8,
+      'non_local': True,
+      'width': 64,
+  }
 
 
 # plain attention, evaluation's streamed tiles (its CPU default) and query chunks (accelerators)
-@pytest.mark.parametrize('query_chunk,eval_attention', [(None, 'auto'), (1000, 'streamed'), (1000, 'chunked')])
+@pytest.mark.parametrize(
+    'query_chunk,eval_attention', [(None, 'auto'), (1000, 'streamed'), (1000, 'chunked')]
+)
 def test_eval_logits_and_features(converted, parity_inputs, query_chunk, eval_attention):
   variables, arch = converted
   model = build_model(arch, dropout=0.5, query_chunk=query_chunk, eval_attention=eval_attention)
@@ -70,15 +85,17 @@ def test_train_step(converted, parity_inputs):
   variables, arch = converted
   model = build_model(arch, dropout=0.0)  # the fixture's train check sets p = 0
   loss, logits, grads, stats = pu.train_step_check(
-      model, variables, parity_inputs['train_input'], load_npy('train', 'labels.npy'))
+      model, variables, parity_inputs['train_input'], load_npy('train', 'labels.npy')
+  )
   np.testing.assert_allclose(loss, load_npy('train', 'loss.npy'), atol=5e-4)
   np.testing.assert_allclose(logits, load_npy('train', 'train_logits.npy'), rtol=5e-4, atol=5e-4)
   for name in BN_AFTER:
     for stat in ('running_mean', 'running_var'):
       key = f'{name}.{stat}'
       ours = pu.flax_value({'batch_stats': stats}, arch, key)
-      np.testing.assert_allclose(ours, load_npy('train', 'bn_after', key + '.npy'),
-                                 rtol=1e-4, atol=1e-4, err_msg=key)
+      np.testing.assert_allclose(
+          ours, load_npy('train', 'bn_after', key + '.npy'), rtol=1e-4, atol=1e-4, err_msg=key
+      )
   for key in GRADS:
     ours = pu.flax_value({'params': grads}, arch, key)
     ref = pu.torch_in_flax_layout(arch, key, load_npy('train', 'grads', key + '.npy'))
@@ -92,8 +109,12 @@ def test_train_step(converted, parity_inputs):
 def test_cli_conversion_and_load_checkpoint(parity_checkpoint, parity_inputs, tmp_path):
   """The user's path: the released-format .pth.tar -> CLI -> load_checkpoint -> same logits."""
   dst = tmp_path / 'k400_rnl_8f'
-  proc = subprocess.run([sys.executable, str(REPO / 'convert_torch_weights.py'), parity_checkpoint,
-                         str(dst)], capture_output=True, text=True, cwd=REPO)
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'convert_torch_weights.py'), parity_checkpoint, str(dst)],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+  )
   assert proc.returncode == 0, proc.stderr
   summary = json.loads(proc.stdout)
   assert summary['parameters'] == 28_392_657  # docs/original.md §8: effective learnable parameters
@@ -111,23 +132,31 @@ def test_float64_port_is_exact(converted, parity_inputs):
   so any deviation in the math, however small, shows up here."""
   variables, arch = converted
   labels = load_npy('train', 'labels.npy')
-  grads64, stats64 = load_npy('train', 'float64', 'grads.npz'), load_npy('train', 'float64', 'bn_after.npz')
+  grads64, stats64 = load_npy('train', 'float64', 'grads.npz'), load_npy(
+      'train', 'float64', 'bn_after.npz'
+  )
   with jax.enable_x64(True):
     v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
-    logits, _ = pu.eval_logits_and_features(build_model(arch, dtype=jnp.float64), v64,
-                                            parity_inputs['input'].astype(np.float64))
+    logits, _ = pu.eval_logits_and_features(
+        build_model(arch, dtype=jnp.float64), v64, parity_inputs['input'].astype(np.float64)
+    )
     loss, train_logits, grads, stats = pu.train_step_check(
-        build_model(arch, dropout=0.0, dtype=jnp.float64), v64,
-        parity_inputs['train_input'].astype(np.float64), labels)
+        build_model(arch, dropout=0.0, dtype=jnp.float64),
+        v64,
+        parity_inputs['train_input'].astype(np.float64),
+        labels,
+    )
     grads, stats = jax.tree.map(np.asarray, (grads, stats))
   np.testing.assert_allclose(logits, load_npy('logits_float64.npy'), rtol=1e-8, atol=1e-8)
   np.testing.assert_allclose(loss, load_npy('train', 'float64', 'loss.npy'), atol=1e-8)
-  np.testing.assert_allclose(train_logits, load_npy('train', 'float64', 'train_logits.npy'),
-                             rtol=1e-8, atol=1e-8)
+  np.testing.assert_allclose(
+      train_logits, load_npy('train', 'float64', 'train_logits.npy'), rtol=1e-8, atol=1e-8
+  )
   for key in grads64.files:
     ours = pu.flax_value({'params': grads}, arch, key)
     assert ours.dtype == np.float64
     assert pu.rel_l2(ours, pu.torch_in_flax_layout(arch, key, grads64[key])) <= 1e-6, key
   for key in stats64.files:
-    np.testing.assert_allclose(pu.flax_value({'batch_stats': stats}, arch, key), stats64[key],
-                               atol=1e-8, err_msg=key)
+    np.testing.assert_allclose(
+        pu.flax_value({'batch_stats': stats}, arch, key), stats64[key], atol=1e-8, err_msg=key
+    )

@@ -4,6 +4,7 @@ The deterministic samplers are compared, for every F in 1..300, with plain-loop 
 read like the original `ops/dataset.py` (new_length = 1), plus §3.3's worked examples. The random
 samplers are checked for range, determinism per seed and coverage of exactly the allowed values.
 """
+
 import numpy as np
 import pytest
 
@@ -64,9 +65,12 @@ def test_val_and_test_match_reference_every_f(num_segments):
     assert as_list(sampling.tsn_val(f, num_segments)) == ref_val(f, num_segments), f
     assert as_list(sampling.tsn_test(f, num_segments)) == ref_test(f, num_segments), f
     assert as_list(sampling.tsn_test(f, num_segments, twice_sample=True)) == ref_test(
-        f, num_segments, twice_sample=True), f
+        f, num_segments, twice_sample=True
+    ), f
     # fix_short: val == test for every F.
-    assert as_list(sampling.tsn_val(f, num_segments, fix_short=True)) == ref_test(f, num_segments), f
+    assert as_list(sampling.tsn_val(f, num_segments, fix_short=True)) == ref_test(
+        f, num_segments
+    ), f
 
 
 @pytest.mark.parametrize('num_segments', SEGMENTS)
@@ -79,14 +83,18 @@ def test_dense_test_matches_reference_every_f(num_segments):
   for clips in (1, 2, 3, 7):
     for f in (1, 40, 64, 65, 66, 100, 300):
       assert as_list(sampling.dense_test(f, num_segments, num_clips=clips)) == ref_dense_test(
-          f, num_segments, clips)
+          f, num_segments, clips
+      )
 
 
 def test_indices_always_within_video():
   for t in SEGMENTS:
     for f in FRAMES:
-      for a in (sampling.tsn_val(f, t), sampling.tsn_test(f, t, twice_sample=True),
-                sampling.dense_test(f, t)):
+      for a in (
+          sampling.tsn_val(f, t),
+          sampling.tsn_test(f, t, twice_sample=True),
+          sampling.dense_test(f, t),
+      ):
         assert a.min() >= 1 and a.max() <= f, (f, t)
 
 
@@ -97,7 +105,23 @@ def test_indices_always_within_video():
 def test_reference_examples_uniform():
   assert as_list(sampling.tsn_test(300, 8)) == [19, 57, 94, 132, 169, 207, 244, 282]
   assert as_list(sampling.tsn_test(300, 8, twice_sample=True)) == [
-      19, 57, 94, 132, 169, 207, 244, 282, 1, 38, 76, 113, 151, 188, 226, 263]
+      19,
+      57,
+      94,
+      132,
+      169,
+      207,
+      244,
+      282,
+      1,
+      38,
+      76,
+      113,
+      151,
+      188,
+      226,
+      263,
+  ]
   assert as_list(sampling.tsn_val(300, 8)) == [19, 57, 94, 132, 169, 207, 244, 282]
 
 
@@ -155,7 +179,9 @@ def test_tsn_train_within_segments_and_coverage():
 
 def test_tsn_train_independent_draws_and_full_range():
   # d = 10: over many seeds each segment takes all 10 offsets, and segments are not locked together.
-  draws = np.stack([sampling.tsn_train(80, 8, np.random.default_rng(s)) for s in range(400)])  # [400, 8]
+  draws = np.stack(
+      [sampling.tsn_train(80, 8, np.random.default_rng(s)) for s in range(400)]
+  )  # [400, 8]
   u = draws - 1 - 10 * np.arange(8)
   assert u.min() == 0 and u.max() == 9
   assert all(len(set(u[:, i].tolist())) == 10 for i in range(8))
@@ -196,15 +222,23 @@ def test_dense_train_start_range(num_segments):
   # The last valid start F - 64 is never drawn by default (P = 2 -> always 0).
   for f in (1, 2, 40, 64, 65):
     for seed in range(30):
-      assert _dense_start(sampling.dense_train(f, num_segments, np.random.default_rng(seed)), f,
-                          num_segments) == 0
+      assert (
+          _dense_start(
+              sampling.dense_train(f, num_segments, np.random.default_rng(seed)), f, num_segments
+          )
+          == 0
+      )
 
 
 def test_dense_val_is_random_like_train():
   for seed in range(10):
-    np.testing.assert_array_equal(sampling.dense_val(300, 8, np.random.default_rng(seed)),
-                                  sampling.dense_train(300, 8, np.random.default_rng(seed)))
-  starts = {_dense_start(sampling.dense_val(300, 8, np.random.default_rng(s)), 300, 8) for s in range(50)}
+    np.testing.assert_array_equal(
+        sampling.dense_val(300, 8, np.random.default_rng(seed)),
+        sampling.dense_train(300, 8, np.random.default_rng(seed)),
+    )
+  starts = {
+      _dense_start(sampling.dense_val(300, 8, np.random.default_rng(s)), 300, 8) for s in range(50)
+  }
   assert len(starts) > 10 and max(starts) <= 235
 
 
@@ -231,7 +265,9 @@ def test_sample_indices_shapes_and_dispatch():
     opts = {k: v for k, v in kwargs.items() if k in ('mode', 'dense', 'twice_sample', 'num_clips')}
     assert sampling.num_clips_per_video(opts.pop('mode'), **opts) == clips
   assert sampling.sample_indices(8, 8, 'val', dense=False).tolist() == [[1] * 8]
-  assert sampling.sample_indices(8, 8, 'val', dense=False, fix_short=True).tolist() == [list(range(1, 9))]
+  assert sampling.sample_indices(8, 8, 'val', dense=False, fix_short=True).tolist() == [
+      list(range(1, 9))
+  ]
   assert sampling.sample_indices(np.int64(300), np.int32(8), 'test', dense=False).shape == (1, 8)
 
 
@@ -241,7 +277,9 @@ def test_twice_sample_with_dense_rejected():
   with pytest.raises(ValueError, match='twice_sample'):
     sampling.num_clips_per_video('test', dense=True, twice_sample=True)
   with pytest.raises(ValueError, match='twice_sample'):
-    sampling.sample_indices(300, 8, 'train', dense=False, twice_sample=True, rng=np.random.default_rng(0))
+    sampling.sample_indices(
+        300, 8, 'train', dense=False, twice_sample=True, rng=np.random.default_rng(0)
+    )
 
 
 @pytest.mark.parametrize('bad', [0, -3, 2.5, None, True, '10'])

@@ -5,6 +5,7 @@ rnl_jax, at module level or inside a function (a lazy import closes a circle jus
 an edge between modules. Importing a submodule is not counted as importing its parent package, and a
 module importing itself (for 'spawn' pickling) is no edge.
 """
+
 import ast
 import pathlib
 
@@ -47,16 +48,16 @@ def _imports(name, path, modules):
       base = node.module or ''
       if node.level:
         parent = package.split('.')
-        parent = parent[:len(parent) - (node.level - 1)]
+        parent = parent[: len(parent) - (node.level - 1)]
         base = '.'.join(parent + ([base] if base else []))
       if not (base == PACKAGE or base.startswith(PACKAGE + '.')):
         continue
       names = []
       for alias in node.names:
         sub = f'{base}.{alias.name}'
-        if sub in modules:          # `from rnl_jax.data import sources`: the module itself
+        if sub in modules:  # `from rnl_jax.data import sources`: the module itself
           found.append((sub, []))
-        else:                       # `from rnl_jax.data.sources import Name`: a name of `base`
+        else:  # `from rnl_jax.data.sources import Name`: a name of `base`
           names.append(alias.name)
       if names and base in modules:
         found.append((base, names))
@@ -111,8 +112,8 @@ def _cycles(graph):
 def test_the_graph_is_read():
   graph, _ = _graph()
   assert 'rnl_jax.train' in graph and 'rnl_jax.data.sources' in graph
-  assert 'rnl_jax.checkpoint' in graph['rnl_jax.train']            # a module-level import
-  assert 'rnl_jax.data.synthetic' in graph['rnl_jax.input_pipeline']   # a lazy one
+  assert 'rnl_jax.checkpoint' in graph['rnl_jax.train']  # a module-level import
+  assert 'rnl_jax.data.synthetic' in graph['rnl_jax.input_pipeline']  # a lazy one
 
 
 def test_cycle_finder_finds_a_circle():
@@ -133,8 +134,12 @@ def test_only_entry_points_import_the_trainer():
 
 def test_no_private_names_across_modules():
   _, taken = _graph()
-  private = sorted(f'{name} <- {target}.{n}' for name, pairs in taken.items()
-                   for target, n in pairs if n.startswith('_'))
+  private = sorted(
+      f'{name} <- {target}.{n}'
+      for name, pairs in taken.items()
+      for target, n in pairs
+      if n.startswith('_')
+  )
   assert private == []
 
 
@@ -142,10 +147,22 @@ def test_models_and_data_do_not_import_the_layers_above():
   """models/ and data/ are the bottom layer: they import neither the trainer, the protocol, the
   checkpoint code nor the input pipeline."""
   graph, _ = _graph()
-  above = {'rnl_jax.train', 'rnl_jax.protocol', 'rnl_jax.classify', 'rnl_jax.ensemble',
-           'rnl_jax.checkpoint', 'rnl_jax.convert', 'rnl_jax.input_pipeline', 'rnl_jax.config'}
-  wrong = sorted(f'{name} -> {target}' for name, edges in graph.items()
-                 if name.startswith(('rnl_jax.models', 'rnl_jax.data')) for target in edges & above)
+  above = {
+      'rnl_jax.train',
+      'rnl_jax.protocol',
+      'rnl_jax.classify',
+      'rnl_jax.ensemble',
+      'rnl_jax.checkpoint',
+      'rnl_jax.convert',
+      'rnl_jax.input_pipeline',
+      'rnl_jax.config',
+  }
+  wrong = sorted(
+      f'{name} -> {target}'
+      for name, edges in graph.items()
+      if name.startswith(('rnl_jax.models', 'rnl_jax.data'))
+      for target in edges & above
+  )
   assert wrong == []
 
 
@@ -154,8 +171,15 @@ def test_fileio_and_scores_need_no_jax():
   worker processes stay light)."""
   for name in ('fileio', 'scores'):
     tree = ast.parse((REPO / PACKAGE / f'{name}.py').read_text())
-    imported = {alias.name.split('.')[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {(node.module or '').split('.')[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
+    imported = {
+        alias.name.split('.')[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        (node.module or '').split('.')[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
     assert not imported & {'jax', 'flax', 'optax', 'orbax', 'grain'}, (name, imported)

@@ -1,4 +1,5 @@
 """Synthetic time-reversal dataset: layout, determinism, resumability and the time-reversal property."""
+
 import json
 import os
 import pathlib
@@ -41,7 +42,9 @@ def test_layout_and_list_files(dataset):
     labels = []
     for vid, num_frames, label in rows:
       folder = out / 'frames' / vid
-      assert sorted(os.listdir(folder)) == [f'img_{i:05d}.jpg' for i in range(1, int(num_frames) + 1)]
+      assert sorted(os.listdir(folder)) == [
+          f'img_{i:05d}.jpg' for i in range(1, int(num_frames) + 1)
+      ]
       assert int(num_frames) == F
       labels.append(int(label))
     assert all(0 <= lab < len(classes) for lab in labels)
@@ -64,14 +67,19 @@ def test_frames_decode_to_the_rendered_clip(dataset):
 
 def test_determinism_and_parallel_workers(dataset, tmp_path):
   out, _ = dataset
-  a = synthetic.generate(tmp_path / 'a', N_TRAIN, N_VAL, num_frames=F, height=H, width=W, seed=3,
-                         workers=2)
+  a = synthetic.generate(
+      tmp_path / 'a', N_TRAIN, N_VAL, num_frames=F, height=H, width=W, seed=3, workers=2
+  )
   assert a['generated'] == N_TRAIN + N_VAL
   reference = _files(out)
-  assert _files(tmp_path / 'a') == reference  # same seed: identical bytes, whatever the worker count
+  assert (
+      _files(tmp_path / 'a') == reference
+  )  # same seed: identical bytes, whatever the worker count
   synthetic.generate(tmp_path / 'b', 4, 0, num_frames=F, height=H, width=W, seed=4)
   other = _files(tmp_path / 'b')
-  assert other['frames/train_000000/img_00001.jpg'] != reference['frames/train_000000/img_00001.jpg']
+  assert (
+      other['frames/train_000000/img_00001.jpg'] != reference['frames/train_000000/img_00001.jpg']
+  )
 
 
 def test_rerun_skips_complete_videos(dataset, tmp_path):
@@ -94,8 +102,10 @@ def test_rerun_skips_complete_videos(dataset, tmp_path):
   # a larger split only adds the new videos, identical to a fresh run's
   grown = synthetic.generate(out, 8, 2, **kwargs)
   assert grown['generated'] == 2
-  assert _files(out)['frames/train_000007/img_00016.jpg'] == _files(dataset[0])[
-      'frames/train_000007/img_00016.jpg']
+  assert (
+      _files(out)['frames/train_000007/img_00016.jpg']
+      == _files(dataset[0])['frames/train_000007/img_00016.jpg']
+  )
   with pytest.raises(ValueError, match=r"other settings.*'seed': \(3, 5\)"):
     synthetic.generate(out, 6, 2, num_frames=F, height=H, width=W, seed=5)
 
@@ -115,6 +125,7 @@ def test_time_reversal_twins(pair):
     rev_frames += [f.tobytes() for f in rev]
   # per-frame marginals of the two classes over the same seeds: identical multisets of frames
   assert sorted(fwd_frames) == sorted(rev_frames)
+
   # an order-blind (TSN-like) clip feature -- mean of per-frame colour means -- cannot separate them
   def feat(clip):
     return clip.reshape(F, -1, 3).mean(axis=1).mean(axis=0)
@@ -142,12 +153,14 @@ def test_default_frame_count_keeps_tsn_samplers_symmetric(num_segments):
 def _rotation_rate(alpha):
   """Least-squares angular velocity (rad/frame, > 0 = clockwise on screen, y down) between frames."""
   rates = []
-  ys, xs = np.mgrid[:alpha.shape[1], :alpha.shape[2]].astype(np.float64) + 0.5
+  ys, xs = np.mgrid[: alpha.shape[1], : alpha.shape[2]].astype(np.float64) + 0.5
   for a0, a1 in zip(alpha[:-1].astype(np.float64), alpha[1:].astype(np.float64)):
     mid = (a0 + a1) / 2
     cy, cx = (mid * ys).sum() / mid.sum(), (mid * xs).sum() / mid.sum()
     gy, gx = np.gradient(mid)
-    g = gx * -(ys - cy) + gy * (xs - cx)  # grad(alpha) . velocity field of a unit clockwise rotation
+    g = gx * -(ys - cy) + gy * (
+        xs - cx
+    )  # grad(alpha) . velocity field of a unit clockwise rotation
     rates.append(-((a1 - a0) * g).sum() / (g * g).sum())
   return np.array(rates)
 
@@ -174,13 +187,17 @@ def test_forward_class_semantics_and_visible_motion(pair):
     elif name == 'fades_in':
       assert np.all(np.diff(alpha.max(axis=(1, 2))) > 0.02)
     elif name == 'fills_up':
-      inc = np.clip(np.diff(alpha, axis=0), 0, None)  # the band added between frames: rises (y down)
+      inc = np.clip(
+          np.diff(alpha, axis=0), 0, None
+      )  # the band added between frames: rises (y down)
       level = (inc * ys).sum(axis=(1, 2)) / inc.sum(axis=(1, 2))
       assert np.all(np.diff(mass) >= 0) and np.all(np.diff(level) < 0)
     else:
       raise AssertionError(f'no semantic check for {name}')
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0
-    assert np.abs(alpha[2:] - alpha[:-2]).sum(axis=(1, 2)).min() > 5.0  # pixels of change per 2 frames
+    assert (
+        np.abs(alpha[2:] - alpha[:-2]).sum(axis=(1, 2)).min() > 5.0
+    )  # pixels of change per 2 frames
 
 
 def test_render_clip_rejects_bad_arguments():

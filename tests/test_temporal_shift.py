@@ -1,4 +1,5 @@
 """The shift against a slow explicit loop, in both layouts, and its custom VJP against autodiff."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,12 +14,12 @@ def shift_loop(x, div):
   n, t, _, _, c = x.shape
   f = c // div
   out = np.array(x, copy=True)
-  out[..., :2 * f] = 0
+  out[..., : 2 * f] = 0
   for i in range(t):
     if i + 1 < t:
       out[:, i, ..., :f] = x[:, i + 1, ..., :f]
     if i >= 1:
-      out[:, i, ..., f:2 * f] = x[:, i - 1, ..., f:2 * f]
+      out[:, i, ..., f : 2 * f] = x[:, i - 1, ..., f : 2 * f]
   return out
 
 
@@ -51,9 +52,12 @@ def test_custom_vjp_equals_autodiff(dtype):
   x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 3, 3, 24)), dtype)
   g = jnp.asarray(np.random.default_rng(2).normal(size=x.shape), dtype)
   _, vjp = jax.vjp(lambda a: temporal_shift(a, 5, 8), x)
-  _, vjp_ref = jax.vjp(lambda a: _shift(a, 3, reverse=False), x)  # plain autodiff of the masked roll
-  np.testing.assert_array_equal(np.asarray(vjp(g)[0], np.float32),
-                                np.asarray(vjp_ref(g)[0], np.float32))
+  _, vjp_ref = jax.vjp(
+      lambda a: _shift(a, 3, reverse=False), x
+  )  # plain autodiff of the masked roll
+  np.testing.assert_array_equal(
+      np.asarray(vjp(g)[0], np.float32), np.asarray(vjp_ref(g)[0], np.float32)
+  )
 
 
 def test_rejects_batch_not_multiple_of_segments():

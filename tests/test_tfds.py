@@ -1,6 +1,7 @@
 """TensorFlow Datasets without TensorFlow (issue 19): frame folders -> TFDS (tfds_write) -> the
 frame folders' clips bit for bit (tfds_source.TfdsSource), the same training; plain TFDS reads
 it without rnl_jax or TensorFlow."""
+
 import json
 import os
 import pickle
@@ -11,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip('tensorflow_datasets')   # the [tfds] extra (in [test])
+tfds = pytest.importorskip('tensorflow_datasets')  # the [tfds] extra (in [test])
 
 from configs import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rnl_jax import cli, input_pipeline, train
@@ -20,11 +21,11 @@ from rnl_jax.data import datasets, synthetic, tfds_source, tfds_write
 from rnl_jax.data.sources import CorruptVideoError, FrameFolderSource
 from rnl_jax.errors import ConfigError, UserError
 
-NAME = 'rnl_test_tiny'          # the tiny config's synthetic set (training runs)
-VARIED = 'rnl_test_varied'      # a list with varied frame counts over the same folders (clips)
+NAME = 'rnl_test_tiny'  # the tiny config's synthetic set (training runs)
+VARIED = 'rnl_test_varied'  # a list with varied frame counts over the same folders (clips)
 TEMPLATE = 'img_{:05d}.jpg'
-NUM_TRAIN, NUM_VAL, FRAMES, SIZE = 24, 12, 12, 40   # small_config below: the synthetic set it reads
-LIST_FRAMES = (12, 5, 2, 8, 3, 12, 7, 1, 10, 4)     # 2 and 1: dropped (F < 3)
+NUM_TRAIN, NUM_VAL, FRAMES, SIZE = 24, 12, 12, 40  # small_config below: the synthetic set it reads
+LIST_FRAMES = (12, 5, 2, 8, 3, 12, 7, 1, 10, 4)  # 2 and 1: dropped (F < 3)
 
 
 def small_config(**overrides):
@@ -57,14 +58,39 @@ def data(tmp_path_factory):
   varied = root / 'varied.txt'
   varied.write_text(''.join(f'train_{i:06d} {f} {i % 12}\n' for i, f in enumerate(LIST_FRAMES)))
   data_dir = root / 'tfds'
-  summary = tfds_write.main(['--name', NAME, '--data_dir', str(data_dir), '--dataset', 'synthetic',
-                             '--root', str(synth), '--no_progress'])
+  summary = tfds_write.main(
+      [
+          '--name',
+          NAME,
+          '--data_dir',
+          str(data_dir),
+          '--dataset',
+          'synthetic',
+          '--root',
+          str(synth),
+          '--no_progress',
+      ]
+  )
   assert summary['splits'] == {'train': NUM_TRAIN, 'validation': NUM_VAL}
   assert summary['skipped'] == 0
-  tfds_write.write(VARIED, data_dir, root=synth / 'frames', train_list=varied, val_list=varied,
-                   classes_file=synth / 'classes.txt', verify='header', progress=False)
-  return {'root': root, 'synth': synth, 'frames': synth / 'frames', 'varied': varied,
-          'data_dir': str(data_dir), 'summary': summary}
+  tfds_write.write(
+      VARIED,
+      data_dir,
+      root=synth / 'frames',
+      train_list=varied,
+      val_list=varied,
+      classes_file=synth / 'classes.txt',
+      verify='header',
+      progress=False,
+  )
+  return {
+      'root': root,
+      'synth': synth,
+      'frames': synth / 'frames',
+      'varied': varied,
+      'data_dir': str(data_dir),
+      'summary': summary,
+  }
 
 
 def folder_source(data, list_file, mode, **kw):
@@ -92,16 +118,20 @@ def test_written_dataset_holds_the_lists_in_order_with_the_index(data):
   builder = tfds.builder_from_directory(os.path.join(data['data_dir'], NAME, '1.0.0'))
   info = builder.info
   assert {s: info.splits[s].num_examples for s in ('train', 'validation')} == {
-      'train': NUM_TRAIN, 'validation': NUM_VAL}
+      'train': NUM_TRAIN,
+      'validation': NUM_VAL,
+  }
   assert str(info.features['frames'].feature.encoding_format) == 'jpeg'
   classes = datasets.read_class_names(data['synth'] / 'classes.txt')
   assert info.features['label'].names == classes
   index = info.metadata['rnl_jax']
   for split, list_name in (('train', 'train.txt'), ('validation', 'val.txt')):
     records = datasets.parse_list_file(data['synth'] / list_name)
-    assert index['splits'][split] == {'path': [r.path for r in records],
-                                      'label': [r.label for r in records],
-                                      'num_frames': [r.num_frames for r in records]}
+    assert index['splits'][split] == {
+        'path': [r.path for r in records],
+        'label': [r.label for r in records],
+        'num_frames': [r.num_frames for r in records],
+    }
   # The records themselves: list order, the JPEG files' bytes unchanged.
   ds = builder.as_data_source(split='train', decoders={'frames': tfds_source.keep_encoded()})
   first = datasets.parse_list_file(data['synth'] / 'train.txt')
@@ -118,8 +148,15 @@ def test_written_dataset_holds_the_lists_in_order_with_the_index(data):
 def test_write_errors_and_skip_corrupt(data, tmp_path, capsys):
   bad = tmp_path / 'bad.txt'
   bad.write_text('train_000000 12 0\nnot_there 5 1\ntrain_000001 12 1\n')
-  common = ['--data_dir', str(tmp_path / 'out'), '--root', str(data['frames']),
-            '--train_list', str(bad), '--no_progress']
+  common = [
+      '--data_dir',
+      str(tmp_path / 'out'),
+      '--root',
+      str(data['frames']),
+      '--train_list',
+      str(bad),
+      '--no_progress',
+  ]
   with pytest.raises(SystemExit) as e:
     tfds_write.main(['--name', 'rnl_bad', *common])
   assert e.value.code == 2
@@ -129,22 +166,35 @@ def test_write_errors_and_skip_corrupt(data, tmp_path, capsys):
   assert summary['splits'] == {'train': 2} and summary['skipped'] == 1
   source = tfds_source.TfdsSource('rnl_bad', 'train', tmp_path / 'out', mode='val', num_segments=4)
   assert [r.path for r in source.records] == ['train_000000', 'train_000001']
-  for argv, message in ((['--name', 'rnl_bad', *common], 'exists; pass --overwrite'),
-                        (['--name', 'ucf101', *common], 'TFDS catalog dataset'),
-                        (['--name', 'Bad-Name', *common], 'lower case')):
+  for argv, message in (
+      (['--name', 'rnl_bad', *common], 'exists; pass --overwrite'),
+      (['--name', 'ucf101', *common], 'TFDS catalog dataset'),
+      (['--name', 'Bad-Name', *common], 'lower case'),
+  ):
     with pytest.raises(SystemExit):
       tfds_write.main(argv)
     assert message in capsys.readouterr().err
 
 
 def test_cli_help_and_both_spellings(data, tmp_path, capsys):
-  proc = subprocess.run([sys.executable, '-m', 'rnl_jax.data.tfds_write', '--help'],
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+      [sys.executable, '-m', 'rnl_jax.data.tfds_write', '--help'], capture_output=True, text=True
+  )
   assert proc.returncode == 0 and '--skip_corrupt' in proc.stdout and '--data_dir' in proc.stdout
-  for flag in ('--train_list', '--train-list'):   # a missing list: one line, exit 2
+  for flag in ('--train_list', '--train-list'):  # a missing list: one line, exit 2
     with pytest.raises(SystemExit) as e:
-      tfds_write.main(['--name', 'rnl_x', '--data_dir', str(tmp_path), '--root', str(tmp_path),
-                       flag, str(tmp_path / 'nope.txt')])
+      tfds_write.main(
+          [
+              '--name',
+              'rnl_x',
+              '--data_dir',
+              str(tmp_path),
+              '--root',
+              str(tmp_path),
+              flag,
+              str(tmp_path / 'nope.txt'),
+          ]
+      )
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('error: train list') and 'nope.txt' in err and '\n' not in err
@@ -154,14 +204,20 @@ def test_cli_help_and_both_spellings(data, tmp_path, capsys):
 # reading: the frame folders' clips
 
 
-@pytest.mark.parametrize('mode,kw', [('val', {}), ('test', {'twice_sample': True}),
-                                     ('test', {'dense': True, 'num_clips': 3}),
-                                     ('val', {'decoder': 'pil'})])
+@pytest.mark.parametrize(
+    'mode,kw',
+    [
+        ('val', {}),
+        ('test', {'twice_sample': True}),
+        ('test', {'dense': True, 'num_clips': 3}),
+        ('val', {'decoder': 'pil'}),
+    ],
+)
 def test_eval_clips_identical_to_frame_folders(data, mode, kw):
   folders = folder_source(data, data['varied'], mode, num_segments=4, **kw)
   source = tfds_clips(data, 'validation', mode, num_segments=4, **kw)
   assert [r.path for r in source.records] == [r.path for r in folders.records]
-  assert source.dropped == len(LIST_FRAMES) - len(folders.records) == 2   # F < 3
+  assert source.dropped == len(LIST_FRAMES) - len(folders.records) == 2  # F < 3
   assert_same_clips(folders, source)
 
 
@@ -188,8 +244,9 @@ def test_pickles_and_feeds_grain_workers(data):
   augment = input_pipeline.TrainAugment(input_size=32, flip=False)
 
   def batches(src, workers, state=None, n=3):
-    it = input_pipeline.train_iterator(src, augment, global_batch_size=4, seed=1,
-                                       num_workers=workers)
+    it = input_pipeline.train_iterator(
+        src, augment, global_batch_size=4, seed=1, num_workers=workers
+    )
     if state is not None:
       it.set_state(state)
     return it, [next(it) for _ in range(n)]
@@ -207,7 +264,7 @@ def test_damaged_record_fails_loudly_or_is_skipped(data, tmp_path):
   data_dir = tmp_path / 'tfds'
   shutil.copytree(os.path.join(data['data_dir'], VARIED), data_dir / VARIED)
   shards = sorted((data_dir / VARIED / '1.0.0').glob('*-train.array_record-*'))
-  with open(shards[0], 'r+b') as f:   # garbage in an early record's chunk
+  with open(shards[0], 'r+b') as f:  # garbage in an early record's chunk
     f.seek(3000)
     f.write(b'\x00rnl' * 16)
   kw = dict(mode='test', num_segments=4)
@@ -236,8 +293,12 @@ def test_video_datasets_without_tensorflow_say_what_to_install(data, tmp_path):
   features = json.loads(path.read_text())
   features['featuresDict']['features']['frames'] = {
       'pythonClassName': 'tensorflow_datasets.core.features.video_feature.Video',
-      'video': {'shape': {'dimensions': ['-1', '-1', '-1', '3']}, 'dtype': 'uint8',
-                'encodingFormat': 'png'}}
+      'video': {
+          'shape': {'dimensions': ['-1', '-1', '-1', '3']},
+          'dtype': 'uint8',
+          'encodingFormat': 'png',
+      },
+  }
   path.write_text(json.dumps(features))
   info = data_dir / 'rnl_video' / '1.0.0' / 'dataset_info.json'
   info.write_text(info.read_text().replace(f'"{NAME}"', '"rnl_video"'))
@@ -279,9 +340,11 @@ assert not imported, imported
 
 
 def test_rnl_jax_imports_tfds_only_for_format_tfds():
-  code = ('import sys, rnl_jax, rnl_jax.config, rnl_jax.input_pipeline, rnl_jax.train, '
-          'rnl_jax.data.tfds_source, rnl_jax.data.tfds_write; '
-          'assert "tensorflow_datasets" not in sys.modules and "tensorflow" not in sys.modules')
+  code = (
+      'import sys, rnl_jax, rnl_jax.config, rnl_jax.input_pipeline, rnl_jax.train, '
+      'rnl_jax.data.tfds_source, rnl_jax.data.tfds_write; '
+      'assert "tensorflow_datasets" not in sys.modules and "tensorflow" not in sys.modules'
+  )
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -291,8 +354,14 @@ def test_rnl_jax_imports_tfds_only_for_format_tfds():
 
 
 def tfds_config(data, **overrides):
-  return small_config(**{'data.format': 'tfds', 'data.tfds_name': NAME,
-                         'data.tfds_data_dir': data['data_dir'], **overrides})
+  return small_config(
+      **{
+          'data.format': 'tfds',
+          'data.tfds_name': NAME,
+          'data.tfds_data_dir': data['data_dir'],
+          **overrides,
+      }
+  )
 
 
 def test_config_errors_name_the_key(data):
@@ -315,6 +384,7 @@ def test_config_errors_name_the_key(data):
 
 def _state(workdir):
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
   step = max(int(s) for s in os.listdir(workdir / 'checkpoints'))
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(os.path.join(workdir, 'checkpoints', str(step), 'state'))
@@ -323,7 +393,7 @@ def _state(workdir):
 def _protocol():
   try:
     from rnl_jax import protocol  # pylint: disable=import-outside-toplevel
-  except ImportError:   # before the test protocol's module was renamed
+  except ImportError:  # before the test protocol's module was renamed
     from rnl_jax import evaluate as protocol  # pylint: disable=import-outside-toplevel
   return protocol
 
@@ -332,12 +402,13 @@ def test_training_and_test_protocol_from_tfds_match_frame_folders(data, tmp_path
   """A tiny run (3 steps, validation at the end) from the frame folders and from their TFDS copy:
   bit-identical parameters and metrics; then the test protocol (2 clips x 3 crops) on each."""
   import jax  # pylint: disable=import-outside-toplevel
+
   runs = {'frames': small_config(**{'data.root': str(data['synth'])}), 'tfds': tfds_config(data)}
   metrics, states = {}, {}
   for kind, config in runs.items():
     metrics[kind] = train.train_and_evaluate(config, str(tmp_path / kind))
     states[kind] = _state(tmp_path / kind)
-  assert not os.path.exists(tmp_path / 'tfds' / 'data')     # format tfds generates no synthetic set
+  assert not os.path.exists(tmp_path / 'tfds' / 'data')  # format tfds generates no synthetic set
   for key in ('step', 'top1', 'top5', 'num_videos', 'loss'):
     if key in metrics['frames']:
       assert metrics['frames'][key] == metrics['tfds'][key], key
@@ -367,6 +438,7 @@ def test_training_and_test_protocol_from_tfds_match_frame_folders(data, tmp_path
 def _video(path, num_frames, seed):
   """A small mpeg4 .avi (64x48) of random frames."""
   import av  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(seed)
   path.parent.mkdir(parents=True, exist_ok=True)
   with av.open(str(path), 'w') as container:
@@ -384,42 +456,61 @@ def test_prepare_format_tfds_reads_back_as_the_frames(tmp_path):
   """A mock UCF101 download -> prepare --format tfds: the trainer's config reads the TFDS copy with
   the frame lists' videos and clips; a second run rewrites nothing."""
   src = tmp_path / 'src'
-  videos = {'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi': 10, 'YoYo/v_YoYo_g01_c01.avi': 8,
-            'HandstandPushups/v_HandStandPushups_g08_c01.avi': 9}
+  videos = {
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi': 10,
+      'YoYo/v_YoYo_g01_c01.avi': 8,
+      'HandstandPushups/v_HandStandPushups_g08_c01.avi': 9,
+  }
   for i, (name, frames) in enumerate(videos.items()):
     _video(src / 'UCF-101' / name, frames, i)
   lists = src / 'ucfTrainTestlist'
   lists.mkdir()
   (lists / 'classInd.txt').write_text('1 ApplyEyeMakeup\n2 HandstandPushups\n3 YoYo\n')
-  (lists / 'trainlist01.txt').write_text('ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n'
-                                         'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\n')
+  (lists / 'trainlist01.txt').write_text(
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n'
+      'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\n'
+  )
   (lists / 'testlist01.txt').write_text('YoYo/v_YoYo_g01_c01.avi\n')
   from rnl_jax.data.prepare import prepare  # pylint: disable=import-outside-toplevel
+
   out = tmp_path / 'out'
   summary = prepare('ucf101', src, out, 'tfds', short_side=32, progress=False)
   data_dir = out / 'UCF101' / 'tfds'
-  assert (f'--config.data.format=tfds --config.data.tfds_name=rnl_ucf101_split_1 '
-          f'--config.data.tfds_data_dir={data_dir}') in summary['config']
+  assert (
+      f'--config.data.format=tfds --config.data.tfds_name=rnl_ucf101_split_1 '
+      f'--config.data.tfds_data_dir={data_dir}'
+  ) in summary['config']
   info = data_dir / 'rnl_ucf101_split_1' / '1.0.0' / 'dataset_info.json'
   before = os.stat(info).st_mtime_ns
   for split, mode in (('train', 'train'), ('val', 'val')):
     frames = small_config(**{'data.name': 'ucf101', 'data.root': str(out), 'data.num_classes': 3})
-    tfds_cfg = small_config(**{'data.name': 'ucf101', 'data.num_classes': 3, 'data.format': 'tfds',
-                               'data.tfds_name': 'rnl_ucf101_split_1',
-                               'data.tfds_data_dir': str(data_dir)})
+    tfds_cfg = small_config(
+        **{
+            'data.name': 'ucf101',
+            'data.num_classes': 3,
+            'data.format': 'tfds',
+            'data.tfds_name': 'rnl_ucf101_split_1',
+            'data.tfds_data_dir': str(data_dir),
+        }
+    )
     a = input_pipeline.make_source(frames, _paths_with_classes(frames, 3), split, mode)
     b = input_pipeline.make_source(tfds_cfg, input_pipeline.data_paths(tfds_cfg), split, mode)
     assert [(r.path, r.num_frames, r.label) for r in a.records] == [
-        (r.path, r.num_frames, r.label) for r in b.records]
+        (r.path, r.num_frames, r.label) for r in b.records
+    ]
     assert_same_clips(a, b)
   again = prepare('ucf101', src, out, 'tfds', short_side=32, progress=False)
   assert again['processed'] == 0 and os.stat(info).st_mtime_ns == before
-
 
 
 def _paths_with_classes(config, num_classes):
   """data_paths of a table dataset whose mock download has fewer classes than the table's."""
   info = datasets.get_dataset(config.data.name)
   root = config.data.root
-  return input_pipeline.DataPaths(info.frame_dir(root), info.list_path(root, 'train'),
-                                  info.list_path(root, 'val'), info.template, num_classes)
+  return input_pipeline.DataPaths(
+      info.frame_dir(root),
+      info.list_path(root, 'train'),
+      info.list_path(root, 'val'),
+      info.template,
+      num_classes,
+  )

@@ -62,6 +62,7 @@ whatever the video's length (format 1 read whole videos: docs/performance.md#inp
 Memory: an open ArrayRecordReader holds its shard's chunk offsets, about 8 bytes per record, i.e. a few MB
 per 1000 videos of 300 frames in every process that reads the shard.
 """
+
 import dataclasses
 import glob
 import json
@@ -86,13 +87,19 @@ FORMAT_NAME = 'rnl_jax.arrayrecord'
 FORMAT_VERSION = 2  # of the index JSON
 SHARD_SUFFIX = '.array_record'
 WRITER_OPTIONS = 'group_size:1,uncompressed'
-READER_OPTIONS = 'readahead_buffer_size:0,max_parallelism:0'  # random access (ArrayRecordReader docs)
+READER_OPTIONS = (
+    'readahead_buffer_size:0,max_parallelism:0'  # random access (ArrayRecordReader docs)
+)
 READ_BUFFER = 1 << 14  # bytes; the fastest for 40 kB frames (docs/performance.md#input-decoding)
 DECODERS = sources.DECODERS
-REPACK = ('written by an older rnl_jax (format 1: one record per video); re-pack it with '
-          'python -m rnl_jax.data.pack')
+REPACK = (
+    'written by an older rnl_jax (format 1: one record per video); re-pack it with '
+    'python -m rnl_jax.data.pack'
+)
 _HEADER = struct.Struct('<4sHHII')  # magic, version, flags, num_frames, meta_len: 16 bytes
-_SHARD_RE = re.compile(r'^(?P<prefix>.*)-(?P<shard>\d{5})-of-(?P<num>\d{5})' + re.escape(SHARD_SUFFIX) + '$')
+_SHARD_RE = re.compile(
+    r'^(?P<prefix>.*)-(?P<shard>\d{5})-of-(?P<num>\d{5})' + re.escape(SHARD_SUFFIX) + '$'
+)
 INDEX_COLUMNS = ('path', 'label', 'num_frames', 'width', 'height', 'shard', 'position')
 
 
@@ -107,7 +114,9 @@ class RecordFormatError(UserError, ValueError):
 def encode_meta_record(meta):
   """Metadata record bytes of one video; `meta` = JSON-able dict with 'num_frames' (F, an int >= 0)."""
   num_frames = int(meta['num_frames'])
-  text = json.dumps(dict(meta, num_frames=num_frames), sort_keys=True, separators=(',', ':')).encode('utf-8')
+  text = json.dumps(
+      dict(meta, num_frames=num_frames), sort_keys=True, separators=(',', ':')
+  ).encode('utf-8')
   return _HEADER.pack(MAGIC, RECORD_VERSION, 0, num_frames, len(text)) + text
 
 
@@ -115,21 +124,28 @@ def parse_meta_record(data):
   """The metadata dict of a metadata record's bytes; RecordFormatError if they are not one."""
   view = memoryview(data)
   if len(view) < _HEADER.size:
-    raise RecordFormatError(f'record of {len(view)} bytes is shorter than the {_HEADER.size}-byte header')
+    raise RecordFormatError(
+        f'record of {len(view)} bytes is shorter than the {_HEADER.size}-byte header'
+    )
   magic, version, _, num_frames, meta_len = _HEADER.unpack_from(view)
   if magic != MAGIC:
-    raise RecordFormatError(f'bad magic {bytes(magic)!r} (expected {MAGIC!r}): not an rnl_jax video '
-                            f'metadata record')
+    raise RecordFormatError(
+        f'bad magic {bytes(magic)!r} (expected {MAGIC!r}): not an rnl_jax video ' f'metadata record'
+    )
   if version == 1:
-    raise RecordFormatError(f'record format version 1, this code reads version {RECORD_VERSION}: shard '
-                            f'{REPACK}')
+    raise RecordFormatError(
+        f'record format version 1, this code reads version {RECORD_VERSION}: shard ' f'{REPACK}'
+    )
   if version != RECORD_VERSION:
-    raise RecordFormatError(f'record format version {version}, this code reads version {RECORD_VERSION}')
+    raise RecordFormatError(
+        f'record format version {version}, this code reads version {RECORD_VERSION}'
+    )
   if len(view) != _HEADER.size + meta_len:
-    raise RecordFormatError(f'metadata record of {len(view)} bytes, its header says '
-                            f'{_HEADER.size + meta_len}')
+    raise RecordFormatError(
+        f'metadata record of {len(view)} bytes, its header says ' f'{_HEADER.size + meta_len}'
+    )
   try:
-    meta = json.loads(bytes(view[_HEADER.size:]).decode('utf-8'))
+    meta = json.loads(bytes(view[_HEADER.size :]).decode('utf-8'))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise RecordFormatError(f'unreadable record metadata: {e}') from None
   if not isinstance(meta, dict) or meta.get('num_frames') != num_frames:
@@ -153,6 +169,7 @@ def index_path(prefix):
 def open_reader(path):
   """ArrayRecordReader set up for random access; FileNotFoundError / ValueError naming an unusable file."""
   from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=g-import-not-at-top
+
   if not os.path.isfile(path):
     raise FileNotFoundError(f'ArrayRecord shard {path} does not exist')
   reader = ArrayRecordReader(os.fspath(path), READER_OPTIONS, file_reader_buffer_size=READ_BUFFER)
@@ -169,12 +186,17 @@ def read_index(path):
     except json.JSONDecodeError as e:
       raise ValueError(f'{path}: not a JSON index: {e}') from None
   if not isinstance(index, dict) or index.get('format') != FORMAT_NAME:
-    raise ValueError(f'{path}: not an {FORMAT_NAME} index (format={index.get("format")!r})'
-                     if isinstance(index, dict) else f'{path}: not an {FORMAT_NAME} index')
+    raise ValueError(
+        f'{path}: not an {FORMAT_NAME} index (format={index.get("format")!r})'
+        if isinstance(index, dict)
+        else f'{path}: not an {FORMAT_NAME} index'
+    )
   version = index.get('format_version')
   if version == 1:
-    raise ValueError(f'{path}: index format_version 1, this code reads {FORMAT_VERSION}: the dataset was '
-                     f'{REPACK}')
+    raise ValueError(
+        f'{path}: index format_version 1, this code reads {FORMAT_VERSION}: the dataset was '
+        f'{REPACK}'
+    )
   if version != FORMAT_VERSION:
     raise ValueError(f'{path}: index format_version {version}, this code reads {FORMAT_VERSION}')
   try:
@@ -188,19 +210,25 @@ def _check_layout(index):
   """ValueError unless the index's columns, shard counts and positions describe consecutive videos."""
   cols, n = index['videos'], int(index['num_videos'])
   if any(len(cols[k]) != n for k in INDEX_COLUMNS):
-    raise ValueError(f'num_videos {n} but columns of {[len(cols[k]) for k in INDEX_COLUMNS]} entries')
-  frames = np.asarray(cols['num_frames'], np.int64).reshape(-1)      # [N]
-  shard = np.asarray(cols['shard'], np.int64).reshape(-1)            # [N]
-  position = np.asarray(cols['position'], np.int64).reshape(-1)      # [N]
+    raise ValueError(
+        f'num_videos {n} but columns of {[len(cols[k]) for k in INDEX_COLUMNS]} entries'
+    )
+  frames = np.asarray(cols['num_frames'], np.int64).reshape(-1)  # [N]
+  shard = np.asarray(cols['shard'], np.int64).reshape(-1)  # [N]
+  position = np.asarray(cols['position'], np.int64).reshape(-1)  # [N]
   num_shards = len(index['shards'])
-  if n and (np.any(frames < 0) or np.any(np.diff(shard) < 0) or shard[0] < 0 or shard[-1] >= num_shards):
+  if n and (
+      np.any(frames < 0) or np.any(np.diff(shard) < 0) or shard[0] < 0 or shard[-1] >= num_shards
+  ):
     raise ValueError('negative frame counts or shard numbers out of order')
-  videos = np.bincount(shard, minlength=num_shards)                         # [S]
-  records = np.bincount(shard, weights=frames + 1, minlength=num_shards)    # [S]
+  videos = np.bincount(shard, minlength=num_shards)  # [S]
+  records = np.bincount(shard, weights=frames + 1, minlength=num_shards)  # [S]
   for s, entry in enumerate(index['shards']):
     if (int(entry['num_videos']), int(entry['num_records'])) != (int(videos[s]), int(records[s])):
-      raise ValueError(f'shard {entry["file"]} lists {entry["num_videos"]} videos / {entry["num_records"]} '
-                       f'records, the columns give {int(videos[s])} / {int(records[s])}')
+      raise ValueError(
+          f'shard {entry["file"]} lists {entry["num_videos"]} videos / {entry["num_records"]} '
+          f'records, the columns give {int(videos[s])} / {int(records[s])}'
+      )
   # Within a shard, video i + 1 starts right after video i's F frames; the first at position 0.
   first = np.ones(n, bool)
   first[1:] = shard[1:] != shard[:-1]
@@ -209,8 +237,10 @@ def _check_layout(index):
   expected[1:][~first[1:]] = (position[:-1] + frames[:-1] + 1)[~first[1:]]
   if np.any(position != expected):
     i = int(np.flatnonzero(position != expected)[0])
-    raise ValueError(f'video {i} ({cols["path"][i]}) at position {int(position[i])}, expected '
-                     f'{int(expected[i])}')
+    raise ValueError(
+        f'video {i} ({cols["path"][i]}) at position {int(position[i])}, expected '
+        f'{int(expected[i])}'
+    )
   if sum(int(e['num_records']) for e in index['shards']) != int(index['num_records']):
     raise ValueError('num_records differs from the sum over the shards')
 
@@ -219,6 +249,7 @@ def _check_layout(index):
 class PackedRecord(VideoRecord):
   """A `VideoRecord` (path, num_frames, label) plus where it lives: shard number (in the source's `shards`)
   and position of its metadata record; frame k is the record at position + k."""
+
   shard: int
   position: int
   width: int = 0
@@ -237,10 +268,18 @@ def _index_records(index, index_file, only=None):
       shards.append(path)
       counts.append(int(entry['num_records']))
   records = [
-      PackedRecord(str(cols['path'][i]), int(cols['num_frames'][i]), int(cols['label'][i]),
-                   shard=keep[cols['shard'][i]], position=int(cols['position'][i]),
-                   width=int(cols['width'][i]), height=int(cols['height'][i]))
-      for i in range(int(index['num_videos'])) if cols['shard'][i] in keep]
+      PackedRecord(
+          str(cols['path'][i]),
+          int(cols['num_frames'][i]),
+          int(cols['label'][i]),
+          shard=keep[cols['shard'][i]],
+          position=int(cols['position'][i]),
+          width=int(cols['width'][i]),
+          height=int(cols['height'][i]),
+      )
+      for i in range(int(index['num_videos']))
+      if cols['shard'][i] in keep
+  ]
   return shards, counts, records
 
 
@@ -256,15 +295,27 @@ def _scan_records(shards):
         try:
           meta = parse_meta_record(reader.read([position])[0])
         except (RuntimeError, RecordFormatError) as e:
-          raise ValueError(f'{path}: record {position} is not a readable video metadata record ({e}); '
-                           f'cannot list the shard without its index') from None
-        records.append(PackedRecord(str(meta['path']), int(meta['num_frames']), int(meta['label']),
-                                    shard=s, position=position, width=int(meta.get('width', 0)),
-                                    height=int(meta.get('height', 0))))
+          raise ValueError(
+              f'{path}: record {position} is not a readable video metadata record ({e}); '
+              f'cannot list the shard without its index'
+          ) from None
+        records.append(
+            PackedRecord(
+                str(meta['path']),
+                int(meta['num_frames']),
+                int(meta['label']),
+                shard=s,
+                position=position,
+                width=int(meta.get('width', 0)),
+                height=int(meta.get('height', 0)),
+            )
+        )
         position += 1 + int(meta['num_frames'])
       if position != counts[-1]:
-        raise ValueError(f'{path}: the last video ({records[-1].path}) runs past the shard\'s '
-                         f'{counts[-1]} records (truncated shard?)')
+        raise ValueError(
+            f"{path}: the last video ({records[-1].path}) runs past the shard's "
+            f'{counts[-1]} records (truncated shard?)'
+        )
     finally:
       reader.close()
   return shards, counts, records
@@ -282,10 +333,14 @@ def load_dataset(spec):
     ipath = spec if spec.endswith('.json') else index_path(spec)
     index = read_index(ipath)
     return ipath, index, *_index_records(index, ipath)
-  shards = sorted(glob.glob(spec)) if glob.has_magic(spec) else ([spec] if os.path.isfile(spec) else [])
+  shards = (
+      sorted(glob.glob(spec)) if glob.has_magic(spec) else ([spec] if os.path.isfile(spec) else [])
+  )
   if not shards:
-    raise FileNotFoundError(f'no ArrayRecord index or shards match {spec!r} (expected PREFIX.json, PREFIX '
-                            f'with PREFIX.json beside it, a shard file or a glob pattern of shards)')
+    raise FileNotFoundError(
+        f'no ArrayRecord index or shards match {spec!r} (expected PREFIX.json, PREFIX '
+        f'with PREFIX.json beside it, a shard file or a glob pattern of shards)'
+    )
   match = _SHARD_RE.match(shards[0])
   if match and os.path.isfile(index_path(match['prefix'])):
     ipath = index_path(match['prefix'])
@@ -326,7 +381,9 @@ class _PackedVideo:
           out.extend(reader.read(positions[start], positions[i - 1] + 1))
           start = i
       return out
-    except RuntimeError as e:  # riegeli: chunk hash mismatch, truncated file, position out of range, ...
+    except (
+        RuntimeError
+    ) as e:  # riegeli: chunk hash mismatch, truncated file, position out of range, ...
       error, bad = e, positions[start]
       for p in positions[start:]:  # which one? (error path only)
         try:
@@ -335,8 +392,11 @@ class _PackedVideo:
           error, bad = e1, p
           break
     where = src.video_path(self.index)
-    what = ('metadata record' if bad == record.position else
-            f'record {bad} (frame {bad - record.position})')
+    what = (
+        'metadata record'
+        if bad == record.position
+        else f'record {bad} (frame {bad - record.position})'
+    )
     raise CorruptVideoError(f'cannot read {what} of {where}: {error}', where) from None
 
   def decode(self, numbers):
@@ -351,19 +411,26 @@ class _PackedVideo:
     except RecordFormatError as e:
       raise CorruptVideoError(f'bad metadata record of {where}: {e}', where) from None
     if (meta['num_frames'], meta.get('label'), meta.get('path')) != (
-        record.num_frames, record.label, record.path):
+        record.num_frames,
+        record.label,
+        record.path,
+    ):
       raise CorruptVideoError(
           f'{where} holds {meta.get("path")!r} (F={meta["num_frames"]}, label {meta.get("label")}) but the '
           f'index says {record.path!r} (F={record.num_frames}, label {record.label}): index and shards do '
-          f'not belong together', where)
+          f'not belong together',
+          where,
+      )
     frames = []
     for k, jpeg in zip(numbers, data[1:]):
-      name = f'{k} (record {record.position + k}) of {where}'  # 'cannot decode JPEG frame {name}: ...'
+      name = (
+          f'{k} (record {record.position + k}) of {where}'  # 'cannot decode JPEG frame {name}: ...'
+      )
       try:
-        frames.append(sources.decode_jpeg(jpeg, name, src.decoder))       # [H, W, 3]
+        frames.append(sources.decode_jpeg(jpeg, name, src.decoder))  # [H, W, 3]
       except CorruptVideoError as e:
         raise CorruptVideoError(str(e), where) from e  # path: the video, as in skipped_paths
-    return stack_frames(frames, lambda j: f'{where} frame {numbers[j]}')   # [K, H, W, 3]
+    return stack_frames(frames, lambda j: f'{where} frame {numbers[j]}')  # [K, H, W, 3]
 
   def close(self):
     pass
@@ -389,8 +456,16 @@ class ArrayRecordSource(ClipSource):
   lazily per process and dropped when pickled, so the source can be sent to spawned loader workers.
   """
 
-  def __init__(self, spec, *, decoder='simplejpeg', filter_short=False, remove_missing=True,
-               check_shards=True, **kwargs):
+  def __init__(
+      self,
+      spec,
+      *,
+      decoder='simplejpeg',
+      filter_short=False,
+      remove_missing=True,
+      check_shards=True,
+      **kwargs,
+  ):
     if decoder not in DECODERS:
       raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
     self.index_file, index, self.shards, self.shard_counts, records = load_dataset(spec)
@@ -416,8 +491,10 @@ class ArrayRecordSource(ClipSource):
       finally:
         reader.close()
       if n != expected:
-        raise ValueError(f'{path} holds {n} records but {self.index_file or "the listing"} expects '
-                         f'{expected}: index and shards do not belong together')
+        raise ValueError(
+            f'{path} holds {n} records but {self.index_file or "the listing"} expects '
+            f'{expected}: index and shards do not belong together'
+        )
 
   def __getstate__(self):
     state = self.__dict__.copy()

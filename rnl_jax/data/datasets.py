@@ -9,6 +9,7 @@ lists). Malformed lines raise ValueError naming the file and line instead of fai
 
 Pure Python/NumPy: no jax or torch, so loader worker processes stay light.
 """
+
 import dataclasses
 import os
 from typing import Optional
@@ -29,11 +30,12 @@ class DatasetInfo:
   `classes_file` (line i = name of label i) is written by `rnl_jax.data.prepare`; optional except for
   the synthetic dataset, whose class count it gives.
   """
+
   name: str
   frame_root: str
   train_list: str
-  val_list: str          # doubles as the test list (docs/original.md §3.2)
-  template: str          # 1-based frame file name, e.g. 'img_{:05d}.jpg'
+  val_list: str  # doubles as the test list (docs/original.md §3.2)
+  template: str  # 1-based frame file name, e.g. 'img_{:05d}.jpg'
   num_classes: Optional[int]
   flip: bool
   delimiter: str = 'space'
@@ -74,31 +76,87 @@ class _Table(dict):
     return super().__contains__(ALIASES.get(key, key))
 
 
-DATASETS = _Table({d.name: d for d in (
-    # Upstream's frame root is the authors' absolute path and its lists hold absolute folders;
-    # relative lists (as written by the TSM label tool) are joined onto `kinetics/images`.
-    DatasetInfo('kinetics', 'kinetics/images', 'kinetics/shuffled_train_videofolder.csv',
-                'kinetics/shuffled_val_videofolder.csv', 'img_{:05d}.jpg', 400, True, 'comma',
-                classes_file='kinetics/classes.txt'),
-    DatasetInfo('something', 'something/v1/img', 'something/v1/train_videofolder.txt',
-                'something/v1/val_videofolder.txt', '{:05d}.jpg', 174, False,
-                classes_file='something/v1/classes.txt'),
-    DatasetInfo('somethingv2', 'something/v2/20bn-something-something-v2-frames',
-                'something/v2/train_videofolder.txt', 'something/v2/val_videofolder.txt', '{:06d}.jpg',
-                174, False, classes_file='something/v2/classes.txt'),
-    DatasetInfo('ucf101', 'UCF101/jpg', 'UCF101/file_list/ucf101_rgb_train_split_1.txt',
-                'UCF101/file_list/ucf101_rgb_val_split_1.txt', 'img_{:05d}.jpg', 101, True,
-                classes_file='UCF101/classes.txt'),
-    DatasetInfo('hmdb51', 'HMDB51/images', 'HMDB51/splits/hmdb51_rgb_train_split_1.txt',
-                'HMDB51/splits/hmdb51_rgb_val_split_1.txt', 'img_{:05d}.jpg', 51, True,
-                classes_file='HMDB51/classes.txt'),
-    DatasetInfo('jester', 'jester/20bn-jester-v1', 'jester/train_videofolder.txt',
-                'jester/val_videofolder.txt', '{:05d}.jpg', 27, False),
-    # rnl_jax.data.synthetic's layout (root = its out_dir); classes are time-reversal pairs and
-    # left/right-sensitive (moves_right vs moves_left), so no flip.
-    DatasetInfo('synthetic', 'frames', 'train.txt', 'val.txt', 'img_{:05d}.jpg', None, False,
-                classes_file='classes.txt'),
-)})
+DATASETS = _Table(
+    {
+        d.name: d
+        for d in (
+            # Upstream's frame root is the authors' absolute path and its lists hold absolute folders;
+            # relative lists (as written by the TSM label tool) are joined onto `kinetics/images`.
+            DatasetInfo(
+                'kinetics',
+                'kinetics/images',
+                'kinetics/shuffled_train_videofolder.csv',
+                'kinetics/shuffled_val_videofolder.csv',
+                'img_{:05d}.jpg',
+                400,
+                True,
+                'comma',
+                classes_file='kinetics/classes.txt',
+            ),
+            DatasetInfo(
+                'something',
+                'something/v1/img',
+                'something/v1/train_videofolder.txt',
+                'something/v1/val_videofolder.txt',
+                '{:05d}.jpg',
+                174,
+                False,
+                classes_file='something/v1/classes.txt',
+            ),
+            DatasetInfo(
+                'somethingv2',
+                'something/v2/20bn-something-something-v2-frames',
+                'something/v2/train_videofolder.txt',
+                'something/v2/val_videofolder.txt',
+                '{:06d}.jpg',
+                174,
+                False,
+                classes_file='something/v2/classes.txt',
+            ),
+            DatasetInfo(
+                'ucf101',
+                'UCF101/jpg',
+                'UCF101/file_list/ucf101_rgb_train_split_1.txt',
+                'UCF101/file_list/ucf101_rgb_val_split_1.txt',
+                'img_{:05d}.jpg',
+                101,
+                True,
+                classes_file='UCF101/classes.txt',
+            ),
+            DatasetInfo(
+                'hmdb51',
+                'HMDB51/images',
+                'HMDB51/splits/hmdb51_rgb_train_split_1.txt',
+                'HMDB51/splits/hmdb51_rgb_val_split_1.txt',
+                'img_{:05d}.jpg',
+                51,
+                True,
+                classes_file='HMDB51/classes.txt',
+            ),
+            DatasetInfo(
+                'jester',
+                'jester/20bn-jester-v1',
+                'jester/train_videofolder.txt',
+                'jester/val_videofolder.txt',
+                '{:05d}.jpg',
+                27,
+                False,
+            ),
+            # rnl_jax.data.synthetic's layout (root = its out_dir); classes are time-reversal pairs and
+            # left/right-sensitive (moves_right vs moves_left), so no flip.
+            DatasetInfo(
+                'synthetic',
+                'frames',
+                'train.txt',
+                'val.txt',
+                'img_{:05d}.jpg',
+                None,
+                False,
+                classes_file='classes.txt',
+            ),
+        )
+    }
+)
 
 
 def get_dataset(name):
@@ -121,6 +179,7 @@ def default_class_names(num_classes):
   original's label order) for 400 classes, else `class_<i>`."""
   if num_classes == 400:
     from rnl_jax.data import kinetics400_classes  # pylint: disable=import-outside-toplevel
+
     return kinetics400_classes.normalised_names()
   return [f'class_{i}' for i in range(num_classes)]
 
@@ -132,6 +191,7 @@ def default_class_names(num_classes):
 @dataclasses.dataclass(frozen=True)
 class VideoRecord:
   """One list-file line: video folder (relative to the frame root, or absolute), F and 0-based label."""
+
   path: str
   num_frames: int
   label: int
@@ -219,13 +279,17 @@ def parse_list_file(path, num_classes=None, delimiter=None):
   def parse_line(line, where, raw):
     parts = _split(line, delimiter)
     if len(parts) < 3 or not parts[0]:
-      raise DataError(f'{where}: expected 3 fields `folder num_frames label` separated by {sep}, '
-                      f'got {raw!r}')
+      raise DataError(
+          f'{where}: expected 3 fields `folder num_frames label` separated by {sep}, '
+          f'got {raw!r}'
+      )
     folder, frames_str, label_str = parts
     try:
       num_frames = int(frames_str)
     except ValueError:
-      raise DataError(f'{where}: frame count {frames_str!r} is not an integer (line {raw!r})') from None
+      raise DataError(
+          f'{where}: frame count {frames_str!r} is not an integer (line {raw!r})'
+      ) from None
     label = _int_label(label_str, where, raw)
     if num_frames < 0:
       raise DataError(f'{where}: negative frame count {num_frames} (line {raw!r})')
@@ -237,7 +301,9 @@ def parse_list_file(path, num_classes=None, delimiter=None):
 @dataclasses.dataclass(frozen=True)
 class VideoFileRecord:
   """One line of a raw-video list: video file (relative to a root, or absolute), 0-based label and the
-  list's frame count if it gives one (a hint only: video sources count the frames in the container)."""
+  list's frame count if it gives one (a hint only: video sources count the frames in the container).
+  """
+
   path: str
   label: int
   num_frames: Optional[int] = None
@@ -264,8 +330,10 @@ def parse_video_list_file(path, num_classes=None):
   def parse_line(line, where, raw):
     parts = line.rsplit(None, 2)
     if len(parts) < 2:
-      raise DataError(f'{where}: expected `path label` or `path num_frames label` separated by '
-                      f'spaces, got {raw!r}')
+      raise DataError(
+          f'{where}: expected `path label` or `path num_frames label` separated by '
+          f'spaces, got {raw!r}'
+      )
     num_frames = None
     if len(parts) == 3:
       try:

@@ -9,8 +9,14 @@ prepare command writes them to classes.txt).
 
 def normalise(name):
   """The TSM label tool's class-name normalisation (spaces -> `_`; `"`, `(`, `)`, `'` removed)."""
-  return (name.strip().replace(' ', '_').replace('"', '').replace('(', '').replace(')', '')
-          .replace("'", ''))
+  return (
+      name.strip()
+      .replace(' ', '_')
+      .replace('"', '')
+      .replace('(', '')
+      .replace(')', '')
+      .replace("'", '')
+  )
 
 
 def normalised_names():

@@ -21,6 +21,7 @@ under temporary names and renamed once all are complete; the index is written la
 leaves no index. A missing or unreadable folder/video stops the run with an error naming it; with
 `--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
 """
+
 import collections
 import dataclasses
 import io
@@ -60,13 +61,17 @@ def _jpeg_size(path, data, verify):
   """(width, height) of a frame's JPEG bytes (decoded if verify='decode'); CorruptVideoError naming it."""
   try:
     if verify == 'decode':
-      return sources.decode_jpeg(data, path).shape[1::-1]  # the reader's default decoder; raises naming path
+      return sources.decode_jpeg(data, path).shape[
+          1::-1
+      ]  # the reader's default decoder; raises naming path
     with Image.open(io.BytesIO(data), formats=('JPEG',)) as img:
       return img.size
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     if isinstance(e, CorruptVideoError):
       raise
-    raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+    raise CorruptVideoError(
+        f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path
+    ) from e
 
 
 def read_frame_folder(folder, num_frames, template, verify='decode'):
@@ -90,8 +95,10 @@ def read_frame_folder(folder, num_frames, template, verify='decode'):
     if size is None:
       size = wh
     elif wh != size:
-      raise CorruptVideoError(f'frame {path} is {wh[0]}x{wh[1]} but frame 1 of {folder} is '
-                              f'{size[0]}x{size[1]}', path)
+      raise CorruptVideoError(
+          f'frame {path} is {wh[0]}x{wh[1]} but frame 1 of {folder} is ' f'{size[0]}x{size[1]}',
+          path,
+      )
     frames.append(data)
   return frames, int(size[0]), int(size[1])
 
@@ -99,7 +106,10 @@ def read_frame_folder(folder, num_frames, template, verify='decode'):
 def encode_jpeg(frame, quality=DEFAULT_QUALITY):
   """JPEG bytes of a uint8 [H, W, 3] RGB frame (cv2/libjpeg-turbo, 4:2:0)."""
   import cv2  # pylint: disable=g-import-not-at-top
-  ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+  ok, buf = cv2.imencode(
+      '.jpg', np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+  )
   if not ok:
     raise ValueError('cv2.imencode failed')
   return buf.tobytes()
@@ -108,6 +118,7 @@ def encode_jpeg(frame, quality=DEFAULT_QUALITY):
 def read_video(path, quality=DEFAULT_QUALITY):
   """(JPEG bytes of every decoded frame, width, height) of a video file; CorruptVideoError naming it."""
   import av  # pylint: disable=g-import-not-at-top
+
   if not os.path.isfile(path):
     raise CorruptVideoError(f'video file {path} does not exist', path)
   frames, size = [], None
@@ -116,13 +127,16 @@ def read_video(path, quality=DEFAULT_QUALITY):
       if not container.streams.video:
         raise CorruptVideoError(f'video file {path} has no video stream', path)
       for frame in container.decode(video=0):
-        rgb = frame.to_ndarray(format='rgb24')                      # [H, W, 3]
+        rgb = frame.to_ndarray(format='rgb24')  # [H, W, 3]
         wh = (rgb.shape[1], rgb.shape[0])
         if size is None:
           size = wh
         elif wh != size:
-          raise CorruptVideoError(f'video {path}: frame {len(frames) + 1} is {wh[0]}x{wh[1]}, frame 1 is '
-                                  f'{size[0]}x{size[1]}', path)
+          raise CorruptVideoError(
+              f'video {path}: frame {len(frames) + 1} is {wh[0]}x{wh[1]}, frame 1 is '
+              f'{size[0]}x{size[1]}',
+              path,
+          )
         frames.append(encode_jpeg(rgb, quality))
   except (av.error.FFmpegError, OSError) as e:
     raise CorruptVideoError(f'cannot decode video {path}: {type(e).__name__}: {e}', path) from e
@@ -141,8 +155,14 @@ def pack_one(task):
       frames, width, height = read_frame_folder(full, task.num_frames, task.template, task.verify)
   except CorruptVideoError as e:
     return ('corrupt', str(e), e.path)
-  meta = {'path': task.path, 'label': int(task.label), 'num_frames': len(frames), 'width': width,
-          'height': height, 'kind': 'videos' if task.videos else 'frames'}
+  meta = {
+      'path': task.path,
+      'label': int(task.label),
+      'num_frames': len(frames),
+      'width': width,
+      'height': height,
+      'kind': 'videos' if task.videos else 'frames',
+  }
   return ('ok', arrayrecord.encode_meta_record(meta), frames, width, height)
 
 
@@ -152,9 +172,12 @@ def pack_one(task):
 
 def parse_video_list(path, num_classes=None):
   """`VideoRecord`s (num_frames None where not given) of a video list `<path> [<num_frames>] <label>`,
-  parsed by `datasets.parse_video_list_file` (the video source's own rule; errors name file:line)."""
-  return [datasets.VideoRecord(r.path, r.num_frames, r.label)
-          for r in datasets.parse_video_list_file(path, num_classes)]
+  parsed by `datasets.parse_video_list_file` (the video source's own rule; errors name file:line).
+  """
+  return [
+      datasets.VideoRecord(r.path, r.num_frames, r.label)
+      for r in datasets.parse_video_list_file(path, num_classes)
+  ]
 
 
 def shard_bounds(num_records, num_shards):
@@ -174,9 +197,22 @@ def _remove(paths):
       pass
 
 
-def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_shards=None, workers=1,
-         classes_file=None, skip_corrupt=False, verify='decode', quality=DEFAULT_QUALITY, overwrite=False,
-         progress=True):
+def pack(
+    list_file,
+    root,
+    out,
+    *,
+    template=DEFAULT_TEMPLATE,
+    videos=False,
+    num_shards=None,
+    workers=1,
+    classes_file=None,
+    skip_corrupt=False,
+    verify='decode',
+    quality=DEFAULT_QUALITY,
+    overwrite=False,
+    progress=True,
+):
   """Writes `out-SSSSS-of-NNNNN.array_record` shards and `out.json`; returns a summary dict.
 
   Phases: check the options, read the list, read and write every entry into temporary shards, then
@@ -188,6 +224,7 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
     index (unless overwrite) or no records at all.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
   start_time = time.perf_counter()
   _check_options(template, videos, verify)
   out = os.fspath(out)
@@ -198,27 +235,47 @@ def pack(list_file, root, out, *, template=DEFAULT_TEMPLATE, videos=False, num_s
   n = len(records)
   num_shards = _choose_num_shards(num_shards, n)
   finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
-  temps = [fileio.temp_path(p) for p in finals]   # {shard}.tmp-<pid>, renamed at the commit
+  temps = [fileio.temp_path(p) for p in finals]  # {shard}.tmp-<pid>, renamed at the commit
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   root = os.fspath(root)
-  tasks = (Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
-           for r in records)
+  tasks = (
+      Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
+      for r in records
+  )
   results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
   bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
-  packed = _write_shards(bar, results, records, shard_bounds(n, num_shards), temps,
-                         list_file=list_file, videos=videos, skip_corrupt=skip_corrupt)
+  packed = _write_shards(
+      bar,
+      results,
+      records,
+      shard_bounds(n, num_shards),
+      temps,
+      list_file=list_file,
+      videos=videos,
+      skip_corrupt=skip_corrupt,
+  )
   _commit_shards(index_file, temps, finals)
-  source = {'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
-            'template': None if videos else template, 'verify': None if videos else verify,
-            'jpeg_quality': int(quality) if videos else None}
+  source = {
+      'list': os.path.abspath(list_file),
+      'root': os.path.abspath(root),
+      'template': None if videos else template,
+      'verify': None if videos else verify,
+      'jpeg_quality': int(quality) if videos else None,
+  }
   index = _index(packed, finals, classes, source, videos)
   fileio.write_json(index_file, index, separators=(',', ':'), newline=True)
   seconds = time.perf_counter() - start_time
-  return {'index': index_file, 'num_videos': index['num_videos'],
-          'num_records': index['num_records'], 'num_shards': num_shards,
-          'skipped': len(packed.skipped), 'frame_count_mismatches': len(packed.mismatches),
-          'bytes': packed.total_bytes,
-          'seconds': round(seconds, 2), 'videos_per_second': round(n / seconds, 1)}
+  return {
+      'index': index_file,
+      'num_videos': index['num_videos'],
+      'num_records': index['num_records'],
+      'num_shards': num_shards,
+      'skipped': len(packed.skipped),
+      'frame_count_mismatches': len(packed.mismatches),
+      'bytes': packed.total_bytes,
+      'seconds': round(seconds, 2),
+      'videos_per_second': round(n / seconds, 1),
+  }
 
 
 def _check_options(template, videos, verify):
@@ -229,8 +286,9 @@ def _check_options(template, videos, verify):
     try:
       template.format(1)
     except (IndexError, KeyError, ValueError):
-      raise PackError(f'template must format one integer, e.g. "img_{{:05d}}.jpg", '
-                      f'got {template!r}') from None
+      raise PackError(
+          f'template must format one integer, e.g. "img_{{:05d}}.jpg", ' f'got {template!r}'
+      ) from None
 
 
 def _read_records(list_file, classes_file, videos):
@@ -241,8 +299,11 @@ def _read_records(list_file, classes_file, videos):
   classes = datasets.read_class_names(classes_file) if classes_file else None
   num_classes = len(classes) if classes else None
   try:
-    records = (parse_video_list(list_file, num_classes) if videos
-               else datasets.parse_list_file(list_file, num_classes))
+    records = (
+        parse_video_list(list_file, num_classes)
+        if videos
+        else datasets.parse_list_file(list_file, num_classes)
+    )
   except ValueError as e:
     raise PackError(str(e)) from None
   if not records:
@@ -254,8 +315,9 @@ def _choose_num_shards(num_shards, num_records):
   """The shard count: as asked, or ceil(N / RECORDS_PER_SHARD); every shard must hold >= 1 line."""
   num_shards = int(num_shards) if num_shards else max(1, math.ceil(num_records / RECORDS_PER_SHARD))
   if not 1 <= num_shards <= num_records:
-    raise PackError(f'--shards must be in [1, {num_records}] for {num_records} records, '
-                    f'got {num_shards}')
+    raise PackError(
+        f'--shards must be in [1, {num_records}] for {num_records} records, ' f'got {num_shards}'
+    )
   return num_shards
 
 
@@ -263,22 +325,26 @@ def _choose_num_shards(num_shards, num_records):
 class _Packed:
   """What the shards hold so far: the index's columns and per-shard counts, skipped and mismatched
   entries, and the bytes written (the summary's 'bytes')."""
+
   num_shards: int
   cols: dict = dataclasses.field(
-      default_factory=lambda: {key: [] for key in arrayrecord.INDEX_COLUMNS})
+      default_factory=lambda: {key: [] for key in arrayrecord.INDEX_COLUMNS}
+  )
   skipped: list = dataclasses.field(default_factory=list)
   mismatches: list = dataclasses.field(default_factory=list)
   total_bytes: int = 0
 
   def __post_init__(self):
-    self.videos_in = [0] * self.num_shards   # per shard
+    self.videos_in = [0] * self.num_shards  # per shard
     self.records_in = [0] * self.num_shards  # per shard: videos + frames
 
   def skip(self, record, message, list_file, skip_corrupt):
     """Records an unreadable entry as skipped; without skip_corrupt, a PackError naming it."""
     if not skip_corrupt:
-      raise PackError(f'{message} (list {list_file}, entry {record.path!r}); pass --skip_corrupt '
-                      f'to leave unreadable videos out')
+      raise PackError(
+          f'{message} (list {list_file}, entry {record.path!r}); pass --skip_corrupt '
+          f'to leave unreadable videos out'
+      )
     self.skipped.append({'path': record.path, 'error': message})
 
   def add(self, writer, shard, record, result, videos):
@@ -288,7 +354,8 @@ class _Packed:
     num_frames = len(frames)
     if videos and record.num_frames is not None and record.num_frames != num_frames:
       self.mismatches.append(
-          {'path': record.path, 'list': record.num_frames, 'decoded': num_frames})
+          {'path': record.path, 'list': record.num_frames, 'decoded': num_frames}
+      )
     position = self.records_in[shard]
     for data in (meta, *frames):  # the metadata record, then frames 1..F at position + 1..F
       writer.write(data)
@@ -308,6 +375,7 @@ def _write_shards(bar, results, records, bounds, temps, *, list_file, videos, sk
   shard removed, so a failed run leaves nothing behind.
   """
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
   packed = _Packed(len(temps))
   writer, shard = None, -1
   try:
@@ -366,12 +434,19 @@ def _commit_shards(index_file, temps, finals):
 def _index(packed, finals, classes, source, videos):
   """The index dict (`OUT.json`, format version 2) of the committed shards `finals`."""
   index = {
-      'format': arrayrecord.FORMAT_NAME, 'format_version': arrayrecord.FORMAT_VERSION,
-      'kind': 'videos' if videos else 'frames', 'num_videos': len(packed.cols['path']),
+      'format': arrayrecord.FORMAT_NAME,
+      'format_version': arrayrecord.FORMAT_VERSION,
+      'kind': 'videos' if videos else 'frames',
+      'num_videos': len(packed.cols['path']),
       'num_records': sum(packed.records_in),
-      'shards': [{'file': os.path.basename(p), 'num_videos': v, 'num_records': r}
-                 for p, v, r in zip(finals, packed.videos_in, packed.records_in)],
-      'classes': classes, 'videos': packed.cols, 'skipped': packed.skipped, 'source': source,
+      'shards': [
+          {'file': os.path.basename(p), 'num_videos': v, 'num_records': r}
+          for p, v, r in zip(finals, packed.videos_in, packed.records_in)
+      ],
+      'classes': classes,
+      'videos': packed.cols,
+      'skipped': packed.skipped,
+      'source': source,
   }
   if videos:
     index['frame_count_mismatches'] = packed.mismatches
@@ -386,42 +461,83 @@ def _close_writer(writer, path):
 
 
 def main(argv=None):
-  parser = cli.ArgumentParser(prog='python -m rnl_jax.data.pack',
-                             description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--list', required=True, help='list file: `<folder> <num_frames> <label>` per line '
-                      '(with --videos: `<path> [<num_frames>] <label>`)')
+  parser = cli.ArgumentParser(
+      prog='python -m rnl_jax.data.pack', description=__doc__.split('\n', 1)[0]
+  )
+  parser.add_argument(
+      '--list',
+      required=True,
+      help='list file: `<folder> <num_frames> <label>` per line '
+      '(with --videos: `<path> [<num_frames>] <label>`)',
+  )
   parser.add_argument('--root', default='', help='folder the list paths are joined onto')
-  parser.add_argument('--out', required=True,
-                      help='output prefix: writes PREFIX-*-of-*.array_record and PREFIX.json')
+  parser.add_argument(
+      '--out',
+      required=True,
+      help='output prefix: writes PREFIX-*-of-*.array_record and PREFIX.json',
+  )
   parser.add_argument('--template', default=DEFAULT_TEMPLATE, help='frame file name, 1-based')
-  parser.add_argument('--videos', action='store_true', help='the list holds video files (decoded with PyAV)')
-  parser.add_argument('--shards', type=int, default=None,
-                      help=f'number of shards (default: one per {RECORDS_PER_SHARD} videos)')
+  parser.add_argument(
+      '--videos', action='store_true', help='the list holds video files (decoded with PyAV)'
+  )
+  parser.add_argument(
+      '--shards',
+      type=int,
+      default=None,
+      help=f'number of shards (default: one per {RECORDS_PER_SHARD} videos)',
+  )
   parser.add_argument('--workers', type=int, default=1, help='reader processes (spawn)')
-  parser.add_argument('--classes', default=None,
-                      help='class-name file (line i = label i), stored in the index')
-  parser.add_argument('--skip_corrupt', action='store_true',
-                      help='leave unreadable folders/videos out (listed in the index) instead of stopping')
-  parser.add_argument('--verify', choices=VERIFY, default='decode',
-                      help='decode every frame (default) or only parse its JPEG header')
-  parser.add_argument('--quality', type=int, default=DEFAULT_QUALITY, help='JPEG quality of --videos frames')
+  parser.add_argument(
+      '--classes', default=None, help='class-name file (line i = label i), stored in the index'
+  )
+  parser.add_argument(
+      '--skip_corrupt',
+      action='store_true',
+      help='leave unreadable folders/videos out (listed in the index) instead of stopping',
+  )
+  parser.add_argument(
+      '--verify',
+      choices=VERIFY,
+      default='decode',
+      help='decode every frame (default) or only parse its JPEG header',
+  )
+  parser.add_argument(
+      '--quality', type=int, default=DEFAULT_QUALITY, help='JPEG quality of --videos frames'
+  )
   parser.add_argument('--overwrite', action='store_true', help='replace an existing packed dataset')
   parser.add_argument('--no_progress', action='store_true', help='no progress bar')
   args = parser.parse_args(argv)
   # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
   # `pack_one` under the package path.
   from rnl_jax.data import pack as packer  # pylint: disable=g-import-not-at-top,import-self
-  with cli.user_errors(args.debug or cli.debug_requested([])):   # PackError: `error: ..`, exit 2
-    summary = packer.pack(args.list, args.root, args.out, template=args.template, videos=args.videos,
-                          num_shards=args.shards, workers=args.workers, classes_file=args.classes,
-                          skip_corrupt=args.skip_corrupt, verify=args.verify, quality=args.quality,
-                          overwrite=args.overwrite, progress=not args.no_progress)
+
+  with cli.user_errors(args.debug or cli.debug_requested([])):  # PackError: `error: ..`, exit 2
+    summary = packer.pack(
+        args.list,
+        args.root,
+        args.out,
+        template=args.template,
+        videos=args.videos,
+        num_shards=args.shards,
+        workers=args.workers,
+        classes_file=args.classes,
+        skip_corrupt=args.skip_corrupt,
+        verify=args.verify,
+        quality=args.quality,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
   if summary['skipped']:
-    print(f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in {summary["index"]})',
-          file=sys.stderr)
+    print(
+        f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in {summary["index"]})',
+        file=sys.stderr,
+    )
   if summary['frame_count_mismatches']:
-    print(f'{summary["frame_count_mismatches"]} videos decoded to another frame count than the list gives '
-          f'(the decoded count is stored; listed in {summary["index"]})', file=sys.stderr)
+    print(
+        f'{summary["frame_count_mismatches"]} videos decoded to another frame count than the list gives '
+        f'(the decoded count is stored; listed in {summary["index"]})',
+        file=sys.stderr,
+    )
   print(json.dumps(summary))
   return summary
 

@@ -22,14 +22,15 @@ Frame-count filter (docs/original.md §3.1): upstream drops records with F < 3 f
 single-model testing; `keep_record` expresses that rule. The samplers themselves accept any F >= 1
 (ensemble testing keeps the short records).
 """
+
 import operator
 
 import numpy as np
 
 MODES = ('train', 'val', 'test')
-DENSE_WINDOW = 64        # frames covered by one dense (I3D-style) clip
-DENSE_TEST_CLIPS = 10    # clips per video in the dense test protocol
-MIN_NUM_FRAMES = 3       # records with fewer frames are dropped (docs/original.md §3.1)
+DENSE_WINDOW = 64  # frames covered by one dense (I3D-style) clip
+DENSE_TEST_CLIPS = 10  # clips per video in the dense test protocol
+MIN_NUM_FRAMES = 3  # records with fewer frames are dropped (docs/original.md §3.1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -52,8 +53,10 @@ def _check_count(value, name):
 def _check_rng(rng):
   """Random samplers need an explicit per-example generator (no global NumPy state)."""
   if not isinstance(rng, np.random.Generator):
-    raise ValueError(f'rng must be a numpy.random.Generator (one per example, derived by the caller), '
-                     f'got {type(rng).__name__}')
+    raise ValueError(
+        f'rng must be a numpy.random.Generator (one per example, derived by the caller), '
+        f'got {type(rng).__name__}'
+    )
   return rng
 
 
@@ -199,8 +202,10 @@ def _check_options(mode, dense, twice_sample):
   if mode not in MODES:
     raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
   if twice_sample and dense:
-    raise ValueError('twice_sample and dense sampling cannot be combined (upstream would sample 10 clips '
-                     'but expect 20 views; docs/original.md §7.19): choose one of them')
+    raise ValueError(
+        'twice_sample and dense sampling cannot be combined (upstream would sample 10 clips '
+        'but expect 20 views; docs/original.md §7.19): choose one of them'
+    )
   if twice_sample and mode != 'test':
     raise ValueError(f'twice_sample exists only at test time (mode="test"), got mode={mode!r}')
 
@@ -213,8 +218,18 @@ def num_clips_per_video(mode, *, dense, twice_sample=False, num_clips=DENSE_TEST
   return 2 if (mode == 'test' and twice_sample) else 1
 
 
-def sample_indices(num_frames, num_segments, mode, *, dense, rng=None, twice_sample=False,
-                   num_clips=DENSE_TEST_CLIPS, fix_short=False, include_last_start=False):
+def sample_indices(
+    num_frames,
+    num_segments,
+    mode,
+    *,
+    dense,
+    rng=None,
+    twice_sample=False,
+    num_clips=DENSE_TEST_CLIPS,
+    fix_short=False,
+    include_last_start=False,
+):
   """1-based frame indices of one video as `[clips, T]` int64 (docs/original.md §3.3).
 
   Args:

@@ -17,6 +17,7 @@ that is not reproduced. With `skip_corrupt=True` a bad video is replaced determi
 readable one (index + 1, wrapping), logged, and counted in `skipped` / `skipped_paths` (per process: each
 loader worker holds its own copy of the source).
 """
+
 import io
 import logging
 import operator
@@ -50,8 +51,11 @@ def missing_frame_message(path, folder, record):
   if not os.path.isdir(folder):
     return f'video folder {folder} does not exist (missing frame file {path})'
   n = len(os.listdir(folder))
-  hint = (f'; the folder holds {n} files but the list says {record.num_frames} frames'
-          if n < record.num_frames else '')
+  hint = (
+      f'; the folder holds {n} files but the list says {record.num_frames} frames'
+      if n < record.num_frames
+      else ''
+  )
   return f'missing frame file {path}{hint}'
 
 
@@ -80,14 +84,18 @@ def decode_jpeg(data, path, decoder='simplejpeg'):
     try:
       return _decode_pil(data)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-      raise CorruptVideoError(f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path) from e
+      raise CorruptVideoError(
+          f'cannot decode JPEG frame {path}: {type(e).__name__}: {e}', path
+      ) from e
   if decoder not in DECODERS:
     raise ValueError(f'decoder must be one of {DECODERS}, got {decoder!r}')
   fast = decoder == 'simplejpeg_fast'
   try:
     frame = simplejpeg.decode_jpeg(data, colorspace='RGB', fastdct=fast, fastupsample=fast)
   except ValueError:
-    return decode_jpeg(data, path, 'pil')   # not a JPEG simplejpeg reads: let Pillow decide (and name it)
+    return decode_jpeg(
+        data, path, 'pil'
+    )  # not a JPEG simplejpeg reads: let Pillow decide (and name it)
   if frame.ndim == 2:
     frame = np.repeat(frame[..., None], 3, axis=-1)
   return frame
@@ -124,8 +132,19 @@ class ClipSource:
     **sample_kwargs: passed to `sampling.sample_indices` (fix_short, include_last_start).
   """
 
-  def __init__(self, records, *, mode, num_segments, dense=False, twice_sample=False,
-               num_clips=sampling.DENSE_TEST_CLIPS, seed=0, skip_corrupt=False, **sample_kwargs):
+  def __init__(
+      self,
+      records,
+      *,
+      mode,
+      num_segments,
+      dense=False,
+      twice_sample=False,
+      num_clips=sampling.DENSE_TEST_CLIPS,
+      seed=0,
+      skip_corrupt=False,
+      **sample_kwargs,
+  ):
     self.records = list(records)
     self.mode = mode
     self.num_segments = int(num_segments)
@@ -133,8 +152,9 @@ class ClipSource:
     self.twice_sample = bool(twice_sample)
     self.num_clips = num_clips
     # Validates mode / dense / twice_sample / num_clips up front (not in a worker, mid-epoch).
-    self.clips_per_video = sampling.num_clips_per_video(mode, dense=dense, twice_sample=twice_sample,
-                                                        num_clips=num_clips)
+    self.clips_per_video = sampling.num_clips_per_video(
+        mode, dense=dense, twice_sample=twice_sample, num_clips=num_clips
+    )
     if int(seed) < 0:
       raise ValueError(f'seed must be >= 0, got {seed}')
     self.seed = int(seed)
@@ -181,7 +201,9 @@ class ClipSource:
 
   def example_rng(self, index, epoch=None):
     """The default generator of one example: `default_rng([seed, epoch, index])`."""
-    return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+    return np.random.default_rng(
+        [self.seed, self.epoch if epoch is None else int(epoch), int(index)]
+    )
 
   def _index(self, index):
     i = operator.index(index)
@@ -199,21 +221,28 @@ class ClipSource:
     if num_frames < 1:
       path = self.video_path(index)
       raise CorruptVideoError(f'video {path} has no frames (num_frames={num_frames})', path)
-    return sampling.sample_indices(num_frames, self.num_segments, self.mode, dense=self.dense,
-                                   rng=rng, twice_sample=self.twice_sample, num_clips=self.num_clips,
-                                   **self.sample_kwargs)
+    return sampling.sample_indices(
+        num_frames,
+        self.num_segments,
+        self.mode,
+        dense=self.dense,
+        rng=rng,
+        twice_sample=self.twice_sample,
+        num_clips=self.num_clips,
+        **self.sample_kwargs,
+    )
 
   def read(self, index, rng=None, epoch=None):
     """The example of video `index` without substitution; CorruptVideoError on bad data."""
     video = self.open_video(index)
     try:
       idx = self.sample(index, video.num_frames, rng, epoch)  # [clips, T]
-      flat = idx.reshape(-1)                                  # [clips*T]
+      flat = idx.reshape(-1)  # [clips*T]
       unique, inverse = np.unique(flat, return_inverse=True)
-      decoded = video.decode(unique)                          # [K, H, W, 3], each frame once
+      decoded = video.decode(unique)  # [K, H, W, 3], each frame once
     finally:
       video.close()
-    frames = decoded[inverse.reshape(-1)]                     # [clips*T, H, W, 3]
+    frames = decoded[inverse.reshape(-1)]  # [clips*T, H, W, 3]
     return {'frames': frames, 'label': self.label(index), 'video_index': int(index)}
 
   def get(self, index, rng=None, epoch=None):
@@ -236,11 +265,17 @@ class ClipSource:
         self.skipped_paths.append(e.path)
         # Training's replacements are reported by the trainer when their batch is used (named and
         # counted in results.json), so they are only INFO here: prefetching reads ahead.
-        log.log(logging.INFO if self.mode == 'train' else logging.WARNING,
-                'skipping unreadable video %d (%s): %s; trying video %d', j, self.video_path(j), e,
-                (j + 1) % n)
-    raise CorruptVideoError(f'no readable video among the {n} records of {type(self).__name__}',
-                            self.video_path(index))
+        log.log(
+            logging.INFO if self.mode == 'train' else logging.WARNING,
+            'skipping unreadable video %d (%s): %s; trying video %d',
+            j,
+            self.video_path(j),
+            e,
+            (j + 1) % n,
+        )
+    raise CorruptVideoError(
+        f'no readable video among the {n} records of {type(self).__name__}', self.video_path(index)
+    )
 
 
 def stack_frames(frames, path_of):
@@ -248,8 +283,11 @@ def stack_frames(frames, path_of):
   for k, frame in enumerate(frames[1:], 1):
     if frame.shape != frames[0].shape:
       path = path_of(k)
-      raise CorruptVideoError(f'frame {path} is {frame.shape[1]}x{frame.shape[0]} but earlier frames of '
-                              f'the video are {frames[0].shape[1]}x{frames[0].shape[0]}', path)
+      raise CorruptVideoError(
+          f'frame {path} is {frame.shape[1]}x{frame.shape[0]} but earlier frames of '
+          f'the video are {frames[0].shape[1]}x{frames[0].shape[0]}',
+          path,
+      )
   return np.stack(frames)
 
 
@@ -277,7 +315,7 @@ class _FolderVideo:
     for k in numbers:
       path = src.frame_path(self.index, k)
       try:
-        frames.append(decode_frame(path, src.decoder))   # [H, W, 3]
+        frames.append(decode_frame(path, src.decoder))  # [H, W, 3]
       except FileNotFoundError:
         folder = os.path.join(src.root, record.path)
         raise CorruptVideoError(missing_frame_message(path, folder, record), path) from None
@@ -314,7 +352,7 @@ class FrameFolderSource(ClipSource):
     return _FolderVideo(self, index)
 
   def required_files(self, index):
-    return [self.frame_path(index, 1)]   # its folder and first frame
+    return [self.frame_path(index, 1)]  # its folder and first frame
 
   def frame_path(self, index, frame):
     """File of 1-based frame `frame` of record `index`."""

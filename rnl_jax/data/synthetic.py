@@ -47,6 +47,7 @@ skips videos whose folder exists. Rendering is vectorised NumPy on [F, H, W] arr
 Pillow. Bytes are reproducible for the same NumPy/Pillow/libjpeg build (transcendental functions may
 round differently on other builds).
 """
+
 import collections
 import io
 import json
@@ -63,12 +64,18 @@ from rnl_jax.errors import UserError
 
 # Line 2k is the forward class, line 2k + 1 its exact time reversal.
 CLASSES = (
-    'moves_right', 'moves_left',
-    'moves_down', 'moves_up',
-    'rotates_clockwise', 'rotates_counterclockwise',
-    'grows', 'shrinks',
-    'fades_in', 'fades_out',
-    'fills_up', 'empties',
+    'moves_right',
+    'moves_left',
+    'moves_down',
+    'moves_up',
+    'rotates_clockwise',
+    'rotates_counterclockwise',
+    'grows',
+    'shrinks',
+    'fades_in',
+    'fades_out',
+    'fills_up',
+    'empties',
 )
 NUM_CLASSES = len(CLASSES)
 PAIRS = NUM_CLASSES // 2
@@ -81,7 +88,7 @@ _SETTINGS_FILE = 'synthetic.json'
 VIDEO_DIR = 'videos'
 VIDEO_KEYFRAME_INTERVAL = 30
 VIDEO_FPS = 25
-VIDEO_CRF = 15            # decoded mp4 frames stay within ~3 grey levels of the JPEG frames on average
+VIDEO_CRF = 15  # decoded mp4 frames stay within ~3 grey levels of the JPEG frames on average
 VIDEO_PRESET = 'veryfast'  # faster than 'medium', same error (docs/performance.md#synthetic-recipe)
 
 # No shape is rotation-invariant; the largest turn between frames 1/8 of a clip apart (160/8 = 20 degrees)
@@ -114,7 +121,7 @@ def _shape_sdf(kind, u, v, a, aspect):
   if kind == 1:  # ellipse: first-order distance (q - 1) / |grad q|
     b = a / aspect
     q = (u / a) ** 2 + (v / b) ** 2
-    return (q - 1.0) / (2.0 * np.sqrt((u / a ** 2) ** 2 + (v / b ** 2) ** 2) + 1e-6)
+    return (q - 1.0) / (2.0 * np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2) + 1e-6)
   if kind == 2:  # equilateral triangle, circumradius a (inradius a/2), apex along -v
     d = -v - a / 2
     for c, s in ((0.8660254, 0.5), (-0.8660254, 0.5)):
@@ -172,7 +179,7 @@ def _grid(num_frames, height, width):
   f, h, w = num_frames, height, width
   ys = np.arange(h, dtype=np.float32)[:, None] + 0.5
   xs = np.arange(w, dtype=np.float32)[None, :] + 0.5
-  tc = (np.arange(f, dtype=np.float32) - (f - 1) / 2.0)  # time centred on the clip middle
+  tc = np.arange(f, dtype=np.float32) - (f - 1) / 2.0  # time centred on the clip middle
   return _Grid(f, h, w, float(min(h, w)), xs, ys, tc)
 
 
@@ -183,14 +190,22 @@ def _background(rng, g):
   bg_colour = rng.uniform(0.0, 255.0, 3)
   texture = np.zeros((g.h, g.w), np.float32)
   xs, ys, m = g.xs, g.ys, g.m
-  for amp, freq, angle, phase in zip(rng.uniform(0.0, 1.0, 3), rng.uniform(0.05, 0.35, 3) * 64.0 / m,
-                                     rng.uniform(0.0, np.pi, 3), rng.uniform(0.0, 2 * np.pi, 3)):
+  for amp, freq, angle, phase in zip(
+      rng.uniform(0.0, 1.0, 3),
+      rng.uniform(0.05, 0.35, 3) * 64.0 / m,
+      rng.uniform(0.0, np.pi, 3),
+      rng.uniform(0.0, 2 * np.pi, 3),
+  ):
     texture += np.float32(amp) * np.sin(freq * (np.cos(angle) * xs + np.sin(angle) * ys) + phase)
   texture *= np.float32(rng.uniform(0.0, 30.0) / 1.5)
   tint = rng.uniform(0.5, 1.0, 3).astype(np.float32)
   bg = bg_colour.astype(np.float32) + texture[:, :, None] * tint
   has_distractor = rng.uniform() < 0.5
-  d_kind, d_size, d_aspect = int(rng.integers(4)), rng.uniform(0.06, 0.10) * m, rng.uniform(1.0, 2.0)
+  d_kind, d_size, d_aspect = (
+      int(rng.integers(4)),
+      rng.uniform(0.06, 0.10) * m,
+      rng.uniform(1.0, 2.0),
+  )
   d_x, d_y = rng.uniform(0.1, 0.9) * g.w, rng.uniform(0.1, 0.9) * g.h
   d_theta = rng.uniform(0.0, 2 * np.pi)
   d_colour = _colour_far_from(rng, bg_colour, 60.0)
@@ -200,8 +215,11 @@ def _background(rng, g):
   return bg, bg_colour
 
 
-class _Object(collections.namedtuple(
-    '_Object', 'kind a aspect theta0 colour sigma amount lo hi u_x u_y radius margin')):
+class _Object(
+    collections.namedtuple(
+        '_Object', 'kind a aspect theta0 colour sigma amount lo hi u_x u_y radius margin'
+    )
+):
   """The object's nuisances, drawn identically for every pair: shape kind, half-length a and aspect,
   rotation theta0, colour, pixel-noise sigma, the amount of change (speed) in [0, 1), the opacity
   / fill-level range lo..hi, the centre as quantiles u_x, u_y of its allowed range, its bounding
@@ -227,9 +245,21 @@ def _draw_object(rng, g, bg_colour):
   amount = rng.uniform()  # how much change over the clip (speed), mapped into each pair's range
   lo, hi = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)  # opacity / fill-level range (pairs 4, 5)
   u_x, u_y = rng.uniform(), rng.uniform()  # centre, as a quantile of the allowed range
-  return _Object(kind, a, aspect, theta0, colour, sigma, amount, lo, hi, u_x, u_y,
-                 radius=_bounding_radius(kind, a, aspect),
-                 margin=0.06 * g.m)  # keeps the object inside a centre crop of ~88 % of the frame
+  return _Object(
+      kind,
+      a,
+      aspect,
+      theta0,
+      colour,
+      sigma,
+      amount,
+      lo,
+      hi,
+      u_x,
+      u_y,
+      radius=_bounding_radius(kind, a, aspect),
+      margin=0.06 * g.m,
+  )  # keeps the object inside a centre crop of ~88 % of the frame
 
 
 def _alpha_moves(pair, o, g):
@@ -242,8 +272,9 @@ def _alpha_moves(pair, o, g):
   else:
     cx, cy = o.centre(g, o.radius + o.margin, o.radius + o.margin + travel / 2)
     px, py = np.full(g.f, cx, np.float32), cy + along
-  return _shape_alpha(o.kind, o.a, o.aspect, px[:, None, None], py[:, None, None], o.theta0, 1.0,
-                      g.xs, g.ys)
+  return _shape_alpha(
+      o.kind, o.a, o.aspect, px[:, None, None], py[:, None, None], o.theta0, 1.0, g.xs, g.ys
+  )
 
 
 def _alpha_rotates(pair, o, g):
@@ -324,7 +355,9 @@ def render_clip(label, rng, num_frames=DEFAULT_FRAMES, height=64, width=64):
   if not 0 <= label < NUM_CLASSES:
     raise ValueError(f'label must be in [0, {NUM_CLASSES}), got {label}')
   if num_frames < 2 or height < 16 or width < 16:
-    raise ValueError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, {height}, {width}')
+    raise ValueError(
+        f'need num_frames >= 2 and height, width >= 16, got {num_frames}, {height}, {width}'
+    )
   if not isinstance(rng, np.random.Generator):
     raise ValueError(f'rng must be a numpy.random.Generator, got {type(rng).__name__}')
   pair, reverse = divmod(label, 2)
@@ -362,10 +395,17 @@ def _video_path(videos_dir, vid):
 def _write_mp4(videos_dir, vid, clip, keyframe_interval):
   """Encodes one clip to videos/<vid>.mp4 atomically (temp file + os.replace)."""
   from rnl_jax.data import video  # pylint: disable=g-import-not-at-top  (PyAV only when asked for)
+
   final = _video_path(videos_dir, vid)
   with fileio.atomic_path(final, fileio.temp_sibling(final)) as tmp:  # .tmp-<pid>-<vid>.mp4
-    video.write_video(tmp, clip, fps=VIDEO_FPS, keyframe_interval=keyframe_interval, crf=VIDEO_CRF,
-                      preset=VIDEO_PRESET)
+    video.write_video(
+        tmp,
+        clip,
+        fps=VIDEO_FPS,
+        keyframe_interval=keyframe_interval,
+        crf=VIDEO_CRF,
+        preset=VIDEO_PRESET,
+    )
 
 
 def _make_video(task):
@@ -388,7 +428,7 @@ def _make_video(task):
     _write_mp4(videos_dir, vid, clip, keyframe_interval)
   if frames_done:
     return True
-  tmp = fileio.temp_sibling(final)   # frames/.tmp-<pid>-<vid>
+  tmp = fileio.temp_sibling(final)  # frames/.tmp-<pid>-<vid>
   os.makedirs(tmp)
   for t in range(num_frames):
     with open(os.path.join(tmp, FRAME_TEMPLATE.format(t + 1)), 'wb') as f:
@@ -412,8 +452,20 @@ class SyntheticError(UserError, ValueError):
   """Settings `generate` cannot use, or an output folder generated with other settings."""
 
 
-def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, width=64, seed=0, workers=1,
-             quality=JPEG_QUALITY, verbose=False, videos=False, keyframe_interval=VIDEO_KEYFRAME_INTERVAL):
+def generate(
+    out_dir,
+    num_train,
+    num_val,
+    num_frames=DEFAULT_FRAMES,
+    height=64,
+    width=64,
+    seed=0,
+    workers=1,
+    quality=JPEG_QUALITY,
+    verbose=False,
+    videos=False,
+    keyframe_interval=VIDEO_KEYFRAME_INTERVAL,
+):
   """Writes (or completes) the dataset in `out_dir`; returns a summary dict.
 
   Videos `train_000000 ..` and `val_000000 ..` with balanced labels; existing complete videos are kept, so
@@ -433,12 +485,27 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
   out_dir = os.path.abspath(out_dir)
   frames_dir = os.path.join(out_dir, 'frames')
   os.makedirs(frames_dir, exist_ok=True)
-  settings = {'format_version': FORMAT_VERSION, 'seed': int(seed), 'num_frames': int(num_frames),
-              'height': int(height), 'width': int(width), 'quality': int(quality),
-              'classes': list(CLASSES)}
+  settings = {
+      'format_version': FORMAT_VERSION,
+      'seed': int(seed),
+      'num_frames': int(num_frames),
+      'height': int(height),
+      'width': int(width),
+      'quality': int(quality),
+      'classes': list(CLASSES),
+  }
   # The mp4 settings live under 'video', added by the first run that writes videos.
-  video_settings = {'codec': 'libx264', 'fps': VIDEO_FPS, 'crf': VIDEO_CRF, 'preset': VIDEO_PRESET,
-                    'keyframe_interval': int(keyframe_interval)} if videos else None
+  video_settings = (
+      {
+          'codec': 'libx264',
+          'fps': VIDEO_FPS,
+          'crf': VIDEO_CRF,
+          'preset': VIDEO_PRESET,
+          'keyframe_interval': int(keyframe_interval),
+      }
+      if videos
+      else None
+  )
   _check_settings(out_dir, settings, video_settings)
   fileio.remove_stale_temps(frames_dir)
   videos_dir = os.path.join(out_dir, VIDEO_DIR)
@@ -450,15 +517,25 @@ def generate(out_dir, num_train, num_val, num_frames=DEFAULT_FRAMES, height=64, 
   extra = (videos_dir, int(keyframe_interval)) if videos else ()
   common = (int(seed), int(num_frames), int(height), int(width), int(quality))
   tasks = [(frames_dir, split, i) + common + extra for split, n in splits.items() for i in range(n)]
-  generated = _render_missing(tasks, frames_dir, videos_dir if videos else None, num_frames,
-                              workers, verbose)
+  generated = _render_missing(
+      tasks, frames_dir, videos_dir if videos else None, num_frames, workers, verbose
+  )
   _write_lists(out_dir, splits, num_frames, videos)
   seconds = time.perf_counter() - start
-  summary = {'out_dir': out_dir, 'num_classes': NUM_CLASSES, 'classes': list(CLASSES),
-             'num_train': splits['train'], 'num_val': splits['val'], 'num_frames': int(num_frames),
-             'height': int(height), 'width': int(width), 'generated': generated,
-             'skipped': len(tasks) - generated, 'seconds': round(seconds, 3),
-             'clips_per_minute': round(60.0 * generated / seconds, 1) if generated else None}
+  summary = {
+      'out_dir': out_dir,
+      'num_classes': NUM_CLASSES,
+      'classes': list(CLASSES),
+      'num_train': splits['train'],
+      'num_val': splits['val'],
+      'num_frames': int(num_frames),
+      'height': int(height),
+      'width': int(width),
+      'generated': generated,
+      'skipped': len(tasks) - generated,
+      'seconds': round(seconds, 3),
+      'clips_per_minute': round(60.0 * generated / seconds, 1) if generated else None,
+  }
   if videos:
     summary['videos'] = videos_dir
   return summary
@@ -470,8 +547,9 @@ def _check_generate_args(num_train, num_val, num_frames, height, width, videos, 
     if int(value) < 0:
       raise SyntheticError(f'{name} must be >= 0, got {value}')
   if num_frames < 2 or height < 16 or width < 16:
-    raise SyntheticError(f'need num_frames >= 2 and height, width >= 16, got {num_frames}, '
-                         f'{height}, {width}')
+    raise SyntheticError(
+        f'need num_frames >= 2 and height, width >= 16, got {num_frames}, ' f'{height}, {width}'
+    )
   if videos and (height % 2 or width % 2):
     raise SyntheticError(f'mp4 videos (4:2:0) need an even height and width, got {height}x{width}')
   if videos and int(keyframe_interval) < 1:
@@ -494,23 +572,29 @@ def _check_settings(out_dir, settings, video_settings):
     if videos and 'video' in old and old['video'] != video_settings:
       changed['video'] = (old['video'], video_settings)
     if changed:
-      raise SyntheticError(f'{out_dir} holds a dataset generated with other settings (key: '
-                           f'(existing, requested)) {changed}; use a new directory')
+      raise SyntheticError(
+          f'{out_dir} holds a dataset generated with other settings (key: '
+          f'(existing, requested)) {changed}; use a new directory'
+      )
     if videos and 'video' not in old:
       fileio.write_text(settings_path, json.dumps(dict(old, video=video_settings), indent=1) + '\n')
   else:
-    fileio.write_text(settings_path,
-                      json.dumps(dict(settings, video=video_settings) if videos else settings,
-                                 indent=1) + '\n')
+    fileio.write_text(
+        settings_path,
+        json.dumps(dict(settings, video=video_settings) if videos else settings, indent=1) + '\n',
+    )
 
 
 def _render_missing(tasks, frames_dir, videos_dir, num_frames, workers, verbose):
   """Renders the videos of `tasks` whose frames (or, with a videos_dir, mp4) are missing, in
   `workers` processes; returns how many were written (a line every 1000 with verbose)."""
+
   def missing(t):
     vid = video_id(t[1], t[2])
-    return (not _is_complete(os.path.join(frames_dir, vid), num_frames)
-            or (videos_dir is not None and not os.path.isfile(_video_path(videos_dir, vid))))
+    return not _is_complete(os.path.join(frames_dir, vid), num_frames) or (
+        videos_dir is not None and not os.path.isfile(_video_path(videos_dir, vid))
+    )
+
   todo = [t for t in tasks if missing(t)]
   generated = 0
   results = fileio.map_unordered(_make_video, todo, int(workers), tasks_per_worker=4, max_chunk=32)
@@ -527,38 +611,62 @@ def _write_lists(out_dir, splits, num_frames, videos):
     lines = ''.join(f'{video_id(split, i)} {num_frames} {video_label(i)}\n' for i in range(n))
     fileio.write_text(os.path.join(out_dir, f'{split}.txt'), lines)
     if videos:
-      lines = ''.join(f'{VIDEO_DIR}/{video_id(split, i)}.mp4 {num_frames} {video_label(i)}\n'
-                      for i in range(n))
+      lines = ''.join(
+          f'{VIDEO_DIR}/{video_id(split, i)}.mp4 {num_frames} {video_label(i)}\n' for i in range(n)
+      )
       fileio.write_text(os.path.join(out_dir, f'{split}_videos.txt'), lines)
   fileio.write_text(os.path.join(out_dir, 'classes.txt'), ''.join(c + '\n' for c in CLASSES))
 
 
 def main(argv=None):
-  parser = cli.ArgumentParser(prog='python -m rnl_jax.data.synthetic',
-                              description=__doc__.split('\n', 1)[0])
+  parser = cli.ArgumentParser(
+      prog='python -m rnl_jax.data.synthetic', description=__doc__.split('\n', 1)[0]
+  )
   parser.add_argument('--out', required=True, help='output directory')
   parser.add_argument('--num_train', type=int, default=2400)
   parser.add_argument('--num_val', type=int, default=600)
-  parser.add_argument('--frames', type=int, default=DEFAULT_FRAMES,
-                      help='frames per video (an odd multiple of the segment count keeps twins exact)')
+  parser.add_argument(
+      '--frames',
+      type=int,
+      default=DEFAULT_FRAMES,
+      help='frames per video (an odd multiple of the segment count keeps twins exact)',
+  )
   parser.add_argument('--height', type=int, default=64)
   parser.add_argument('--width', type=int, default=64)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--workers', type=int, default=1, help='processes (multiprocessing, spawn)')
   parser.add_argument('--quality', type=int, default=JPEG_QUALITY, help='JPEG quality')
-  parser.add_argument('--mp4', action='store_true',
-                      help='also write videos/<id>.mp4 and {train,val}_videos.txt (H.264)')
-  parser.add_argument('--keyframe_interval', type=int, default=VIDEO_KEYFRAME_INTERVAL,
-                      help='frames between mp4 keyframes (with --mp4)')
+  parser.add_argument(
+      '--mp4',
+      action='store_true',
+      help='also write videos/<id>.mp4 and {train,val}_videos.txt (H.264)',
+  )
+  parser.add_argument(
+      '--keyframe_interval',
+      type=int,
+      default=VIDEO_KEYFRAME_INTERVAL,
+      help='frames between mp4 keyframes (with --mp4)',
+  )
   args = parser.parse_args(argv)
   # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
   # `_make_video` under the package path.
   from rnl_jax.data import synthetic  # pylint: disable=g-import-not-at-top,import-self
+
   with cli.user_errors(args.debug or cli.debug_requested([])):  # SyntheticError: exit 2
-    summary = synthetic.generate(args.out, args.num_train, args.num_val, num_frames=args.frames,
-                                 height=args.height, width=args.width, seed=args.seed,
-                                 workers=args.workers, quality=args.quality, verbose=True,
-                                 videos=args.mp4, keyframe_interval=args.keyframe_interval)
+    summary = synthetic.generate(
+        args.out,
+        args.num_train,
+        args.num_val,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        workers=args.workers,
+        quality=args.quality,
+        verbose=True,
+        videos=args.mp4,
+        keyframe_interval=args.keyframe_interval,
+    )
   print(json.dumps({k: v for k, v in summary.items() if k != 'classes'}))
 
 

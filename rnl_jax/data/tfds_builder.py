@@ -30,6 +30,7 @@ reader lists the videos without reading a record:
     skipped: {split: [{'path', 'error'}, ...]}   list entries left out (--skip_corrupt)
     source: {'lists': {split: list file}, 'root', 'template', 'verify'}
 """
+
 import dataclasses
 import os
 import types
@@ -42,7 +43,7 @@ FORMAT_NAME = 'rnl_jax.tfds'
 FORMAT_VERSION = 1
 VERSION = '1.0.0'
 METADATA_KEY = 'rnl_jax'
-KEY_RANGE = 1 << 128   # TFDS's hashed-key range: with disable_shuffling, keys are used as they are
+KEY_RANGE = 1 << 128  # TFDS's hashed-key range: with disable_shuffling, keys are used as they are
 
 
 @dataclasses.dataclass
@@ -51,6 +52,7 @@ class Plan:
   and how to read them (see `tfds_write.write`). `read_all(records, on_skip, split)` yields, in
   order, (index, record, JPEG bytes of frames 1..F) of the readable records
   (`tfds_write.frame_reader` bound to the run's root, template, verify, workers, skip_corrupt)."""
+
   splits: dict
   classes: list
   source: dict
@@ -60,12 +62,14 @@ class Plan:
 
 def features(classes):
   """The FeaturesDict of one video (module docstring)."""
-  return tfds.features.FeaturesDict({
-      'frames': tfds.features.Sequence(tfds.features.Image(encoding_format='jpeg')),
-      'label': tfds.features.ClassLabel(names=list(classes)),
-      'path': tfds.features.Text(),
-      'num_frames': tfds.features.Scalar(dtype=np.int32),
-  })
+  return tfds.features.FeaturesDict(
+      {
+          'frames': tfds.features.Sequence(tfds.features.Image(encoding_format='jpeg')),
+          'label': tfds.features.ClassLabel(names=list(classes)),
+          'path': tfds.features.Text(),
+          'num_frames': tfds.features.Scalar(dtype=np.int32),
+      }
+  )
 
 
 def example_key(index, count):
@@ -82,13 +86,19 @@ class FrameFolders(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self):
     p = self.plan
-    index = {'format': FORMAT_NAME, 'format_version': FORMAT_VERSION, 'classes': list(p.classes),
-             'splits': {s: {'path': [], 'label': [], 'num_frames': []} for s in p.splits},
-             'skipped': {s: [] for s in p.splits}, 'source': dict(p.source)}
+    index = {
+        'format': FORMAT_NAME,
+        'format_version': FORMAT_VERSION,
+        'classes': list(p.classes),
+        'splits': {s: {'path': [], 'label': [], 'num_frames': []} for s in p.splits},
+        'skipped': {s: [] for s in p.splits},
+        'source': dict(p.source),
+    }
     return tfds.core.DatasetInfo(
         builder=self,
-        description=(p.description
-                     or 'Video frame folders (one example per video), written by rnl_jax.'),
+        description=(
+            p.description or 'Video frame folders (one example per video), written by rnl_jax.'
+        ),
         features=features(p.classes),
         supervised_keys=('frames', 'label'),
         disable_shuffling=True,
@@ -112,8 +122,12 @@ class FrameFolders(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       columns['path'].append(record.path)
       columns['label'].append(int(record.label))
       columns['num_frames'].append(len(frames))
-      yield example_key(i, len(records)), {'frames': frames, 'label': int(record.label),
-                                           'path': record.path, 'num_frames': len(frames)}
+      yield example_key(i, len(records)), {
+          'frames': frames,
+          'label': int(record.label),
+          'path': record.path,
+          'num_frames': len(frames),
+      }
 
 
 def builder_class(name, plan):

@@ -25,6 +25,7 @@ Readers are opened lazily per process and dropped when pickled, so the source ca
 worker processes. tensorflow_datasets is imported only here (and by the writer), never by `import
 rnl_jax`.
 """
+
 import dataclasses
 import glob
 import importlib.util
@@ -43,7 +44,7 @@ from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
-METADATA_KEY = 'rnl_jax'     # tfds_builder.METADATA_KEY (not imported: that module imports TFDS)
+METADATA_KEY = 'rnl_jax'  # tfds_builder.METADATA_KEY (not imported: that module imports TFDS)
 FORMAT_NAME = 'rnl_jax.tfds'
 FORMAT_VERSION = 1
 INSTALL = "pip install -e '.[tfds]'"
@@ -107,26 +108,38 @@ def open_builder(name, data_dir=''):
     features = builder.info.features
   except Exception as e:  # pylint: disable=broad-except  (TFDS raises many kinds; named below)
     if _needs_tensorflow(e) and importlib.util.find_spec('tensorflow') is None:
-      what = ('uses tfds.features.Video, which needs TensorFlow even to read' if
-              _video_features(name, data_dir) else 'has features that need TensorFlow to read')
-      raise TfdsError(f'TFDS dataset {name!r} ({where}) {what}: install it with {INSTALL_TF} '
-                      f'(tensorflow-cpu), or write the frames with python -m '
-                      f'rnl_jax.data.tfds_write, which needs no TensorFlow') from None
+      what = (
+          'uses tfds.features.Video, which needs TensorFlow even to read'
+          if _video_features(name, data_dir)
+          else 'has features that need TensorFlow to read'
+      )
+      raise TfdsError(
+          f'TFDS dataset {name!r} ({where}) {what}: install it with {INSTALL_TF} '
+          f'(tensorflow-cpu), or write the frames with python -m '
+          f'rnl_jax.data.tfds_write, which needs no TensorFlow'
+      ) from None
     if isinstance(e, tfds.core.registered.DatasetNotFoundError):
-      raise TfdsError(f'config.data.tfds_name={name!r}: no TFDS dataset of that name in {where} '
-                      f'(config.data.tfds_data_dir); write one with python -m '
-                      f'rnl_jax.data.tfds_write') from None
+      raise TfdsError(
+          f'config.data.tfds_name={name!r}: no TFDS dataset of that name in {where} '
+          f'(config.data.tfds_data_dir); write one with python -m '
+          f'rnl_jax.data.tfds_write'
+      ) from None
     raise
   if not _is_prepared(builder):
-    raise TfdsError(f'config.data.tfds_name={name!r}: the dataset is not built in {where} '
-                    f'(config.data.tfds_data_dir); build it with tfds build {name} '
-                    f'--data_dir={data_dir or "DIR"} --file_format=array_record')
+    raise TfdsError(
+        f'config.data.tfds_name={name!r}: the dataset is not built in {where} '
+        f'(config.data.tfds_data_dir); build it with tfds build {name} '
+        f'--data_dir={data_dir or "DIR"} --file_format=array_record'
+    )
   formats = {str(getattr(f, 'value', f)) for f in builder.info.available_file_formats()} or {
-      str(getattr(builder.info.file_format, 'value', builder.info.file_format))}
+      str(getattr(builder.info.file_format, 'value', builder.info.file_format))
+  }
   if 'array_record' not in formats:
-    raise TfdsError(f'TFDS dataset {name!r} ({where}) is stored as {", ".join(sorted(formats))}, '
-                    f'which has no random access; rebuild it with tfds build {name} '
-                    f'--data_dir=... --file_format=array_record')
+    raise TfdsError(
+        f'TFDS dataset {name!r} ({where}) is stored as {", ".join(sorted(formats))}, '
+        f'which has no random access; rebuild it with tfds build {name} '
+        f'--data_dir=... --file_format=array_record'
+    )
   del features
   return builder
 
@@ -141,6 +154,7 @@ def _is_prepared(builder):
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Where a dataset keeps its frames and labels: feature keys, class names, JPEG-only frames."""
+
   frames_key: str
   label_key: str
   classes: tuple
@@ -162,9 +176,11 @@ def dataset_layout(builder):
   frames_key = next((k for k in ('frames', 'video') if k in frames), only)
   label_key = 'label' if 'label' in labels else (labels[0] if len(labels) == 1 else None)
   if frames_key is None or label_key is None:
-    raise TfdsError(f'TFDS dataset {builder.name!r}: expected one frame sequence (tfds.features.'
-                    f'Video or Sequence(Image)) and one ClassLabel feature, found features '
-                    f'{sorted(items)}')
+    raise TfdsError(
+        f'TFDS dataset {builder.name!r}: expected one frame sequence (tfds.features.'
+        f'Video or Sequence(Image)) and one ClassLabel feature, found features '
+        f'{sorted(items)}'
+    )
   path_key = 'path' if isinstance(items.get('path'), tfds.features.Text) else None
   return Layout(frames_key, label_key, tuple(items[label_key].names), path_key)
 
@@ -174,7 +190,7 @@ def class_names(name, data_dir=''):
   return list(dataset_layout(open_builder(name, data_dir)).classes)
 
 
-_KEEP_ENCODED = []   # the decoder class, made on first use (it subclasses a TFDS class)
+_KEEP_ENCODED = []  # the decoder class, made on first use (it subclasses a TFDS class)
 
 
 def keep_encoded():
@@ -199,6 +215,7 @@ def keep_encoded():
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TfdsRecord(VideoRecord):
   """A `VideoRecord` (path, num_frames, label) plus its record number in the split."""
+
   record: int
 
 
@@ -212,25 +229,35 @@ def _index_records(builder, split):
   if not index or index.get('format') != FORMAT_NAME or split not in index.get('splits', {}):
     return None
   if index.get('format_version') != FORMAT_VERSION:
-    raise TfdsError(f'TFDS dataset {builder.name!r}: rnl_jax index format_version '
-                    f'{index.get("format_version")}, this code reads {FORMAT_VERSION}; rewrite it '
-                    f'with python -m rnl_jax.data.tfds_write')
+    raise TfdsError(
+        f'TFDS dataset {builder.name!r}: rnl_jax index format_version '
+        f'{index.get("format_version")}, this code reads {FORMAT_VERSION}; rewrite it '
+        f'with python -m rnl_jax.data.tfds_write'
+    )
   cols = index['splits'][split]
-  return [TfdsRecord(str(p), int(f), int(l), record=i)
-          for i, (p, l, f) in enumerate(zip(cols['path'], cols['label'], cols['num_frames']))]
+  return [
+      TfdsRecord(str(p), int(f), int(l), record=i)
+      for i, (p, l, f) in enumerate(zip(cols['path'], cols['label'], cols['num_frames']))
+  ]
 
 
 def _scan_records(data, layout, split, name):
   """TfdsRecords of a split without an index: one pass over its records (frames not decoded)."""
-  log.warning('TFDS dataset %s has no rnl_jax index for split %r: reading its %d records to list '
-              'the videos', name, split, len(data))
+  log.warning(
+      'TFDS dataset %s has no rnl_jax index for split %r: reading its %d records to list '
+      'the videos',
+      name,
+      split,
+      len(data),
+  )
   records = []
   for i in range(len(data)):
     ex = data[i]
     path = ex[layout.path_key] if layout.path_key else f'{split}[{i}]'
     path = path.decode('utf-8') if isinstance(path, bytes) else str(path)
-    records.append(TfdsRecord(path, len(ex[layout.frames_key]), int(ex[layout.label_key]),
-                              record=i))
+    records.append(
+        TfdsRecord(path, len(ex[layout.frames_key]), int(ex[layout.label_key]), record=i)
+    )
   return records
 
 
@@ -266,7 +293,7 @@ class _TfdsVideo:
     except Exception as e:  # pylint: disable=broad-except  (riegeli / proto errors of bad bytes)
       raise CorruptVideoError(f'cannot read {where}: {type(e).__name__}: {e}', where) from None
     layout = src.layout
-    frames = ex[layout.frames_key]                                   # [F] encoded frames
+    frames = ex[layout.frames_key]  # [F] encoded frames
     path = ex[layout.path_key] if layout.path_key else record.path
     path = path.decode('utf-8') if isinstance(path, bytes) else str(path)
     label = int(ex[layout.label_key])
@@ -274,14 +301,16 @@ class _TfdsVideo:
       raise CorruptVideoError(
           f'{where} holds {path!r} (F={len(frames)}, label {label}) but the index says '
           f'{record.path!r} (F={record.num_frames}, label {record.label}): index and records do '
-          f'not belong together', where)
+          f'not belong together',
+          where,
+      )
     out = []
     for k in numbers:
       try:
-        out.append(decode_image(frames[k - 1], f'{k} of {where}', src.decoder))   # [H, W, 3]
+        out.append(decode_image(frames[k - 1], f'{k} of {where}', src.decoder))  # [H, W, 3]
       except CorruptVideoError as e:
-        raise CorruptVideoError(str(e), where) from e   # path: the video, as in skipped_paths
-    return stack_frames(out, lambda j: f'{where} frame {numbers[j]}')          # [K, H, W, 3]
+        raise CorruptVideoError(str(e), where) from e  # path: the video, as in skipped_paths
+    return stack_frames(out, lambda j: f'{where} frame {numbers[j]}')  # [K, H, W, 3]
 
   def close(self):
     pass
@@ -306,8 +335,17 @@ class TfdsSource(ClipSource):
   of the split, before filtering).
   """
 
-  def __init__(self, name, split, data_dir='', *, decoder='simplejpeg', filter_short=True,
-               remove_missing=True, **kwargs):
+  def __init__(
+      self,
+      name,
+      split,
+      data_dir='',
+      *,
+      decoder='simplejpeg',
+      filter_short=True,
+      remove_missing=True,
+      **kwargs,
+  ):
     if decoder not in sources.DECODERS:
       raise ValueError(f'decoder must be one of {sources.DECODERS}, got {decoder!r}')
     self.name, self.split, self.data_dir = name, split, os.fspath(data_dir or '')
@@ -315,11 +353,13 @@ class TfdsSource(ClipSource):
     self.layout = dataset_layout(builder)
     self.classes = list(self.layout.classes)
     try:
-      builder.info.splits[split]   # a split name or a TFDS slice of one
+      builder.info.splits[split]  # a split name or a TFDS slice of one
     except (KeyError, ValueError, AssertionError):
       splits = ', '.join(sorted(builder.info.splits.keys()))
-      raise TfdsError(f'TFDS dataset {name!r} has no split {split!r} (splits: {splits}; '
-                      f'config.data.tfds_train_split / config.data.tfds_val_split)') from None
+      raise TfdsError(
+          f'TFDS dataset {name!r} has no split {split!r} (splits: {splits}; '
+          f'config.data.tfds_train_split / config.data.tfds_val_split)'
+      ) from None
     self.decoder = decoder
     self._lock = threading.Lock()
     self._pid = os.getpid()
@@ -329,8 +369,10 @@ class TfdsSource(ClipSource):
     if records is None:
       records = _scan_records(self._data, self.layout, split, name)
     elif len(records) != self.num_records:
-      raise TfdsError(f'{describe(name, split, data_dir)}: its rnl_jax index lists {len(records)} '
-                      f'videos but the split holds {self.num_records} records; rewrite the dataset')
+      raise TfdsError(
+          f'{describe(name, split, data_dir)}: its rnl_jax index lists {len(records)} '
+          f'videos but the split holds {self.num_records} records; rewrite the dataset'
+      )
     super().__init__(records, **kwargs)
     self.dropped = 0
     if filter_short:
@@ -338,8 +380,9 @@ class TfdsSource(ClipSource):
 
   def _open(self, builder=None):
     builder = builder or open_builder(self.name, self.data_dir)
-    return builder.as_data_source(split=self.split,
-                                  decoders={self.layout.frames_key: keep_encoded()})
+    return builder.as_data_source(
+        split=self.split, decoders={self.layout.frames_key: keep_encoded()}
+    )
 
   def data(self):
     """This process's TFDS data source of the split (opened on first use; reopened after fork)."""
@@ -372,4 +415,3 @@ class TfdsSource(ClipSource):
   def indices(self, index, rng=None, epoch=None):
     """1-based frame indices [clips, T] of video `index` (from the index: no record is read)."""
     return self.sample(index, self.records[index].num_frames, rng, epoch)
-

@@ -27,6 +27,7 @@ be a TFDS catalog name (plain `tfds.data_source(NAME)` would run the catalog's c
 reading the files). TFDS writes the shards under a temporary folder and renames it when complete.
 Needs `pip install -e '.[tfds]'`.
 """
+
 import glob
 import json
 import os
@@ -58,8 +59,9 @@ def import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise TfdsWriteError(f'writing a TFDS dataset needs tensorflow-datasets: {INSTALL} ({e})'
-                         ) from None
+    raise TfdsWriteError(
+        f'writing a TFDS dataset needs tensorflow-datasets: {INSTALL} ({e})'
+    ) from None
   return tfds
 
 
@@ -83,17 +85,27 @@ def frame_reader(root, template, verify, workers, skip_corrupt, lists, progress)
 
   def read_all(records, on_skip, split):
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+
     tasks = ((os.path.join(root, r.path), r.num_frames, template, verify) for r in records)
     results = fileio.map_ordered(read_one, tasks, workers)
-    bar = tqdm(results, total=len(records), desc=f'{split}', unit='video', disable=not progress,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        results,
+        total=len(records),
+        desc=f'{split}',
+        unit='video',
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     skipped = 0
     try:
       for i, (record, result) in enumerate(zip(records, bar)):
         if result[0] == 'corrupt':
           if not skip_corrupt:
-            raise TfdsWriteError(f'{result[1]} (list {lists[split]}, entry {record.path!r}); pass '
-                                 f'--skip_corrupt to leave unreadable videos out')
+            raise TfdsWriteError(
+                f'{result[1]} (list {lists[split]}, entry {record.path!r}); pass '
+                f'--skip_corrupt to leave unreadable videos out'
+            )
           on_skip(record, result[1])
           skipped += 1
           bar.set_postfix(skipped=skipped)
@@ -113,25 +125,43 @@ def frame_reader(root, template, verify, workers, skip_corrupt, lists, progress)
 def check_name(tfds, name):
   """TfdsWriteError unless `name` is a valid TFDS dataset name that is not in the TFDS catalog."""
   if not NAME_RE.match(name or ''):
-    raise TfdsWriteError(f'--name {name!r}: a TFDS name is lower case letters, digits and _, '
-                         f'starting with a letter (e.g. rnl_ucf101)')
+    raise TfdsWriteError(
+        f'--name {name!r}: a TFDS name is lower case letters, digits and _, '
+        f'starting with a letter (e.g. rnl_ucf101)'
+    )
   # Catalog builders register on import (some only with TensorFlow installed): look for their module.
   package = os.path.dirname(tfds.__file__)
-  catalog = (os.path.isdir(os.path.join(package, 'datasets', name))
-             or glob.glob(os.path.join(glob.escape(package), '*', f'{name}.py')))
+  catalog = os.path.isdir(os.path.join(package, 'datasets', name)) or glob.glob(
+      os.path.join(glob.escape(package), '*', f'{name}.py')
+  )
   if not catalog:
     try:
       tfds.builder_cls(name)
     except tfds.core.registered.DatasetNotFoundError:
       return
-  raise TfdsWriteError(f'--name {name!r} is a TFDS catalog dataset: tfds.data_source({name!r}) '
-                       f'would run the catalog\'s builder, not read these files; choose another '
-                       f'name, e.g. rnl_{name}')
+  raise TfdsWriteError(
+      f'--name {name!r} is a TFDS catalog dataset: tfds.data_source({name!r}) '
+      f"would run the catalog's builder, not read these files; choose another "
+      f'name, e.g. rnl_{name}'
+  )
 
 
-def write(name, data_dir, *, root, train_list=None, val_list=None, template=DEFAULT_TEMPLATE,
-          classes_file=None, num_classes=None, skip_corrupt=False, verify='decode', workers=1,
-          overwrite=False, progress=True):
+def write(
+    name,
+    data_dir,
+    *,
+    root,
+    train_list=None,
+    val_list=None,
+    template=DEFAULT_TEMPLATE,
+    classes_file=None,
+    num_classes=None,
+    skip_corrupt=False,
+    verify='decode',
+    workers=1,
+    overwrite=False,
+    progress=True,
+):
   """Writes DATA_DIR/NAME/1.0.0 (module docstring); returns a summary dict.
 
   Raises:
@@ -155,8 +185,9 @@ def write(name, data_dir, *, root, train_list=None, val_list=None, template=DEFA
   if classes_file:
     classes = datasets.read_class_names(classes_file)
     if num_classes is not None and num_classes != len(classes):
-      raise TfdsWriteError(f'--num_classes {num_classes} but {classes_file} names {len(classes)} '
-                           f'classes')
+      raise TfdsWriteError(
+          f'--num_classes {num_classes} but {classes_file} names {len(classes)} ' f'classes'
+      )
   splits = {}
   for split, path in lists.items():
     if not os.path.isfile(path):
@@ -171,6 +202,7 @@ def write(name, data_dir, *, root, train_list=None, val_list=None, template=DEFA
     raise TfdsWriteError(f'{classes_file}: class names must be unique (a TFDS ClassLabel)')
 
   from rnl_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
+
   data_dir = os.path.abspath(os.fspath(data_dir))
   out = tfds_builder.dataset_dir(data_dir, name)
   if os.path.exists(out):
@@ -180,19 +212,28 @@ def write(name, data_dir, *, root, train_list=None, val_list=None, template=DEFA
       raise TfdsWriteError(f'{out} exists but is not a TFDS dataset; not replacing it')
     shutil.rmtree(out)
   root = os.path.abspath(os.fspath(root))
-  source = {'lists': {s: os.path.abspath(p) for s, p in lists.items()}, 'root': root,
-            'template': template, 'verify': verify}
-  plan = tfds_builder.Plan(splits=splits, classes=list(classes), source=source,
-                           read_all=frame_reader(root, template, verify, int(workers), skip_corrupt,
-                                                 lists, progress))
+  source = {
+      'lists': {s: os.path.abspath(p) for s, p in lists.items()},
+      'root': root,
+      'template': template,
+      'verify': verify,
+  }
+  plan = tfds_builder.Plan(
+      splits=splits,
+      classes=list(classes),
+      source=source,
+      read_all=frame_reader(root, template, verify, int(workers), skip_corrupt, lists, progress),
+  )
   builder = tfds_builder.builder_class(name, plan)(data_dir=data_dir, file_format='array_record')
   config = tfds.download.DownloadConfig(
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  )
   try:
-    builder.download_and_prepare(download_dir=os.path.join(data_dir, 'downloads', name),
-                                 download_config=config)
+    builder.download_and_prepare(
+        download_dir=os.path.join(data_dir, 'downloads', name), download_config=config
+    )
   except ValueError as e:
-    if 'total number of generated examples is 0' in str(e):   # every entry of a split was skipped
+    if 'total number of generated examples is 0' in str(e):  # every entry of a split was skipped
       raise TfdsWriteError(f'a split of {name} has no readable video ({e})') from None
     raise
   finally:
@@ -206,14 +247,21 @@ def write(name, data_dir, *, root, train_list=None, val_list=None, template=DEFA
   seconds = time.perf_counter() - start
   videos = sum(len(c['path']) for c in index['splits'].values())
   return {
-      'name': name, 'data_dir': data_dir, 'dataset_dir': out,
+      'name': name,
+      'data_dir': data_dir,
+      'dataset_dir': out,
       'splits': {s: len(c['path']) for s, c in index['splits'].items()},
-      'skipped': sum(len(v) for v in index['skipped'].values()), 'num_classes': len(classes),
-      'bytes': total, 'seconds': round(seconds, 2), 'videos_per_second': round(videos / seconds, 1),
+      'skipped': sum(len(v) for v in index['skipped'].values()),
+      'num_classes': len(classes),
+      'bytes': total,
+      'seconds': round(seconds, 2),
+      'videos_per_second': round(videos / seconds, 1),
       'read_with': f'tfds.data_source({name!r}, split={TRAIN_SPLIT!r}, data_dir={data_dir!r})',
-      'config': (f'--config.data.format=tfds --config.data.tfds_name={name} '
-                 f'--config.data.tfds_data_dir={data_dir} '
-                 f'--config.data.num_classes={len(classes)}'),
+      'config': (
+          f'--config.data.format=tfds --config.data.tfds_name={name} '
+          f'--config.data.tfds_data_dir={data_dir} '
+          f'--config.data.num_classes={len(classes)}'
+      ),
   }
 
 
@@ -224,41 +272,64 @@ def table_defaults(dataset, root):
   except KeyError as e:
     raise TfdsWriteError(f'--dataset: {cli.message(e)}') from None
   classes = os.path.join(root, info.classes_file) if info.classes_file else None
-  return (info.frame_dir(root), info.list_path(root, 'train'), info.list_path(root, 'val'),
-          info.template, classes if classes and os.path.isfile(classes) else None)
+  return (
+      info.frame_dir(root),
+      info.list_path(root, 'train'),
+      info.list_path(root, 'val'),
+      info.template,
+      classes if classes and os.path.isfile(classes) else None,
+  )
 
 
 def main(argv=None):
-  parser = cli.ArgumentParser(prog='python -m rnl_jax.data.tfds_write',
-                              description=__doc__.split('\n', 1)[0])
+  parser = cli.ArgumentParser(
+      prog='python -m rnl_jax.data.tfds_write', description=__doc__.split('\n', 1)[0]
+  )
   parser.add_argument('--name', required=True, help='TFDS dataset name (lower case, digits, _)')
   parser.add_argument('--data_dir', required=True, help='TFDS data_dir: writes DATA_DIR/NAME/1.0.0')
-  parser.add_argument('--root', required=True,
-                      help='frame root the list folders are joined onto (with --dataset: the '
-                           'dataset root)')
-  parser.add_argument('--dataset', default=None,
-                      help='a config.data.name of the dataset table (synthetic, ucf101, ...): '
-                           'lists, template and classes default to its layout under --root')
+  parser.add_argument(
+      '--root',
+      required=True,
+      help='frame root the list folders are joined onto (with --dataset: the ' 'dataset root)',
+  )
+  parser.add_argument(
+      '--dataset',
+      default=None,
+      help='a config.data.name of the dataset table (synthetic, ucf101, ...): '
+      'lists, template and classes default to its layout under --root',
+  )
   parser.add_argument('--train_list', default=None, help="list file of the 'train' split")
   parser.add_argument('--val_list', default=None, help="list file of the 'validation' split")
-  parser.add_argument('--template', default=None,
-                      help=f'frame file name, 1-based (default {DEFAULT_TEMPLATE})')
+  parser.add_argument(
+      '--template', default=None, help=f'frame file name, 1-based (default {DEFAULT_TEMPLATE})'
+  )
   parser.add_argument('--classes', default=None, help='class-name file (line i = label i)')
-  parser.add_argument('--num_classes', type=int, default=None,
-                      help='without --classes: the class count (default max label + 1; names '
-                           'as datasets.default_class_names)')
+  parser.add_argument(
+      '--num_classes',
+      type=int,
+      default=None,
+      help='without --classes: the class count (default max label + 1; names '
+      'as datasets.default_class_names)',
+  )
   parser.add_argument('--workers', type=int, default=1, help='frame reader processes (spawn)')
-  parser.add_argument('--skip_corrupt', action='store_true',
-                      help='leave unreadable videos out (listed in the metadata) instead of '
-                           'stopping')
-  parser.add_argument('--verify', choices=VERIFY, default='decode',
-                      help='decode every frame (default) or only parse its JPEG header')
+  parser.add_argument(
+      '--skip_corrupt',
+      action='store_true',
+      help='leave unreadable videos out (listed in the metadata) instead of ' 'stopping',
+  )
+  parser.add_argument(
+      '--verify',
+      choices=VERIFY,
+      default='decode',
+      help='decode every frame (default) or only parse its JPEG header',
+  )
   parser.add_argument('--overwrite', action='store_true', help='replace an existing dataset')
   parser.add_argument('--no_progress', action='store_true', help='no progress bar')
   args = parser.parse_args(argv)
   # Import ourselves by name: run as `-m`, this file is `__main__`, and spawn workers must find
   # `read_one` under the package path.
   from rnl_jax.data import tfds_write as writer  # pylint: disable=g-import-not-at-top,import-self
+
   with cli.user_errors(args.debug or cli.debug_requested([])):  # TfdsWriteError: `error: ..`
     root, train_list, val_list = args.root, args.train_list, args.val_list
     template, classes = args.template, args.classes
@@ -266,14 +337,27 @@ def main(argv=None):
       frame_root, t, v, tmpl, c = writer.table_defaults(args.dataset, args.root)
       root, train_list, val_list = frame_root, train_list or t, val_list or v
       template, classes = template or tmpl, classes or c
-    summary = writer.write(args.name, args.data_dir, root=root, train_list=train_list,
-                           val_list=val_list, template=template or DEFAULT_TEMPLATE,
-                           classes_file=classes, num_classes=args.num_classes,
-                           skip_corrupt=args.skip_corrupt, verify=args.verify, workers=args.workers,
-                           overwrite=args.overwrite, progress=not args.no_progress)
+    summary = writer.write(
+        args.name,
+        args.data_dir,
+        root=root,
+        train_list=train_list,
+        val_list=val_list,
+        template=template or DEFAULT_TEMPLATE,
+        classes_file=classes,
+        num_classes=args.num_classes,
+        skip_corrupt=args.skip_corrupt,
+        verify=args.verify,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
   if summary['skipped']:
-    print(f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in the '
-          f'metadata)', file=sys.stderr)
+    print(
+        f'skipped {summary["skipped"]} unreadable videos (listed under "skipped" in the '
+        f'metadata)',
+        file=sys.stderr,
+    )
   print(f'read with: {summary["read_with"]}; train with: {summary["config"]}', file=sys.stderr)
   print(json.dumps(summary))
   return summary

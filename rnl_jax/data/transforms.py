@@ -26,19 +26,28 @@ GroupNormalize (docs/original.md §4.4) happen on the device.
 Crops follow PIL's `Image.crop` semantics: boxes reaching outside the frame are zero-filled (this
 only happens in training for a short side of 222 or 223 px, where a 224 crop size is snapped in).
 """
+
 import cv2
 import numpy as np
 from PIL import Image
 
-SCALES = (1, .875, .75, .66)
+SCALES = (1, 0.875, 0.75, 0.66)
 INPUT_SIZE = 224
 SCALE_SIZE = 256
 RESIZE_METHODS = ('cv2', 'cv2_linear', 'pil')
 
 # GroupMultiScaleCrop.fill_fix_offset: (a, b) multipliers of (w_step, h_step), in the original's order.
-_FIX_OFFSETS_5 = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2))          # UL, UR, LL, LR, centre
-_FIX_OFFSETS_MORE = ((0, 2), (4, 2), (2, 4), (2, 0),               # centre left/right, lower/upper centre
-                     (1, 1), (3, 1), (1, 3), (3, 3))               # quarter points
+_FIX_OFFSETS_5 = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2))  # UL, UR, LL, LR, centre
+_FIX_OFFSETS_MORE = (
+    (0, 2),
+    (4, 2),
+    (2, 4),
+    (2, 0),  # centre left/right, lower/upper centre
+    (1, 1),
+    (3, 1),
+    (1, 3),
+    (3, 3),
+)  # quarter points
 # GroupFullResSample: left, right, centre (y is always 2 * h_step: portrait frames get 3 equal crops).
 _FULL_RES_OFFSETS = ((0, 2), (4, 2), (2, 2))
 
@@ -60,8 +69,12 @@ def multiscale_crop_pairs(width, height, input_size=INPUT_SIZE, scales=SCALES, m
   them that way.
   """
   sizes = multiscale_crop_sizes(min(width, height), input_size, scales)
-  return [(cw, ch) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes)
-          if abs(i - j) <= max_distort]
+  return [
+      (cw, ch)
+      for i, ch in enumerate(sizes)
+      for j, cw in enumerate(sizes)
+      if abs(i - j) <= max_distort
+  ]
 
 
 def fixed_crop_offsets(width, height, crop_w, crop_h, more_fix_crop=True):
@@ -72,8 +85,16 @@ def fixed_crop_offsets(width, height, crop_w, crop_h, more_fix_crop=True):
   return [(a * w_step, b * h_step) for a, b in grid]
 
 
-def multiscale_crop_params(width, height, rng, input_size=INPUT_SIZE, scales=SCALES, max_distort=1,
-                           fix_crop=True, more_fix_crop=True):
+def multiscale_crop_params(
+    width,
+    height,
+    rng,
+    input_size=INPUT_SIZE,
+    scales=SCALES,
+    max_distort=1,
+    fix_crop=True,
+    more_fix_crop=True,
+):
   """GroupMultiScaleCrop's random crop box for a `width` x `height` frame: (x, y, crop_w, crop_h).
 
   Uniform choice of a size pair, then (fix_crop) uniform choice among the fixed grid points, or
@@ -99,7 +120,7 @@ def scaled_size(width, height, size=SCALE_SIZE):
 
 def center_crop_offset(width, height, crop_w, crop_h):
   """torchvision CenterCrop's (x, y): int(round((size - crop) / 2.)), Python 3 round (half to even)."""
-  return int(round((width - crop_w) / 2.)), int(round((height - crop_h) / 2.))
+  return int(round((width - crop_w) / 2.0)), int(round((height - crop_h) / 2.0))
 
 
 def full_res_offsets(width, height, crop):
@@ -128,11 +149,11 @@ def crop_frame(frame, x, y, crop_w, crop_h):
   """
   h, w = frame.shape[:2]
   if x >= 0 and y >= 0 and x + crop_w <= w and y + crop_h <= h:
-    return frame[y:y + crop_h, x:x + crop_w]
+    return frame[y : y + crop_h, x : x + crop_w]
   out = np.zeros((crop_h, crop_w) + frame.shape[2:], frame.dtype)
   x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + crop_w, w), min(y + crop_h, h)
   if x1 > x0 and y1 > y0:
-    out[y0 - y:y1 - y, x0 - x:x1 - x] = frame[y0:y1, x0:x1]
+    out[y0 - y : y1 - y, x0 - x : x1 - x] = frame[y0:y1, x0:x1]
   return out
 
 
@@ -141,7 +162,7 @@ def crop_frames(frames, x, y, crop_w, crop_h):
   if isinstance(frames, np.ndarray):
     h, w = frames.shape[1:3]
     if x >= 0 and y >= 0 and x + crop_w <= w and y + crop_h <= h:
-      return frames[:, y:y + crop_h, x:x + crop_w]
+      return frames[:, y : y + crop_h, x : x + crop_w]
   return np.stack([crop_frame(f, x, y, crop_w, crop_h) for f in frames])
 
 
@@ -192,14 +213,24 @@ def scale_short_side(frames, size=SCALE_SIZE):
 # Training
 
 
-def sample_train_params(width, height, rng, flip=True, input_size=INPUT_SIZE, scales=SCALES,
-                        max_distort=1, fix_crop=True, more_fix_crop=True):
+def sample_train_params(
+    width,
+    height,
+    rng,
+    flip=True,
+    input_size=INPUT_SIZE,
+    scales=SCALES,
+    max_distort=1,
+    fix_crop=True,
+    more_fix_crop=True,
+):
   """Random choices of one training clip: (x, y, crop_w, crop_h, flipped).
 
   Draw order: size pair, offset, then flip (`rng.random() < 0.5`, only drawn when flip is enabled).
   """
-  x, y, cw, ch = multiscale_crop_params(width, height, rng, input_size, scales, max_distort, fix_crop,
-                                        more_fix_crop)
+  x, y, cw, ch = multiscale_crop_params(
+      width, height, rng, input_size, scales, max_distort, fix_crop, more_fix_crop
+  )
   flipped = bool(flip and rng.random() < 0.5)
   return x, y, cw, ch, flipped
 
@@ -227,8 +258,17 @@ def apply_train_params(frames, params, input_size=INPUT_SIZE, resize='cv2'):
   return out
 
 
-def train_views(frames, rng, flip=True, input_size=INPUT_SIZE, scales=SCALES, max_distort=1,
-                fix_crop=True, more_fix_crop=True, resize='cv2'):
+def train_views(
+    frames,
+    rng,
+    flip=True,
+    input_size=INPUT_SIZE,
+    scales=SCALES,
+    max_distort=1,
+    fix_crop=True,
+    more_fix_crop=True,
+    resize='cv2',
+):
   """Training augmentation of one clip: [T, H, W, 3] -> [T, input_size, input_size, 3] uint8.
 
   GroupMultiScaleCrop on the frames as stored, then GroupRandomHorizontalFlip (p = 0.5) unless
@@ -237,8 +277,9 @@ def train_views(frames, rng, flip=True, input_size=INPUT_SIZE, scales=SCALES, ma
   module docstring); the crop, scale and flip distribution is the original's.
   """
   h, w = _frame_hw(frames)
-  params = sample_train_params(w, h, rng, flip, input_size, scales, max_distort, fix_crop,
-                               more_fix_crop)
+  params = sample_train_params(
+      w, h, rng, flip, input_size, scales, max_distort, fix_crop, more_fix_crop
+  )
   return apply_train_params(frames, params, input_size, resize)
 
 

@@ -33,6 +33,7 @@ zero clip.
 Decoding uses one thread per video (`thread_count=1`): loaders run one process per core, and FFmpeg's
 default (one thread per core, frame threading) adds latency and oversubscribes the cores.
 """
+
 import bisect
 import io
 import logging
@@ -46,9 +47,13 @@ from rnl_jax.data.sources import ClipSource, CorruptVideoError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BUFFER_BYTES = 64 << 20   # files up to this size are demuxed once and decoded from memory
+DEFAULT_MAX_BUFFER_BYTES = (
+    64 << 20
+)  # files up to this size are demuxed once and decoded from memory
 # Codecs whose streams commonly hold non-reference frames (B-frames) that the decoder can skip.
-SKIP_NONREF_CODECS = frozenset({'h264', 'hevc', 'mpeg4', 'mpeg2video', 'mpeg1video', 'h263', 'msmpeg4v3'})
+SKIP_NONREF_CODECS = frozenset(
+    {'h264', 'hevc', 'mpeg4', 'mpeg2video', 'mpeg1video', 'h263', 'msmpeg4v3'}
+)
 _AV_ERRORS = (av.error.FFmpegError, OSError, EOFError, ValueError)
 
 
@@ -138,7 +143,9 @@ class VideoReader:
           continue
         yield packet
     except _AV_ERRORS as e:
-      raise self._error(f'cannot demux (truncated or damaged file?): {type(e).__name__}: {e}') from e
+      raise self._error(
+          f'cannot demux (truncated or damaged file?): {type(e).__name__}: {e}'
+      ) from e
 
   def _index(self):
     """Demuxes every packet once: frame numbering, keyframes, frame count and its check."""
@@ -156,16 +163,18 @@ class VideoReader:
     frame_pts = [p for p, f in zip(pts, frame_packet) if f]
     self.num_frames = len(frame_pts)
     if self.claimed_frames and len(pts) < self.claimed_frames:
-      raise self._error(f'the container claims {self.claimed_frames} frames but only {len(pts)} are '
-                        f'present (truncated file?)')
+      raise self._error(
+          f'the container claims {self.claimed_frames} frames but only {len(pts)} are '
+          f'present (truncated file?)'
+      )
     if self.num_frames == 0:
       raise self._error(f'the video stream has no frames ({len(pts)} packets)')
     # Frame number = rank of the pts among the frame packets (presentation order).
     self._by_pts = None
     if None not in frame_pts and len(set(frame_pts)) == len(frame_pts):
       order = sorted(frame_pts)
-      self._by_pts = {p: k for k, p in enumerate(order, 1)}   # pts -> 1-based frame number
-      self._pts_of = [None] + order                            # frame number -> pts
+      self._by_pts = {p: k for k, p in enumerate(order, 1)}  # pts -> 1-based frame number
+      self._pts_of = [None] + order  # frame number -> pts
       # Decode-order position of each keyframe packet, by presentation (pts ascending).
       keys = sorted((p, j) for j, (p, k) in enumerate(zip(pts, key)) if k and p is not None)
       self._key_pts = [p for p, _ in keys]
@@ -210,7 +219,7 @@ class VideoReader:
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         demuxed = self._demux(self._container, self._stream)
         for packet in demuxed:
-          if packet.pts == target:   # pts are unique (else frames are numbered in output order)
+          if packet.pts == target:  # pts are unique (else frames are numbered in output order)
             landed = True
             break
           if packet.is_keyframe and packet.pts is not None and packet.pts > target:
@@ -224,8 +233,10 @@ class VideoReader:
     yield start, packet
     for j, packet in enumerate(demuxed, start + 1):
       if j >= len(self._pts) or packet.pts != self._pts[j]:
-        raise self._error(f'packet {j} differs between two reads of the file (pts {packet.pts}, '
-                          f'expected {self._pts[j] if j < len(self._pts) else "end of stream"})')
+        raise self._error(
+            f'packet {j} differs between two reads of the file (pts {packet.pts}, '
+            f'expected {self._pts[j] if j < len(self._pts) else "end of stream"})'
+        )
       yield j, packet
 
   # -- decoding ------------------------------------------------------------------------------------
@@ -239,16 +250,20 @@ class VideoReader:
   def _missing(self, number, last, after=None):
     """The container claims frames that do not decode: `number` is absent, `last` decoded before it."""
     if after is None:
-      return self._error(f'the container claims {self.num_frames} frames but only {last} decode (frame '
-                         f'{number} is missing at the end of the stream)')
-    return self._error(f'the container claims {self.num_frames} frames but frame {number} does not decode '
-                       f'(the decoder went from frame {last} to frame {after})')
+      return self._error(
+          f'the container claims {self.num_frames} frames but only {last} decode (frame '
+          f'{number} is missing at the end of the stream)'
+      )
+    return self._error(
+        f'the container claims {self.num_frames} frames but frame {number} does not decode '
+        f'(the decoder went from frame {last} to frame {after})'
+    )
 
   def _groups(self, numbers):
     """[(start position, [frame numbers])]: wanted frames grouped by the keyframe they decode from."""
     groups = {}
     for k in numbers:
-      g = np.searchsorted(self._key_pts, self._pts_of[k], side='right') - 1   # last keyframe <= pts
+      g = np.searchsorted(self._key_pts, self._pts_of[k], side='right') - 1  # last keyframe <= pts
       start = self._key_pos[g] if g >= 0 else 0
       groups.setdefault(start, []).append(k)
     return sorted(groups.items())
@@ -264,15 +279,18 @@ class VideoReader:
     wanted = set(numbers)
     wanted_pts = {self._pts_of[k] for k in wanted}
     out = {}
-    it, pos = None, None    # packet iterator of the current pass, next decode-order position it yields
-    expect = 1              # next frame number the current pass must output
-    drained = False         # the decoder has been flushed at the end of the stream
-    skipping = None         # the decoder's skip_frame setting is 'NONREF' (True) or 'DEFAULT' (False)
-    skippable = set()       # unwanted frames fed while skipping: the decoder may drop them
+    it, pos = (
+        None,
+        None,
+    )  # packet iterator of the current pass, next decode-order position it yields
+    expect = 1  # next frame number the current pass must output
+    drained = False  # the decoder has been flushed at the end of the stream
+    skipping = None  # the decoder's skip_frame setting is 'NONREF' (True) or 'DEFAULT' (False)
+    skippable = set()  # unwanted frames fed while skipping: the decoder may drop them
     for start, group in self._groups(numbers):
       if all(k in out for k in group):
         continue
-      if pos is None or start > pos:   # jump: flush and restart at the group's keyframe
+      if pos is None or start > pos:  # jump: flush and restart at the group's keyframe
         self._ctx.flush_buffers()
         it, pos, drained = self._packets_from(start), start, False
         # first frame at or after the keyframe (the keyframe itself unless an edit list discards it)
@@ -280,7 +298,7 @@ class VideoReader:
       while not all(k in out for k in group):
         item = None if drained else next(it, None)
         if item is None:
-          frames = [] if drained else self._decode_packet(None)   # end of stream: drain the decoder
+          frames = [] if drained else self._decode_packet(None)  # end of stream: drain the decoder
           pos, drained = len(self._pts), True
         else:
           pos, packet = item[0] + 1, item[1]
@@ -302,7 +320,7 @@ class VideoReader:
           if k >= expect:
             expect = k + 1
           if k in wanted and k not in out:
-            out[k] = frame.to_ndarray(format='rgb24')   # [H, W, 3]
+            out[k] = frame.to_ndarray(format='rgb24')  # [H, W, 3]
         if item is None and not all(k in out for k in group):
           raise self._missing(min(k for k in group if k not in out), expect - 1)
     return out
@@ -317,7 +335,7 @@ class VideoReader:
       for frame in self._decode_packet(item[1]):
         count += 1
         if count in wanted:
-          out[count] = frame.to_ndarray(format='rgb24')   # [H, W, 3]
+          out[count] = frame.to_ndarray(format='rgb24')  # [H, W, 3]
       if len(out) == len(wanted):
         return out
     for frame in self._decode_packet(None):
@@ -343,16 +361,20 @@ class VideoReader:
       try:
         out = self._decode_by_pts(numbers)
       except _Renumber:
-        log.debug('%s: decoded pts do not match the packets; numbering frames in output order', self.path)
+        log.debug(
+            '%s: decoded pts do not match the packets; numbering frames in output order', self.path
+        )
         self._by_pts = None
     if out is None:
       out = self._decode_in_order(numbers)
     first = out[numbers[0]]
     for k in numbers:
       if out[k].shape != first.shape:
-        raise self._error(f'frame {k} is {out[k].shape[1]}x{out[k].shape[0]} but frame {numbers[0]} '
-                          f'is {first.shape[1]}x{first.shape[0]} (size change mid-stream)')
-    return np.stack([out[k] for k in numbers])   # [K, H, W, 3]
+        raise self._error(
+            f'frame {k} is {out[k].shape[1]}x{out[k].shape[0]} but frame {numbers[0]} '
+            f'is {first.shape[1]}x{first.shape[0]} (size change mid-stream)'
+        )
+    return np.stack([out[k] for k in numbers])  # [K, H, W, 3]
 
 
 def read_frames(file, numbers=None, **kwargs):
@@ -388,7 +410,9 @@ class VideoFileSource(ClipSource):
     **kwargs: as `ClipSource` (mode, num_segments, dense, twice_sample, num_clips, seed, skip_corrupt).
   """
 
-  def __init__(self, root, records, max_buffer_bytes=DEFAULT_MAX_BUFFER_BYTES, skip_nonref=True, **kwargs):
+  def __init__(
+      self, root, records, max_buffer_bytes=DEFAULT_MAX_BUFFER_BYTES, skip_nonref=True, **kwargs
+  ):
     super().__init__([_as_video_record(r) for r in records], **kwargs)
     self.root = os.fspath(root)
     self.max_buffer_bytes = int(max_buffer_bytes)
@@ -401,8 +425,9 @@ class VideoFileSource(ClipSource):
     return [self.video_path(index)]
 
   def open_video(self, index):
-    return VideoReader(self.video_path(index), max_buffer_bytes=self.max_buffer_bytes,
-                       skip_nonref=self.skip_nonref)
+    return VideoReader(
+        self.video_path(index), max_buffer_bytes=self.max_buffer_bytes, skip_nonref=self.skip_nonref
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -415,14 +440,26 @@ def _even_frames(frames, pad):
   if h % 2 == 0 and w % 2 == 0:
     return frames
   if not pad:
-    raise ValueError(f'frames are {w}x{h}: 4:2:0 video needs an even width and height; crop them, or '
-                     f'pass pad=True to repeat the last row/column (the video is then '
-                     f'{w + w % 2}x{h + h % 2})')
+    raise ValueError(
+        f'frames are {w}x{h}: 4:2:0 video needs an even width and height; crop them, or '
+        f'pass pad=True to repeat the last row/column (the video is then '
+        f'{w + w % 2}x{h + h % 2})'
+    )
   return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
 
 
-def write_video(path, frames, fps=25, keyframe_interval=250, codec='libx264', crf=18, bframes=None,
-                preset=None, pad=False, options=None):
+def write_video(
+    path,
+    frames,
+    fps=25,
+    keyframe_interval=250,
+    codec='libx264',
+    crf=18,
+    bframes=None,
+    preset=None,
+    pad=False,
+    options=None,
+):
   """Encodes uint8 [T, H, W, 3] RGB `frames` to `path`; the container follows the extension.
 
   A keyframe starts every `keyframe_interval` frames exactly (frames 1, 1 + k, 1 + 2k, ..): no scene-cut
@@ -442,7 +479,9 @@ def write_video(path, frames, fps=25, keyframe_interval=250, codec='libx264', cr
   """
   frames = np.asarray(frames)
   if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
-    raise ValueError(f'frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}')
+    raise ValueError(
+        f'frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}'
+    )
   keyframe_interval = int(keyframe_interval)
   if keyframe_interval < 1:
     raise ValueError(f'keyframe_interval must be >= 1, got {keyframe_interval}')
@@ -455,8 +494,13 @@ def write_video(path, frames, fps=25, keyframe_interval=250, codec='libx264', cr
       params += f':bframes={int(bframes)}'
     opts = {'x264-params': params, 'crf': str(crf), 'preset': preset or 'medium'}
   elif codec in ('libvpx-vp9', 'libvpx'):
-    opts = {'crf': str(crf), 'b:v': '0' if codec == 'libvpx-vp9' else '10M',
-            'keyint_min': str(keyframe_interval), 'deadline': 'good', 'cpu-used': '4'}
+    opts = {
+        'crf': str(crf),
+        'b:v': '0' if codec == 'libvpx-vp9' else '10M',
+        'keyint_min': str(keyframe_interval),
+        'deadline': 'good',
+        'cpu-used': '4',
+    }
   elif codec == 'mpeg4':
     opts = {'qmin': '2', 'qmax': '2'}
     if bframes is not None:
@@ -464,7 +508,9 @@ def write_video(path, frames, fps=25, keyframe_interval=250, codec='libx264', cr
   elif codec == 'mjpeg':
     pix_fmt, opts = 'yuvj420p', {'qmin': '2', 'qmax': '2'}
   else:
-    raise ValueError(f"codec must be 'libx264', 'libvpx-vp9', 'libvpx', 'mpeg4' or 'mjpeg', got {codec!r}")
+    raise ValueError(
+        f"codec must be 'libx264', 'libvpx-vp9', 'libvpx', 'mpeg4' or 'mjpeg', got {codec!r}"
+    )
   opts['threads'] = threads
   opts.update({k: str(v) for k, v in (options or {}).items()})
   path = os.fspath(path)

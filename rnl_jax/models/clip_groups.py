@@ -8,6 +8,7 @@ one after another inside the jitted call (`lax.map`) keeps XLA's temporary arena
 size: one clip per pass was no slower and took a fraction of the memory
 (docs/performance.md#clip-groups).
 """
+
 import math
 
 import jax
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 AUTO = -1
 # 'auto' on CPU: passes of at least this many frame pixels (T x H x W): one clip of 8 x 224^2, whole
 # batches of small inputs (4 x 32^2 x 64 clips), where per-pass overheads would dominate.
-AUTO_CPU_PIXELS = 2 ** 18
+AUTO_CPU_PIXELS = 2**18
 
 
 def clips_per_pass(setting, frames, size, backend=None):
@@ -39,17 +40,17 @@ def apply_in_groups(fn, x, clips, shards=1):
   b = x.shape[0] // shards
   if not clips or clips >= b:
     return fn(x)
-  n = -(-b // clips)                                           # passes
-  per_shard = x.reshape((shards, b) + x.shape[1:])             # [D, b, ...]
+  n = -(-b // clips)  # passes
+  per_shard = x.reshape((shards, b) + x.shape[1:])  # [D, b, ...]
   pad = n * clips - b
   if pad:
     fill = jnp.broadcast_to(per_shard[:, :1], (shards, pad) + x.shape[1:])
-    per_shard = jnp.concatenate([per_shard, fill], axis=1)     # [D, n*k, ...]
+    per_shard = jnp.concatenate([per_shard, fill], axis=1)  # [D, n*k, ...]
   groups = per_shard.reshape((shards, n, clips) + x.shape[1:])
-  groups = jnp.moveaxis(groups, 1, 0).reshape((n, shards * clips) + x.shape[1:])   # [n, D*k, ...]
-  y = jax.lax.map(fn, groups)                                  # [n, D*k, ...]
+  groups = jnp.moveaxis(groups, 1, 0).reshape((n, shards * clips) + x.shape[1:])  # [n, D*k, ...]
+  y = jax.lax.map(fn, groups)  # [n, D*k, ...]
   y = y.reshape((n, shards, clips) + y.shape[2:])
-  y = jnp.moveaxis(y, 0, 1).reshape((shards, n * clips) + y.shape[3:])[:, :b]     # [D, b, ...]
+  y = jnp.moveaxis(y, 0, 1).reshape((shards, n * clips) + y.shape[3:])[:, :b]  # [D, b, ...]
   return y.reshape((shards * b,) + y.shape[2:])
 
 
@@ -60,9 +61,14 @@ def eval_step(variables, batch, *, model, clips=0, shards=1):
   runs over that many views per device at a time (same logits, the memory of one pass); `shards`:
   the devices the batch is split over.
   """
-  frames = batch['frames']                                   # [B, T, S, S, 3]
+  frames = batch['frames']  # [B, T, S, S, 3]
   clips = clips_per_pass(clips, frames.shape[1], frames.shape[2])
-  logits = apply_in_groups(lambda f: model.apply(variables, f, train=False), frames, clips,
-                           shards).astype(jnp.float32)
-  return {'logits': logits, 'label': batch['label'], 'video_index': batch['video_index'],
-          'mask': batch['mask']}
+  logits = apply_in_groups(
+      lambda f: model.apply(variables, f, train=False), frames, clips, shards
+  ).astype(jnp.float32)
+  return {
+      'logits': logits,
+      'label': batch['label'],
+      'video_index': batch['video_index'],
+      'mask': batch['mask'],
+  }

@@ -53,8 +53,12 @@ def _fused_taps(x, kernel, out_dtype):
   cdt = _compute_dtype(x.dtype)
   xp = jnp.pad(x.astype(cdt), ((0, 0), (kt // 2,) * 2, (kh // 2,) * 2, (kw // 2,) * 2, (0, 0)))
   k = kernel.astype(cdt)
-  out = sum(xp[:, i:i + t, j:j + h, l:l + w, :] * k[i, j, l, 0]
-            for i in range(kt) for j in range(kh) for l in range(kw))
+  out = sum(
+      xp[:, i : i + t, j : j + h, l : l + w, :] * k[i, j, l, 0]
+      for i in range(kt)
+      for j in range(kh)
+      for l in range(kw)
+  )
   return out.astype(out_dtype)
 
 
@@ -72,7 +76,7 @@ def _shift_sum(a, b, kt, sign):
   out = 0
   for i in range(kt):
     s = pt + sign * (i - pt)
-    out = out + ap[:, :, s:s + t] * b[None, :, i, None]
+    out = out + ap[:, :, s : s + t] * b[None, :, i, None]
   return out
 
 
@@ -101,7 +105,9 @@ def _fft_kernel_grad(x, dy, kshape, kdtype):
   dc = jnp.conj(jnp.fft.rfft2(_planes(dy, lh, lw, cdt)))
   pt = kt // 2
   xp = jnp.pad(xf, ((0, 0), (0, 0), (pt, pt), (0, 0), (0, 0)))
-  g = jnp.stack([jnp.sum(xp[:, :, i:i + t] * dc, axis=(0, 2)) for i in range(kt)], 1)  # [C, kt, lh, lw//2+1]
+  g = jnp.stack(
+      [jnp.sum(xp[:, :, i : i + t] * dc, axis=(0, 2)) for i in range(kt)], 1
+  )  # [C, kt, lh, lw//2+1]
   g = jnp.fft.irfft2(g, s=(lh, lw))  # circular lags
   g = jnp.roll(g, (kh // 2, kw // 2), axis=(2, 3))[:, :, :kh, :kw]  # lag j - kh//2 -> index j
   return jnp.transpose(g, (1, 2, 3, 0))[:, :, :, None, :].astype(kdtype)
@@ -118,7 +124,9 @@ def _fused_conv_fwd(x, kernel):
 
 def _fused_conv_bwd(res, dy):
   x, kernel = res
-  dx = _fused_taps(dy, kernel[::-1, ::-1, ::-1], x.dtype)  # transpose of a correlation: flipped kernel
+  dx = _fused_taps(
+      dy, kernel[::-1, ::-1, ::-1], x.dtype
+  )  # transpose of a correlation: flipped kernel
   return dx, _fft_kernel_grad(x, dy, kernel.shape, kernel.dtype)
 
 
@@ -138,7 +146,9 @@ def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """
   kt, kh, kw, one, c = kernel.shape
   if x.ndim != 5 or one != 1 or x.shape[-1] != c:
-    raise ValueError(f'expected x [N, T, H, W, C] and kernel [kt, kh, kw, 1, C]; got {x.shape}, {kernel.shape}')
+    raise ValueError(
+        f'expected x [N, T, H, W, C] and kernel [kt, kh, kw, 1, C]; got {x.shape}, {kernel.shape}'
+    )
   if not (kt % 2 and kh % 2 and kw % 2):
     raise ValueError(f'kernel sizes must be odd for "same" padding k//2; got {kernel.shape[:3]}')
   if kt * kh * kw <= _MAX_FUSED_TAPS:

@@ -1,4 +1,5 @@
 """Layers with the original's (PyTorch) semantics: BatchNorm running statistics and initialisers."""
+
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -15,7 +16,7 @@ torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'un
 
 def torch_default_bias(fan_in: int) -> Initializer:
   """PyTorch's default Conv/Linear bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / fan_in ** 0.5
+  bound = 1.0 / fan_in**0.5
 
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -44,6 +45,7 @@ class BatchNorm(nn.Module):
   (0.1 for the ResNet and NL BNs, 0.01 for the channel gate's). Statistics are float32. Under a
   `jit` with the batch sharded over a mesh, the means are over the global batch (SyncBatchNorm).
   """
+
   momentum: float = 0.1
   epsilon: float = 1e-5
   scale_init: Initializer = nn.initializers.ones

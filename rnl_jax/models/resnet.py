@@ -3,6 +3,7 @@
 Activations are `[N*T, H, W, C]` (row `n*T + t` is frame t of clip n). Padding is explicit and
 symmetric as in PyTorch ('SAME' in XLA is asymmetric for stride 2 and breaks parity).
 """
+
 import functools
 from typing import Any, Optional
 
@@ -20,7 +21,7 @@ STAGES = {
     50: (True, (3, 4, 6, 3)),
     101: (True, (3, 4, 23, 3)),
 }
-WIDTHS = (64, 128, 256, 512)   # stage widths of the released models (width=64)
+WIDTHS = (64, 128, 256, 512)  # stage widths of the released models (width=64)
 # (stage, block) -> (channel gate?, region kernel (t, h, w)); docs/original.md §1.4. Positions a
 # shallower network lacks are skipped (ResNet-18 has only layer2.0 and layer3.0).
 NONLOCAL_LAYOUT = {
@@ -54,6 +55,7 @@ class Block(nn.Module):
   identity path included). `nonlocal_kernel` set: the block's output (after the residual ReLU)
   goes through the channel gate (if `gate`) and then the region non-local block.
   """
+
   width: int
   stride: int
   bottleneck: bool
@@ -68,42 +70,49 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=kaiming_normal_fan_out)
+    conv = functools.partial(
+        nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=kaiming_normal_fan_out
+    )
     norm = functools.partial(BatchNorm, dtype=self.dtype)
-    shift = functools.partial(temporal_shift, num_segments=self.num_segments,
-                              shift_div=self.shift_div)
+    shift = functools.partial(
+        temporal_shift, num_segments=self.num_segments, shift_div=self.shift_div
+    )
     if self.shift == 'block':
       x = shift(x)
     h = shift(x) if self.shift == 'blockres' else x
     out = 4 * self.width if self.bottleneck else self.width
     if self.bottleneck:
       h = nn.relu(norm(name='bn1')(conv(self.width, (1, 1), name='conv1')(h), train))
-      h = conv(self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)),
-               name='conv2')(h)
+      h = conv(
+          self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)), name='conv2'
+      )(h)
       h = nn.relu(norm(name='bn2')(h, train))
       h = norm(name='bn3')(conv(out, (1, 1), name='conv3')(h), train)
     else:
-      h = conv(self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)),
-               name='conv1')(h)
+      h = conv(
+          self.width, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)), name='conv1'
+      )(h)
       h = nn.relu(norm(name='bn1')(h, train))
       h = norm(name='bn2')(conv(out, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(h), train)
     identity = x
     if self.downsample:
-      identity = conv(out, (1, 1), (self.stride, self.stride), padding='VALID',
-                      name='downsample_0')(x)
+      identity = conv(
+          out, (1, 1), (self.stride, self.stride), padding='VALID', name='downsample_0'
+      )(x)
       identity = norm(name='downsample_1')(identity, train)
     y = nn.relu(h + identity)
     if self.nonlocal_kernel is not None:
       if self.gate:
         y = ChannelGate(self.num_segments, dtype=self.dtype, name='cg')(y, train)
-      y = RegionNonLocal(self.num_segments, self.nonlocal_kernel, self.attention, dtype=self.dtype,
-                         name='nl')(y, train)
+      y = RegionNonLocal(
+          self.num_segments, self.nonlocal_kernel, self.attention, dtype=self.dtype, name='nl'
+      )(y, train)
     return y
 
 
 class ResNet(nn.Module):
   """Backbone: `[N*T, H, W, 3]` -> pooled per-frame features `[N*T, 512 * expansion]`."""
+
   depth: int = 50
   num_segments: int = 8
   shift_place: Optional[str] = 'blockres'
@@ -117,8 +126,16 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool):
     bottleneck, blocks = STAGES[self.depth]
     widths = [w * self.width // 64 for w in WIDTHS]
-    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
-                kernel_init=kaiming_normal_fan_out, name='conv1')(x)
+    x = nn.Conv(
+        self.width,
+        (7, 7),
+        (2, 2),
+        padding=((3, 3), (3, 3)),
+        use_bias=False,
+        dtype=self.dtype,
+        kernel_init=kaiming_normal_fan_out,
+        name='conv1',
+    )(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))  # pads with -inf
     nl = nonlocal_positions(self.depth) if self.non_local else {}
@@ -128,11 +145,19 @@ class ResNet(nn.Module):
       for i in range(count):
         stride = 2 if (i == 0 and stage > 1) else 1
         gate, kernel = nl.get((stage, i), (False, None))
-        x = Block(width, stride, bottleneck, downsample=(i == 0 and (stride != 1 or in_ch != out)),
-                  num_segments=self.num_segments,
-                  shift=self.shift_place if is_shifted(self.depth, self.shift_place, i) else None,
-                  shift_div=self.shift_div,
-                  gate=gate, nonlocal_kernel=kernel, attention=self.attention,
-                  dtype=self.dtype, name=f'layer{stage}_{i}')(x, train)
+        x = Block(
+            width,
+            stride,
+            bottleneck,
+            downsample=(i == 0 and (stride != 1 or in_ch != out)),
+            num_segments=self.num_segments,
+            shift=self.shift_place if is_shifted(self.depth, self.shift_place, i) else None,
+            shift_div=self.shift_div,
+            gate=gate,
+            nonlocal_kernel=kernel,
+            attention=self.attention,
+            dtype=self.dtype,
+            name=f'layer{stage}_{i}',
+        )(x, train)
         in_ch = out
     return jnp.mean(x.astype(stat_dtype(x.dtype)), axis=(1, 2))  # global average pool

@@ -4,6 +4,7 @@ Both act on the frames of one clip folded into the batch, `[N*T, H, W, C]`, and 
 `M = T*H*W` positions. Positions are flattened in (t, h, w) order; the attention and the gate are
 invariant to that order as long as queries, keys and values share it.
 """
+
 import dataclasses
 import functools
 from typing import Any, NamedTuple, Optional, Sequence
@@ -13,9 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from rnl_jax.models.depthwise import depthwise_conv3d
-from rnl_jax.models.layers import (BatchNorm, stat_dtype, torch_default_bias, torch_default_kernel,
-                                   uniform_init)
-
+from rnl_jax.models.layers import (
+    BatchNorm,
+    stat_dtype,
+    torch_default_bias,
+    torch_default_kernel,
+    uniform_init,
+)
 
 # Rows per tile of the symmetric affinity P P^T (one 28x28 frame of layer 2): fewer rows per tile
 # save more MACs but make smaller matmuls; 784 rows measured fastest on CPU
@@ -43,11 +48,20 @@ def affinity(p, dtype):
     return jnp.einsum('nqc,nkc->nqk', p, p, preferred_element_type=dtype)
   rows = -(-m // k)
   tiles = jnp.pad(p, ((0, 0), (0, rows * k - m), (0, 0))).reshape(n, k, rows, c)
-  upper = {(i, j): jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=dtype)
-           for i in range(k) for j in range(i, k)}
-  full = jnp.concatenate([
-      jnp.concatenate([upper[i, j] if j >= i else jnp.swapaxes(upper[j, i], 1, 2) for j in range(k)], axis=2)
-      for i in range(k)], axis=1)  # [N, k*rows, k*rows]
+  upper = {
+      (i, j): jnp.einsum('nqc,nkc->nqk', tiles[:, i], tiles[:, j], preferred_element_type=dtype)
+      for i in range(k)
+      for j in range(i, k)
+  }
+  full = jnp.concatenate(
+      [
+          jnp.concatenate(
+              [upper[i, j] if j >= i else jnp.swapaxes(upper[j, i], 1, 2) for j in range(k)], axis=2
+          )
+          for i in range(k)
+      ],
+      axis=1,
+  )  # [N, k*rows, k*rows]
   return full[:, :m, :m]
 
 
@@ -58,8 +72,9 @@ def _attend(queries, keys, values, symmetric=False):
   if symmetric:
     logits = affinity(queries, stat_dtype(queries.dtype))
   else:
-    logits = jnp.einsum('nqc,nkc->nqk', queries, keys,
-                        preferred_element_type=stat_dtype(queries.dtype))
+    logits = jnp.einsum(
+        'nqc,nkc->nqk', queries, keys, preferred_element_type=stat_dtype(queries.dtype)
+    )
   weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
   return jnp.einsum('nqk,nkc->nqc', weights, values)
 
@@ -98,8 +113,8 @@ def region_attention(p, theta, query_chunk: Optional[int] = None):
 # weights, each group after the previous one's updates; within a group XLA orders and overlaps the
 # pairs freely. Groups keep the unrolled speed with about half the temporaries of one group; pair by
 # pair is no faster than the scan (docs/performance.md#streamed-eval-attention).
-STREAM_UNROLL_BYTES = 256 * 2 ** 20
-STREAM_GROUP_BYTES = 64 * 2 ** 20
+STREAM_UNROLL_BYTES = 256 * 2**20
+STREAM_GROUP_BYTES = 64 * 2**20
 
 
 def _fold_tile(state, logits, vals, transposed, acc_dtype):
@@ -112,9 +127,12 @@ def _fold_tile(state, logits, vals, transposed, acc_dtype):
   rescale = jnp.exp(top - new_top)
   weights = jnp.exp(logits - jnp.expand_dims(new_top, keys))
   spec = 'nkq,nkc->nqc' if transposed else 'nqk,nkc->nqc'
-  return (new_top, total * rescale + jnp.sum(weights, axis=keys),
-          out * rescale[..., None] + jnp.einsum(spec, weights.astype(vals.dtype), vals,
-                                                preferred_element_type=acc_dtype))
+  return (
+      new_top,
+      total * rescale + jnp.sum(weights, axis=keys),
+      out * rescale[..., None]
+      + jnp.einsum(spec, weights.astype(vals.dtype), vals, preferred_element_type=acc_dtype),
+  )
 
 
 class _StreamTiles(NamedTuple):
@@ -123,6 +141,7 @@ class _StreamTiles(NamedTuple):
   tiles, values: `[N, k, rows, C']` queries = keys and values; key_bias: `[k, rows]`, 0 for real
   positions and -inf for padding (`pad` rows in all); acc_dtype: the dtype of the running sums.
   """
+
   tiles: Any
   values: Any
   key_bias: Any
@@ -155,7 +174,7 @@ def _stream_tiles(p, theta, tile):
   k = -(-m // tile)
   rows = -(-m // k)
   pad = k * rows - m
-  tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)       # [N, k, rows, C']
+  tiles = jnp.pad(p, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
   values = jnp.pad(theta, ((0, 0), (0, pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
   key_bias = jnp.where(jnp.arange(k * rows) < m, 0.0, -jnp.inf).astype(acc_dtype).reshape(k, rows)
   return _StreamTiles(tiles, values, key_bias, pad, acc_dtype)
@@ -174,11 +193,17 @@ def _stream_unrolled(t, pairs, group):
   one's updates; returns the exp-sums `[N, k, rows]` and weighted sums `[N, k, rows, C']`."""
   n, k, rows, c = t.shape
   fold = functools.partial(_fold_tile, acc_dtype=t.acc_dtype)
-  state = [(jnp.full((n, rows), -jnp.inf, t.acc_dtype), jnp.zeros((n, rows), t.acc_dtype),
-            jnp.zeros((n, rows, c), t.acc_dtype)) for _ in range(k)]
+  state = [
+      (
+          jnp.full((n, rows), -jnp.inf, t.acc_dtype),
+          jnp.zeros((n, rows), t.acc_dtype),
+          jnp.zeros((n, rows, c), t.acc_dtype),
+      )
+      for _ in range(k)
+  ]
   after = None
   for start in range(0, len(pairs), group):
-    for i, j in pairs[start:start + group]:
+    for i, j in pairs[start : start + group]:
       rowwise, columnwise = t.logits(i, j, after)
       state[i] = fold(state[i], rowwise, t.values[:, j], False)
       if i != j:
@@ -187,7 +212,7 @@ def _stream_unrolled(t, pairs, group):
     # cannot fold away (x * 0 is NaN for infinite x), so one group's buffers are live at a time.
     after = 0.0 * sum(s[2][:, :1, :1] for s in state).astype(t.tiles.dtype)
   total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
-  out = jnp.stack([s[2] for s in state], axis=1)    # [N, k, rows, C']
+  out = jnp.stack([s[2] for s in state], axis=1)  # [N, k, rows, C']
   return total, out
 
 
@@ -205,12 +230,16 @@ def _stream_scanned(t, pairs):
     i, j = pair[0], pair[1]
     rowwise, columnwise = t.logits(i, j)
     state = update(state, i, rowwise, t.values[:, j], False)
-    state = jax.lax.cond(i != j, lambda s: update(s, j, columnwise, t.values[:, i], True),
-                         lambda s: s, state)
+    state = jax.lax.cond(
+        i != j, lambda s: update(s, j, columnwise, t.values[:, i], True), lambda s: s, state
+    )
     return state, None
 
-  init = (jnp.full((n, k, rows), -jnp.inf, t.acc_dtype), jnp.zeros((n, k, rows), t.acc_dtype),
-          jnp.zeros((n, k, rows, c), t.acc_dtype))
+  init = (
+      jnp.full((n, k, rows), -jnp.inf, t.acc_dtype),
+      jnp.zeros((n, k, rows), t.acc_dtype),
+      jnp.zeros((n, k, rows, c), t.acc_dtype),
+  )
   (_, total, out), _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
   return total, out
 
@@ -285,6 +314,7 @@ class AttentionSettings:
       `eval_attention` says.
     eval_attention: 'auto', 'streamed' or 'chunked' (EVAL_ATTENTION; `eval_attention_method`).
   """
+
   query_chunk: Optional[int] = None
   eval_query_chunk: Optional[int] = None
   eval_attention: str = 'auto'
@@ -294,8 +324,11 @@ class AttentionSettings:
 
   def attend(self, p, theta, train: bool):
     """The region attention of p (queries = keys) over theta (values), `[N, M, C']`, as set."""
-    if (not train and self.eval_query_chunk
-        and eval_attention_method(self.eval_attention) == 'streamed'):
+    if (
+        not train
+        and self.eval_query_chunk
+        and eval_attention_method(self.eval_attention) == 'streamed'
+    ):
       return streamed_attention(p, theta, self.eval_query_chunk)
     return region_attention(p, theta, self.query_chunk if train else self.eval_query_chunk)
 
@@ -309,6 +342,7 @@ class DepthwiseConv3D(nn.Module):
   """Depthwise 3-D conv, stride 1, zero 'same' padding, no bias; kernel `[kt, kh, kw, 1, C]` (the
   layout of `nn.Conv(feature_group_count=C)`), computed by `depthwise_conv3d` (XLA:CPU's grouped
   convolution is far slower: docs/performance.md#depthwise-region-conv)."""
+
   kernel_size: Sequence[int]
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
@@ -322,9 +356,10 @@ class DepthwiseConv3D(nn.Module):
 
 class RegionNonLocal(nn.Module):
   """theta (1x1x1 conv) -> depthwise region conv -> softmax(P P^T) theta -> W conv + BN -> residual."""
+
   num_segments: int
   kernel_size: Sequence[int]  # (kt, kh, kw)
-  attention: AttentionSettings = AttentionSettings()   # plain, chunked or streamed attention
+  attention: AttentionSettings = AttentionSettings()  # plain, chunked or streamed attention
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -333,8 +368,15 @@ class RegionNonLocal(nn.Module):
     t = self.num_segments
     n, inner = nt // t, c // 2
     x = v.reshape(n, t, h, w, c)
-    theta = nn.Dense(inner, dtype=self.dtype, kernel_init=torch_default_kernel,
-                     bias_init=torch_default_bias(c), name='theta')(x)  # [N, T, H, W, C']
+    theta = nn.Dense(
+        inner,
+        dtype=self.dtype,
+        kernel_init=torch_default_kernel,
+        bias_init=torch_default_bias(c),
+        name='theta',
+    )(
+        x
+    )  # [N, T, H, W, C']
     k = tuple(self.kernel_size)
     vol = k[0] * k[1] * k[2]
     # Xavier-uniform over the original's stored grouped tensor [C', g, kt, kh, kw].
@@ -344,14 +386,20 @@ class RegionNonLocal(nn.Module):
     self.sow('intermediates', 'region_features', p)
     p, theta = p.reshape(n, -1, inner), theta.reshape(n, -1, inner)  # [N, M, C']
     y = self.attention.attend(p, theta, train)
-    z = nn.Dense(c, dtype=self.dtype, kernel_init=torch_default_kernel,
-                 bias_init=torch_default_bias(inner), name='W_0')(y.reshape(n, t, h, w, inner))
+    z = nn.Dense(
+        c,
+        dtype=self.dtype,
+        kernel_init=torch_default_kernel,
+        bias_init=torch_default_bias(inner),
+        name='W_0',
+    )(y.reshape(n, t, h, w, inner))
     z = BatchNorm(scale_init=nn.initializers.zeros, dtype=self.dtype, name='W_1')(z, train)
     return (z + x).reshape(v.shape)
 
 
 class ChannelGate(nn.Module):
   """GCNet-style context block: softmax-pooled clip context -> MLP with BN1d -> added to every position."""
+
   num_segments: int
   dtype: Any = jnp.float32
 
@@ -360,13 +408,34 @@ class ChannelGate(nn.Module):
     nt, h, w, c = v.shape
     n = nt // self.num_segments
     x = v.reshape(n, -1, c)  # [N, M, C]
-    logits = nn.Dense(1, dtype=self.dtype, kernel_init=torch_default_kernel,
-                      bias_init=torch_default_bias(c), name='W_k')(x)[..., 0]  # [N, M]
+    logits = nn.Dense(
+        1,
+        dtype=self.dtype,
+        kernel_init=torch_default_kernel,
+        bias_init=torch_default_bias(c),
+        name='W_k',
+    )(x)[
+        ..., 0
+    ]  # [N, M]
     weights = jax.nn.softmax(logits.astype(stat_dtype(x.dtype)), axis=-1).astype(x.dtype)
     context = jnp.einsum('nm,nmc->nc', weights, x)  # [N, C]
-    g = nn.Dense(c // 2, dtype=self.dtype, kernel_init=torch_default_kernel,
-                 bias_init=torch_default_bias(c), name='W_v1')(context)
-    g = nn.relu(BatchNorm(momentum=0.01, dtype=self.dtype, name='bn1')(g, train))  # stats over clips
-    g = nn.Dense(c, dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                 bias_init=nn.initializers.zeros, name='W_v2')(g)  # [N, C]
+    g = nn.Dense(
+        c // 2,
+        dtype=self.dtype,
+        kernel_init=torch_default_kernel,
+        bias_init=torch_default_bias(c),
+        name='W_v1',
+    )(context)
+    g = nn.relu(
+        BatchNorm(momentum=0.01, dtype=self.dtype, name='bn1')(g, train)
+    )  # stats over clips
+    g = nn.Dense(
+        c,
+        dtype=self.dtype,
+        kernel_init=nn.initializers.zeros,
+        bias_init=nn.initializers.zeros,
+        name='W_v2',
+    )(
+        g
+    )  # [N, C]
     return (x + g[:, None, :]).reshape(v.shape)

@@ -9,6 +9,7 @@ The vacated frame is zero-filled at clip boundaries (a plain cyclic roll would b
 is the zero-filled shift in the opposite direction, which a `custom_vjp` uses directly (autodiff of a
 masked roll is needlessly slow on CPU, in bfloat16 in particular).
 """
+
 import functools
 
 import jax
@@ -30,8 +31,13 @@ def _shift(x, fold, reverse):
     return x
   back, fwd = (1, -1) if reverse else (-1, 1)
   return jnp.concatenate(
-      [_roll_zero(x[..., :fold], back), _roll_zero(x[..., fold:2 * fold], fwd), x[..., 2 * fold:]],
-      axis=-1)
+      [
+          _roll_zero(x[..., :fold], back),
+          _roll_zero(x[..., fold : 2 * fold], fwd),
+          x[..., 2 * fold :],
+      ],
+      axis=-1,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -66,5 +72,7 @@ def temporal_shift(x, num_segments, shift_div=8):
   nt = x.shape[0]
   if nt % num_segments:
     raise ValueError(f'batch of {nt} frames is not a multiple of num_segments={num_segments}')
-  y = _shift_vjp(x.reshape((nt // num_segments, num_segments) + x.shape[1:]), fold)  # [N, T, H, W, C]
+  y = _shift_vjp(
+      x.reshape((nt // num_segments, num_segments) + x.shape[1:]), fold
+  )  # [N, T, H, W, C]
   return y.reshape(x.shape)

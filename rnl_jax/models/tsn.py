@@ -1,4 +1,5 @@
 """TSN wrapper: frames folded into the batch, backbone, dropout + `new_fc`, average consensus."""
+
 import dataclasses
 from typing import Any, Optional
 
@@ -41,6 +42,7 @@ class TSN(nn.Module):
   Works for any T and any input size (global pooling); T is read from the input.
   The pre-classifier features `[N*T, D]` are sown as `intermediates/features`.
   """
+
   num_classes: int
   depth: int = 50
   shift_place: Optional[str] = 'blockres'
@@ -59,20 +61,38 @@ class TSN(nn.Module):
       acc = stat_dtype(self.dtype)
       x = (x.astype(acc) / 255.0 - jnp.asarray(INPUT_MEAN, acc)) / jnp.asarray(INPUT_STD, acc)
     x = x.astype(self.dtype).reshape(n * t, h, w, c)  # [N*T, H, W, 3]
-    f = ResNet(self.depth, t, self.shift_place, self.shift_div, self.non_local, width=self.width,
-               attention=self.attention, dtype=self.dtype, name='base_model')(x, train)  # [N*T, D]
+    f = ResNet(
+        self.depth,
+        t,
+        self.shift_place,
+        self.shift_div,
+        self.non_local,
+        width=self.width,
+        attention=self.attention,
+        dtype=self.dtype,
+        name='base_model',
+    )(
+        x, train
+    )  # [N*T, D]
     self.sow('intermediates', 'features', f)
     if self.dropout > 0:
       f = nn.Dropout(self.dropout, deterministic=not train)(f)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype,
-                      kernel_init=nn.initializers.normal(0.001), bias_init=nn.initializers.zeros,
-                      name='new_fc')(f)  # [N*T, K]
+    logits = nn.Dense(
+        self.num_classes,
+        dtype=self.dtype,
+        kernel_init=nn.initializers.normal(0.001),
+        bias_init=nn.initializers.zeros,
+        name='new_fc',
+    )(
+        f
+    )  # [N*T, K]
     return jnp.mean(logits.astype(stat_dtype(self.dtype)).reshape(n, t, -1), axis=1)  # [N, K]
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
   """What a checkpoint's weights fix: everything needed to rebuild the matching model."""
+
   num_classes: int
   depth: int = 50
   shift_place: Optional[str] = 'blockres'
@@ -103,9 +123,16 @@ class Architecture:
     return dataclasses.asdict(self)
 
 
-def build_model(arch: Architecture, *, dropout: float = 0.5, query_chunk: Optional[int] = None,
-                eval_query_chunk: Any = 'same', eval_attention: str = 'auto',
-                normalize_input: bool = False, dtype: Any = jnp.float32) -> TSN:
+def build_model(
+    arch: Architecture,
+    *,
+    dropout: float = 0.5,
+    query_chunk: Optional[int] = None,
+    eval_query_chunk: Any = 'same',
+    eval_attention: str = 'auto',
+    normalize_input: bool = False,
+    dtype: Any = jnp.float32,
+) -> TSN:
   """The TSN for an architecture plus run-time choices that do not change the weights.
 
   `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too;
@@ -113,11 +140,21 @@ def build_model(arch: Architecture, *, dropout: float = 0.5, query_chunk: Option
   `eval_attention`, before any trace)."""
   if eval_query_chunk == 'same':
     eval_query_chunk = query_chunk
-  attention = AttentionSettings(query_chunk=query_chunk, eval_query_chunk=eval_query_chunk,
-                                eval_attention=eval_attention)
-  return TSN(num_classes=arch.num_classes, depth=arch.depth, shift_place=arch.shift_place,
-             shift_div=arch.shift_div, non_local=arch.non_local, width=arch.width, dropout=dropout,
-             attention=attention, normalize_input=normalize_input, dtype=dtype)
+  attention = AttentionSettings(
+      query_chunk=query_chunk, eval_query_chunk=eval_query_chunk, eval_attention=eval_attention
+  )
+  return TSN(
+      num_classes=arch.num_classes,
+      depth=arch.depth,
+      shift_place=arch.shift_place,
+      shift_div=arch.shift_div,
+      non_local=arch.non_local,
+      width=arch.width,
+      dropout=dropout,
+      attention=attention,
+      normalize_input=normalize_input,
+      dtype=dtype,
+  )
 
 
 def abstract_variables(module: nn.Module, x_shape=(1, 1, 32, 32, 3)):

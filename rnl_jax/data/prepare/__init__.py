@@ -24,6 +24,7 @@ of the trainer (`--config.data.root`); outputs use the names of the dataset tabl
 Modules: `core` (the run: resume, workers, lists, report), `media` (one video's work: decode, resize,
 write), `annotations` (the readers' common types), one reader per dataset.
 """
+
 from rnl_jax.data.prepare.annotations import AnnotationError, PrepareError
 from rnl_jax.data.prepare.core import FORMATS, SPECS, prepare
 

@@ -8,6 +8,7 @@ Nothing is dropped without being listed. Malformed rows raise `AnnotationError` 
 
 Pure Python: no decoding here (that is `media`, in worker processes).
 """
+
 import dataclasses
 import os
 import re
@@ -16,7 +17,19 @@ from typing import Optional
 from rnl_jax.errors import UserError
 
 SPLITS = ('train', 'val')
-VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.3gp', '.ogv')
+VIDEO_EXTENSIONS = (
+    '.mp4',
+    '.webm',
+    '.mkv',
+    '.avi',
+    '.mov',
+    '.m4v',
+    '.flv',
+    '.mpg',
+    '.mpeg',
+    '.3gp',
+    '.ogv',
+)
 PROBLEM_KINDS = ('missing', 'undecodable', 'zero_frames', 'unknown_class')
 
 
@@ -40,6 +53,7 @@ class Item:
   where: 'annotation_file:line' of the row.
   video: the annotation's name of the video (what the report calls it).
   """
+
   split: str
   name: str
   label: int
@@ -51,6 +65,7 @@ class Item:
 @dataclasses.dataclass(frozen=True)
 class Problem:
   """A row (or video) that is not in the lists: kind in PROBLEM_KINDS, with a human-readable detail."""
+
   kind: str
   split: str
   video: str
@@ -65,13 +80,14 @@ class Problem:
 class Plan:
   """A reader's result: classes (line i = label i), items and problems in annotation order, notes
   ({what: count}) for rows left out on purpose, and the annotation files read."""
+
   classes: list
   items: list
   problems: list
   notes: dict = dataclasses.field(default_factory=dict)
   files: list = dataclasses.field(default_factory=list)
-  source_kind: str = 'video'      # 'video' (files) or 'frames' (Something-V1's JPEG folders)
-  source_fps: Optional[float] = None   # frame rate of frame-folder sources (re-encoding)
+  source_kind: str = 'video'  # 'video' (files) or 'frames' (Something-V1's JPEG folders)
+  source_fps: Optional[float] = None  # frame rate of frame-folder sources (re-encoding)
 
 
 def safe_name(name):
@@ -93,7 +109,9 @@ def walk_files(root, extensions=None, max_depth=None, exclude=()):
   out = []
   base_depth = root.rstrip(os.sep).count(os.sep)
   for folder, dirs, files in os.walk(root, followlinks=True):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.') and os.path.join(folder, d) not in exclude)
+    dirs[:] = sorted(
+        d for d in dirs if not d.startswith('.') and os.path.join(folder, d) not in exclude
+    )
     if max_depth is not None and folder.count(os.sep) - base_depth >= max_depth:
       dirs[:] = []
     for f in sorted(files):
@@ -122,8 +140,10 @@ def find_file(root, names, what, max_depth=2):
       except OSError:
         continue
     level = deeper
-  raise PrepareError(f'no {what} found under {root} (looked for {", ".join(names)}); pass the folder '
-                     f'holding it with --annotations')
+  raise PrepareError(
+      f'no {what} found under {root} (looked for {", ".join(names)}); pass the folder '
+      f'holding it with --annotations'
+  )
 
 
 def first_dir(*candidates):

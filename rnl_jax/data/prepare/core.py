@@ -19,6 +19,7 @@ ever listed, and an interrupted run can simply be started again:
 So a second run over an unchanged download does no work (`summary['processed'] == 0`, nothing packed)
 and rewrites no file whose content is unchanged.
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -51,6 +52,7 @@ class Spec:
   extra_lists: further space-separated frame lists (the TSM label tool's names), relative to --out.
   classes_files: class-name files (line i = label i), relative to --out.
   """
+
   name: str
   table: str
   home: str
@@ -62,20 +64,62 @@ class Spec:
   classes_files: tuple = ()
 
 
-SPECS = {s.name: s for s in (
-    Spec('kinetics400', 'kinetics', 'kinetics', kinetics.read, 331, False, 'kinetics/{split}_videos.txt',
-         extra_lists=('kinetics/{split}_videofolder.txt',), classes_files=('kinetics/classes.txt',)),
-    Spec('something_v1', 'something', 'something/v1', something.read_v1, None, False,
-         'something/v1/{split}_videos.txt',
-         classes_files=('something/v1/classes.txt', 'something/v1/category.txt')),
-    Spec('something_v2', 'somethingv2', 'something/v2', something.read_v2, 256, False,
-         'something/v2/{split}_videos.txt',
-         classes_files=('something/v2/classes.txt', 'something/v2/category.txt')),
-    Spec('ucf101', 'ucf101', 'UCF101', ucf101.read, 256, True,
-         'UCF101/file_list/ucf101_videos_{split}_split_{n}.txt', classes_files=('UCF101/classes.txt',)),
-    Spec('hmdb51', 'hmdb51', 'HMDB51', hmdb51.read, 256, True,
-         'HMDB51/splits/hmdb51_videos_{split}_split_{n}.txt', classes_files=('HMDB51/classes.txt',)),
-)}
+SPECS = {
+    s.name: s
+    for s in (
+        Spec(
+            'kinetics400',
+            'kinetics',
+            'kinetics',
+            kinetics.read,
+            331,
+            False,
+            'kinetics/{split}_videos.txt',
+            extra_lists=('kinetics/{split}_videofolder.txt',),
+            classes_files=('kinetics/classes.txt',),
+        ),
+        Spec(
+            'something_v1',
+            'something',
+            'something/v1',
+            something.read_v1,
+            None,
+            False,
+            'something/v1/{split}_videos.txt',
+            classes_files=('something/v1/classes.txt', 'something/v1/category.txt'),
+        ),
+        Spec(
+            'something_v2',
+            'somethingv2',
+            'something/v2',
+            something.read_v2,
+            256,
+            False,
+            'something/v2/{split}_videos.txt',
+            classes_files=('something/v2/classes.txt', 'something/v2/category.txt'),
+        ),
+        Spec(
+            'ucf101',
+            'ucf101',
+            'UCF101',
+            ucf101.read,
+            256,
+            True,
+            'UCF101/file_list/ucf101_videos_{split}_split_{n}.txt',
+            classes_files=('UCF101/classes.txt',),
+        ),
+        Spec(
+            'hmdb51',
+            'hmdb51',
+            'HMDB51',
+            hmdb51.read,
+            256,
+            True,
+            'HMDB51/splits/hmdb51_videos_{split}_split_{n}.txt',
+            classes_files=('HMDB51/classes.txt',),
+        ),
+    )
+}
 # The trainer's config.data.name of each dataset (its `table` name), accepted for the SPECS name.
 ALIASES = {s.table: s.name for s in SPECS.values() if s.table != s.name}
 
@@ -154,14 +198,18 @@ class State:
 
   def __init__(self, path):
     self.path = path
-    self.data = {'version': STATE_VERSION, 'settings': {}, 'failures': {},
-                 'outputs': {'frames': {}, 'videos': {}}}
+    self.data = {
+        'version': STATE_VERSION,
+        'settings': {},
+        'failures': {},
+        'outputs': {'frames': {}, 'videos': {}},
+    }
     if os.path.isfile(path):
       try:
         with open(path) as f:
           data = json.load(f)
       except ValueError:
-        data = None   # a damaged state only costs re-checking: failures are retried, counts re-read
+        data = None  # a damaged state only costs re-checking: failures are retried, counts re-read
       if isinstance(data, dict) and data.get('version') == STATE_VERSION:
         self.data.update(data)
     self._saved = time.monotonic()
@@ -173,7 +221,11 @@ class State:
     return None
 
   def set_failure(self, source, kind, detail):
-    self.data['failures'][source] = {'signature': _signature(source), 'kind': kind, 'detail': detail}
+    self.data['failures'][source] = {
+        'signature': _signature(source),
+        'kind': kind,
+        'detail': detail,
+    }
 
   def clear_failure(self, source):
     self.data['failures'].pop(source, None)
@@ -239,8 +291,15 @@ def _size_rule(spec, short_side, even):
 def _run(tasks, workers, progress, desc, on_result):
   """media.run_task over tasks ('spawn' processes if workers > 1), on_result(result) as they finish."""
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  bar = tqdm(total=len(tasks), desc=desc, unit='video', dynamic_ncols=True, disable=not progress,
-             file=sys.stderr)
+
+  bar = tqdm(
+      total=len(tasks),
+      desc=desc,
+      unit='video',
+      dynamic_ncols=True,
+      disable=not progress,
+      file=sys.stderr,
+  )
   failed = 0
   results = fileio.map_unordered(media.run_task, tasks, workers, tasks_per_worker=8, max_chunk=16)
   try:
@@ -250,7 +309,7 @@ def _run(tasks, workers, progress, desc, on_result):
       bar.set_postfix(failed=failed, refresh=False)
       bar.update()
   finally:
-    results.close()   # an error in on_result: the pool is terminated
+    results.close()  # an error in on_result: the pool is terminated
     bar.close()
 
 
@@ -258,9 +317,24 @@ def _run(tasks, workers, progress, desc, on_result):
 # the run
 
 
-def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, split=1, annotations=None,
-            label_map=None, quality=media.JPEG_QUALITY, keyframe_interval=media.KEYFRAME_INTERVAL,
-            crf=media.CRF, preset=media.PRESET, retry_failed=False, progress=True):
+def prepare(
+    dataset,
+    source,
+    out,
+    fmt='frames',
+    *,
+    short_side=None,
+    workers=1,
+    split=1,
+    annotations=None,
+    label_map=None,
+    quality=media.JPEG_QUALITY,
+    keyframe_interval=media.KEYFRAME_INTERVAL,
+    crf=media.CRF,
+    preset=media.PRESET,
+    retry_failed=False,
+    progress=True,
+):
   """Prepares `dataset` from the download at `source` into `out` (see the package docstring).
 
   Phases: check the arguments, read the annotations (the dataset's `Plan`), check the output
@@ -306,37 +380,60 @@ def prepare(dataset, source, out, fmt='frames', *, short_side=None, workers=1, s
   packed = _already_packed(plan, layout, failed) if fmt == 'arrayrecord' else set()
   make_task = _task_maker(plan, layout, kind, size, quality, keyframe_interval, crf, preset)
   tasks, reused = _tasks(plan, sources, packed, failed, layout, kind, make_task)
-  outputs = _process(tasks, sources, state, kind, failed, int(workers), progress,
-                     f'{dataset} {fmt}')
+  outputs = _process(
+      tasks, sources, state, kind, failed, int(workers), progress, f'{dataset} {fmt}'
+  )
   records, problems, warnings = _records(plan, failed, packed, kind, layout, outputs)
   state.save()
 
   # Lists (each atomically, only if changed), classes, then the shards.
   lists = _write_lists(layout, kind, records, packed)
   classes_files = _write_classes(out, spec, plan.classes)
-  packed_now = (_pack_splits(layout, lists, records, packed, classes_files[0], workers, progress)
-                if fmt == 'arrayrecord' else [])
+  packed_now = (
+      _pack_splits(layout, lists, records, packed, classes_files[0], workers, progress)
+      if fmt == 'arrayrecord'
+      else []
+  )
   if fmt == 'tfds' and any(records.values()):
-    _write_tfds(layout, {s: lists[s] for s in ann.SPLITS if records[s]}, records, classes_files[0],
-                int(workers), progress)
+    _write_tfds(
+        layout,
+        {s: lists[s] for s in ann.SPLITS if records[s]},
+        records,
+        classes_files[0],
+        int(workers),
+        progress,
+    )
 
   summary = {
-      'dataset': dataset, 'format': fmt, 'out': out, 'source': source,
+      'dataset': dataset,
+      'format': fmt,
+      'out': out,
+      'source': source,
       'split': int(split) if spec.numbered_splits else None,
       'listed': {s: (len(records[s]) if s not in packed else None) for s in ann.SPLITS},
       'problems': {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS},
       'warnings': len(warnings),
       'empty_splits': [s for s in ann.SPLITS if s not in packed and not records[s]],
-      'processed': len(tasks), 'reused': reused,
+      'processed': len(tasks),
+      'reused': reused,
       'failed_before': sum(1 for n in failed if n not in {t.name for t in tasks}),
-      'packed': packed_now, 'already_packed': sorted(packed),
-      'lists': lists, 'classes': classes_files[0], 'num_classes': len(plan.classes),
-      'notes': plan.notes, 'report': layout.report(fmt),
+      'packed': packed_now,
+      'already_packed': sorted(packed),
+      'lists': lists,
+      'classes': classes_files[0],
+      'num_classes': len(plan.classes),
+      'notes': plan.notes,
+      'report': layout.report(fmt),
       'config': _config_hint(spec, layout, fmt, lists, out),
       'seconds': round(time.perf_counter() - start, 2),
   }
-  report = {'summary': summary, 'settings': settings, 'annotation_files': plan.files,
-            'problems': [p.as_dict() for p in problems], 'warnings': warnings}
+  report = {
+      'summary': summary,
+      'settings': settings,
+      'annotation_files': plan.files,
+      'problems': [p.as_dict() for p in problems],
+      'warnings': warnings,
+  }
   _write_text(layout.report(fmt), json.dumps(report, indent=1) + '\n', only_if_changed=False)
   return summary
 
@@ -364,8 +461,10 @@ def _check_args(dataset, fmt, split, quality, keyframe_interval, workers, short_
   if spec.numbered_splits and int(split) not in (1, 2, 3):
     raise ann.PrepareError(f'--split must be 1, 2 or 3 for {dataset}, got {split}')
   if not 1 <= int(quality) <= 100 or int(keyframe_interval) < 1 or int(workers) < 1:
-    raise ann.PrepareError(f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, '
-                           f'got {quality}, {keyframe_interval}, {workers}')
+    raise ann.PrepareError(
+        f'need 1 <= quality <= 100, keyframe_interval >= 1 and workers >= 1, '
+        f'got {quality}, {keyframe_interval}, {workers}'
+    )
   if short_side is not None and int(short_side) < 0:
     raise ann.PrepareError(f'--short_side must be >= 0, got {short_side}')
   return dataset, spec
@@ -378,8 +477,10 @@ def _unique_sources(plan):
   for item in plan.items:
     other = sources.setdefault(item.name, item.source)
     if other != item.source:
-      raise ann.PrepareError(f'two videos would be written as {item.name!r}: {other} and '
-                             f'{item.source} ({item.where}); rename one of them')
+      raise ann.PrepareError(
+          f'two videos would be written as {item.name!r}: {other} and '
+          f'{item.source} ({item.where}); rename one of them'
+      )
   return sources
 
 
@@ -388,20 +489,29 @@ def _output_settings(kind, size, quality, keyframe_interval, crf, preset):
   H.264 settings (videos)."""
   if kind == 'frames':
     return {'size': size.as_dict(), 'quality': int(quality)}
-  return {'size': size.as_dict(), 'codec': 'libx264', 'keyframe_interval': int(keyframe_interval),
-          'crf': int(crf), 'preset': preset}
+  return {
+      'size': size.as_dict(),
+      'codec': 'libx264',
+      'keyframe_interval': int(keyframe_interval),
+      'crf': int(crf),
+      'preset': preset,
+  }
 
 
 def _check_output_settings(state, layout, kind, settings, sources):
   """Records `settings` for `kind` in the state; a PrepareError if outputs of these sources exist
   made with other settings (a mix of sizes or codecs in one dataset would go unnoticed)."""
   old = state.data['settings'].get(kind)
-  if old is not None and old != settings and any(
-      os.path.lexists(layout.output(kind, name)) for name in sources):
+  if (
+      old is not None
+      and old != settings
+      and any(os.path.lexists(layout.output(kind, name)) for name in sources)
+  ):
     raise ann.PrepareError(
         f'{layout.frame_root if kind == "frames" else layout.videos_dir} holds {kind} prepared '
         f'with other settings ({old}; now {settings}); use another --out, or delete them (and '
-        f'{layout.state})')
+        f'{layout.state})'
+    )
   state.data['settings'][kind] = settings
 
 
@@ -419,8 +529,9 @@ def _already_packed(plan, layout, failed):
   """The splits whose ArrayRecord index already holds exactly the videos to list, in order."""
   packed = set()
   for split_name in ann.SPLITS:
-    expected = [(i.name, i.label) for i in plan.items
-                if i.split == split_name and i.name not in failed]
+    expected = [
+        (i.name, i.label) for i in plan.items if i.split == split_name and i.name not in failed
+    ]
     if expected and _index_matches(layout.arrayrecord_prefix(split_name), expected):
       packed.add(split_name)
   return packed
@@ -430,9 +541,17 @@ def _task_maker(plan, layout, kind, size, quality, keyframe_interval, crf, prese
   """make_task(name, source, output=...): a media.Task with this run's source kind, output kind and
   settings (the source frame rate only for frame-folder sources)."""
   return functools.partial(
-      media.Task, source_kind=plan.source_kind, kind=kind, template=layout.template, size=size,
-      quality=int(quality), fps=plan.source_fps if plan.source_kind == 'frames' else None,
-      keyframe_interval=int(keyframe_interval), crf=int(crf), preset=preset)
+      media.Task,
+      source_kind=plan.source_kind,
+      kind=kind,
+      template=layout.template,
+      size=size,
+      quality=int(quality),
+      fps=plan.source_fps if plan.source_kind == 'frames' else None,
+      keyframe_interval=int(keyframe_interval),
+      crf=int(crf),
+      preset=preset,
+  )
 
 
 def _tasks(plan, sources, packed, failed, layout, kind, make_task):
@@ -469,7 +588,7 @@ def _process(tasks, sources, state, kind, failed, workers, progress, desc):
       outputs.pop(name, None)
     state.save(force=False)
 
-  for folder in {os.path.dirname(t.output) for t in tasks}:   # an interrupted run's partial outputs
+  for folder in {os.path.dirname(t.output) for t in tasks}:  # an interrupted run's partial outputs
     fileio.remove_stale_temps(folder)
   try:
     _run(tasks, workers, progress, desc, on_result)
@@ -502,12 +621,26 @@ def _item_warnings(item, num_frames, decode_warning):
   but skipped by the loaders in training and validation)."""
   warnings = []
   if decode_warning:
-    warnings.append({'kind': 'partial_decode', 'split': item.split, 'video': item.video,
-                     'where': item.where, 'detail': decode_warning})
+    warnings.append(
+        {
+            'kind': 'partial_decode',
+            'split': item.split,
+            'video': item.video,
+            'where': item.where,
+            'detail': decode_warning,
+        }
+    )
   if num_frames < 3:
-    warnings.append({'kind': 'short', 'split': item.split, 'video': item.video, 'where': item.where,
-                     'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 '
-                               f'frames in training and validation (docs/original.md §3.1)'})
+    warnings.append(
+        {
+            'kind': 'short',
+            'split': item.split,
+            'video': item.video,
+            'where': item.where,
+            'detail': f'{num_frames} frames: listed, but the loaders skip videos with < 3 '
+            f'frames in training and validation (docs/original.md §3.1)',
+        }
+    )
   return warnings
 
 
@@ -547,13 +680,22 @@ def _pack_splits(layout, lists, records, packed, classes_file, workers, progress
   """Packs each split with records that is not already packed (`pack.pack` of its frame list);
   `lists` then names every split's index instead of its list. Returns the splits packed now."""
   from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
+
   packed_now = []
   for split_name in ann.SPLITS:
     prefix = layout.arrayrecord_prefix(split_name)
     if split_name not in packed and records[split_name]:
-      pack.pack(lists[split_name], layout.frame_root, prefix, template=layout.template,
-                workers=int(workers), classes_file=classes_file, verify='header', overwrite=True,
-                progress=progress)
+      pack.pack(
+          lists[split_name],
+          layout.frame_root,
+          prefix,
+          template=layout.template,
+          workers=int(workers),
+          classes_file=classes_file,
+          verify='header',
+          overwrite=True,
+          progress=progress,
+      )
       packed_now.append(split_name)
     lists[split_name] = arrayrecord.index_path(prefix)
   return packed_now
@@ -569,6 +711,7 @@ def _num_frames(kind, layout, outputs, name):
   if entry and entry.get('num_frames'):
     return int(entry['num_frames'])
   from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
+
   with video.VideoReader(path) as reader:
     outputs[name] = {'num_frames': reader.num_frames, 'warning': None}
     return reader.num_frames
@@ -578,9 +721,16 @@ def _write_tfds(layout, lists, records, classes_file, workers, progress):
   """The TFDS dataset of the lists (splits 'train', 'validation'), unless its metadata index already
   holds exactly `records` [(name, num_frames, label)] per split."""
   from rnl_jax.data import tfds_write  # pylint: disable=import-outside-toplevel
+
   splits = {'train': tfds_write.TRAIN_SPLIT, 'val': tfds_write.VAL_SPLIT}
-  expected = {splits[s]: {'path': [n for n, _, _ in records[s]], 'label': [l for _, _, l in records[s]],
-                          'num_frames': [f for _, f, _ in records[s]]} for s in lists}
+  expected = {
+      splits[s]: {
+          'path': [n for n, _, _ in records[s]],
+          'label': [l for _, _, l in records[s]],
+          'num_frames': [f for _, f, _ in records[s]],
+      }
+      for s in lists
+  }
   meta = os.path.join(layout.tfds_dir(), layout.tfds_name(), '1.0.0', 'metadata.json')
   try:
     with open(meta) as f:
@@ -589,22 +739,42 @@ def _write_tfds(layout, lists, records, classes_file, workers, progress):
       return
   except (OSError, ValueError, KeyError, TypeError):
     pass
-  tfds_write.write(layout.tfds_name(), layout.tfds_dir(), root=layout.frame_root,
-                   train_list=lists.get('train'), val_list=lists.get('val'), template=layout.template,
-                   classes_file=classes_file, verify='header', workers=workers, overwrite=True,
-                   progress=progress)
+  tfds_write.write(
+      layout.tfds_name(),
+      layout.tfds_dir(),
+      root=layout.frame_root,
+      train_list=lists.get('train'),
+      val_list=lists.get('val'),
+      template=layout.template,
+      classes_file=classes_file,
+      verify='header',
+      workers=workers,
+      overwrite=True,
+      progress=progress,
+  )
 
 
 def _config_hint(spec, layout, fmt, lists, out):
   """The trainer flags that read this output."""
   if fmt == 'tfds':
-    return ' '.join([f'--config.data.name={spec.table}',
-                     f'--config.data.num_classes={layout.info.num_classes}', '--config.data.format=tfds',
-                     f'--config.data.tfds_name={layout.tfds_name()}',
-                     f'--config.data.tfds_data_dir={layout.tfds_dir()}'])
-  flags = [f'--config.data.name={spec.table}', f'--config.data.num_classes={layout.info.num_classes}',
-           f'--config.data.root={out}', f'--config.data.format={fmt}']
+    return ' '.join(
+        [
+            f'--config.data.name={spec.table}',
+            f'--config.data.num_classes={layout.info.num_classes}',
+            '--config.data.format=tfds',
+            f'--config.data.tfds_name={layout.tfds_name()}',
+            f'--config.data.tfds_data_dir={layout.tfds_dir()}',
+        ]
+    )
+  flags = [
+      f'--config.data.name={spec.table}',
+      f'--config.data.num_classes={layout.info.num_classes}',
+      f'--config.data.root={out}',
+      f'--config.data.format={fmt}',
+  ]
   if fmt != 'frames' or spec.numbered_splits and layout.n != 1:
-    flags += [f'--config.data.train_list={lists.get("train", "")}',
-              f'--config.data.val_list={lists.get("val", "")}']
+    flags += [
+        f'--config.data.train_list={lists.get("train", "")}',
+        f'--config.data.val_list={lists.get("val", "")}',
+    ]
   return ' '.join(flags)

@@ -15,6 +15,7 @@ spaces -> `_` and removing `"`, `(`, `)`, `'`; a row's label is normalised the s
 are `<normalised class>/<video file name without extension>` (docs/original.md §7.14:
 named after what the download produced, i.e. what the original's `vid2img_kinetics.py` creates).
 """
+
 import csv
 
 from rnl_jax.data import kinetics400_classes
@@ -22,8 +23,14 @@ from rnl_jax.data.kinetics400_classes import normalise
 from rnl_jax.data.prepare import annotations as ann
 
 TRAIN_FILES = ('train.csv', 'kinetics_400_train.csv', 'kinetics400_train.csv', 'kinetics_train.csv')
-VAL_FILES = ('validate.csv', 'val.csv', 'kinetics_400_val.csv', 'kinetics_400_validate.csv',
-             'kinetics400_val.csv', 'kinetics_val.csv')
+VAL_FILES = (
+    'validate.csv',
+    'val.csv',
+    'kinetics_400_val.csv',
+    'kinetics_400_validate.csv',
+    'kinetics400_val.csv',
+    'kinetics_val.csv',
+)
 COLUMNS = ('label', 'youtube_id', 'time_start', 'time_end')
 SPLIT_NAMES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val'}
 
@@ -37,8 +44,10 @@ def class_names(label_map=None):
   names = [normalise(n) for n in raw]
   if len(set(names)) != len(names):
     dup = sorted({n for n in names if names.count(n) > 1})
-    raise ann.PrepareError(f'{label_map or "the bundled label map"}: class names {dup} are not unique '
-                           f'after normalisation')
+    raise ann.PrepareError(
+        f'{label_map or "the bundled label map"}: class names {dup} are not unique '
+        f'after normalisation'
+    )
   return names
 
 
@@ -66,12 +75,16 @@ def _read_csv(path, file_split):
   with open(path, newline='', encoding='utf-8-sig') as f:
     rows = list(csv.reader(f))
   if not rows:
-    raise ann.AnnotationError(f'{path}:1: empty file (expected the header {",".join(COLUMNS)},split)')
+    raise ann.AnnotationError(
+        f'{path}:1: empty file (expected the header {",".join(COLUMNS)},split)'
+    )
   header = [h.strip() for h in rows[0]]
   missing = [c for c in COLUMNS if c not in header]
   if missing:
-    raise ann.AnnotationError(f'{path}:1: header {rows[0]} lacks the column(s) {missing} (expected '
-                              f'{",".join(COLUMNS)},split)')
+    raise ann.AnnotationError(
+        f'{path}:1: header {rows[0]} lacks the column(s) {missing} (expected '
+        f'{",".join(COLUMNS)},split)'
+    )
   out = []
   for lineno, row in enumerate(rows[1:], 2):
     if not any(field.strip() for field in row):
@@ -91,8 +104,10 @@ def read(source, annotations=None, split=None, label_map=None, exclude=()):
   root = annotations or source
   classes = class_names(label_map)
   index = {c: i for i, c in enumerate(classes)}
-  files = [(ann.find_file(root, TRAIN_FILES, 'Kinetics train annotation CSV'), 'train'),
-           (ann.find_file(root, VAL_FILES, 'Kinetics validation annotation CSV'), 'val')]
+  files = [
+      (ann.find_file(root, TRAIN_FILES, 'Kinetics train annotation CSV'), 'train'),
+      (ann.find_file(root, VAL_FILES, 'Kinetics validation annotation CSV'), 'val'),
+  ]
   clips = {}
   for path in ann.walk_files(source, ann.VIDEO_EXTENSIONS, exclude=exclude):
     key = clip_key(path)
@@ -117,15 +132,26 @@ def read(source, annotations=None, split=None, label_map=None, exclude=()):
       seen.add((split, yid, start, end))
       label = normalise(row['label'])
       if label not in index:
-        plan.problems.append(ann.Problem('unknown_class', split, video, where,
-                                         f'class {row["label"].strip()!r} (normalised {label!r}) is not '
-                                         f'one of the {len(classes)} classes'))
+        plan.problems.append(
+            ann.Problem(
+                'unknown_class',
+                split,
+                video,
+                where,
+                f'class {row["label"].strip()!r} (normalised {label!r}) is not '
+                f'one of the {len(classes)} classes',
+            )
+        )
         continue
       found = clips.get((yid, start, end))
       if found is None:
-        plan.problems.append(ann.Problem('missing', split, video, where,
-                                         f'no file {video}.<ext> under {source}'))
+        plan.problems.append(
+            ann.Problem('missing', split, video, where, f'no file {video}.<ext> under {source}')
+        )
         continue
-      plan.items.append(ann.Item(split, f'{label}/{ann.safe_name(ann.stem(found))}', index[label], found,
-                                 where, video))
+      plan.items.append(
+          ann.Item(
+              split, f'{label}/{ann.safe_name(ann.stem(found))}', index[label], found, where, video
+          )
+      )
   return plan

@@ -27,6 +27,7 @@ different sizes in a JPEG folder) and `zero_frames` (opens but yields no frame, 
 decoder that silently yields fewer frames than the stream has packets keeps the video with the frames it
 decoded and returns a warning. Errors writing the output (disk full, permissions) are raised.
 """
+
 import collections
 import dataclasses
 import itertools
@@ -47,8 +48,10 @@ CRF = 18
 PRESET = 'veryfast'
 DEFAULT_FPS = 25.0
 
-Task = collections.namedtuple('Task', 'name source source_kind output kind template size quality fps '
-                                      'keyframe_interval crf preset')
+Task = collections.namedtuple(
+    'Task',
+    'name source source_kind output kind template size quality fps ' 'keyframe_interval crf preset',
+)
 
 
 class SourceError(Exception):
@@ -74,6 +77,7 @@ class Size:
     (the shorter side N, the other by aspect ratio).
   even: both sides even (4:2:0 video): the forced side rounded up, the other as ffmpeg's `-2`.
   """
+
   mode: str = 'keep'
   size: int = 0
   even: bool = False
@@ -130,19 +134,22 @@ class VideoFrames:
 
   def __iter__(self):
     import av  # pylint: disable=import-outside-toplevel
+
     errors = (av.error.FFmpegError, OSError, EOFError, ValueError, IndexError)
     if os.path.getsize(self.path) == 0:
       raise SourceError('undecodable', f'{self.path} is empty (0 bytes)')
     try:
       container = av.open(self.path)
     except errors as e:
-      raise SourceError('undecodable', f'cannot open {self.path}: {type(e).__name__}: {e}') from None
+      raise SourceError(
+          'undecodable', f'cannot open {self.path}: {type(e).__name__}: {e}'
+      ) from None
     with container:
       if not container.streams.video:
         kinds = ', '.join(s.type for s in container.streams) or 'none'
         raise SourceError('undecodable', f'{self.path} has no video stream (streams: {kinds})')
       stream = container.streams.video[0]
-      stream.codec_context.thread_count = 1   # one process per core
+      stream.codec_context.thread_count = 1  # one process per core
       claimed = int(stream.frames or 0)
       rate = stream.average_rate or stream.guessed_rate
       self.fps = float(rate) if rate else None
@@ -150,9 +157,11 @@ class VideoFrames:
       packets = 0
       try:
         for packet in container.demux(stream):
-          if packet.size or packet.pts is not None or packet.dts is not None:   # not PyAV's flush packet
+          if (
+              packet.size or packet.pts is not None or packet.dts is not None
+          ):  # not PyAV's flush packet
             packets += 1
-            if packet.size > 0 and not packet.is_discard:   # empty / edit-list-discarded: no frame
+            if packet.size > 0 and not packet.is_discard:  # empty / edit-list-discarded: no frame
               self.num_packets += 1
           for frame in packet.decode():
             turns = _rotation(frame)
@@ -169,17 +178,27 @@ class VideoFrames:
             self.num_frames += 1
             yield rgb
       except errors as e:
-        raise SourceError('undecodable', f'cannot decode {self.path} after {self.num_frames} frames: '
-                                         f'{type(e).__name__}: {e}') from None
-    if claimed and packets < claimed:   # as video.VideoReader: all packets, empty ones included
-      raise SourceError('undecodable', f'{self.path}: the container claims {claimed} frames but holds only '
-                                       f'{packets} packets (truncated file?)')
+        raise SourceError(
+            'undecodable',
+            f'cannot decode {self.path} after {self.num_frames} frames: '
+            f'{type(e).__name__}: {e}',
+        ) from None
+    if claimed and packets < claimed:  # as video.VideoReader: all packets, empty ones included
+      raise SourceError(
+          'undecodable',
+          f'{self.path}: the container claims {claimed} frames but holds only '
+          f'{packets} packets (truncated file?)',
+      )
     if self.num_frames == 0:
-      raise SourceError('zero_frames', f'{self.path}: the video stream has no decodable frames '
-                                       f'({self.num_packets} packets)')
+      raise SourceError(
+          'zero_frames',
+          f'{self.path}: the video stream has no decodable frames ' f'({self.num_packets} packets)',
+      )
     if self.num_frames < self.num_packets:
-      self.warning = (f'{self.num_packets} frame packets but {self.num_frames} frames decode; the '
-                      f'{self.num_frames} are kept')
+      self.warning = (
+          f'{self.num_packets} frame packets but {self.num_frames} frames decode; the '
+          f'{self.num_frames} are kept'
+      )
 
 
 def folder_frames(folder, pattern=r'^(\d+)\.jpg$'):
@@ -202,19 +221,22 @@ def folder_frames(folder, pattern=r'^(\d+)\.jpg$'):
   expected = set(range(1, len(numbered) + 1))
   if set(numbered) != expected:
     gap = min(expected - set(numbered))
-    raise SourceError('undecodable', f'{folder}: frame {gap} is missing but frames up to {max(numbered)} '
-                                     f'exist')
+    raise SourceError(
+        'undecodable',
+        f'{folder}: frame {gap} is missing but frames up to {max(numbered)} ' f'exist',
+    )
   return [numbered[k] for k in range(1, len(numbered) + 1)]
 
 
 def _decode_jpeg_file(path):
   """(bytes, uint8 [H, W, 3]) of a JPEG file; SourceError('undecodable') naming it."""
   from rnl_jax.data import sources  # pylint: disable=import-outside-toplevel
+
   try:
     with open(path, 'rb') as f:
       data = f.read()
     return data, sources.decode_jpeg(data, path)
-  except (OSError, ValueError) as e:   # CorruptVideoError is a ValueError
+  except (OSError, ValueError) as e:  # CorruptVideoError is a ValueError
     raise SourceError('undecodable', f'{e}') from None
 
 
@@ -245,8 +267,11 @@ class FolderFrames:
         first = rgb.shape
         target = self.size.target(rgb.shape[1], rgb.shape[0])
       elif rgb.shape != first:
-        raise SourceError('undecodable', f'{path} is {rgb.shape[1]}x{rgb.shape[0]} but frame 1 of '
-                                         f'{self.folder} is {first[1]}x{first[0]}')
+        raise SourceError(
+            'undecodable',
+            f'{path} is {rgb.shape[1]}x{rgb.shape[0]} but frame 1 of '
+            f'{self.folder} is {first[1]}x{first[0]}',
+        )
       self.num_frames += 1
       if target == (rgb.shape[1], rgb.shape[0]):
         yield data, rgb
@@ -261,8 +286,14 @@ class FolderFrames:
 def encode_jpeg(rgb, quality=JPEG_QUALITY):
   """JPEG bytes of uint8 [H, W, 3] RGB (libjpeg-turbo, accurate DCT, 4:2:0)."""
   import simplejpeg  # pylint: disable=import-outside-toplevel
-  return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace='RGB',
-                                colorsubsampling='420', fastdct=False)
+
+  return simplejpeg.encode_jpeg(
+      np.ascontiguousarray(rgb),
+      quality=quality,
+      colorspace='RGB',
+      colorsubsampling='420',
+      fastdct=False,
+  )
 
 
 def _link_or_copy(src, dst):
@@ -281,11 +312,11 @@ def write_frame_folder(frames, final, template, quality, link_sources=None):
   """
   frames = iter(frames)
   try:
-    first = next(frames)   # a source that fails at once leaves no folder behind, not even its parent
+    first = next(frames)  # a source that fails at once leaves no folder behind, not even its parent
   except StopIteration:
     raise SourceError('zero_frames', f'no frames for {final}') from None
   os.makedirs(os.path.dirname(final), exist_ok=True)
-  tmp = fileio.temp_sibling(final)   # .tmp-<pid>-<name>
+  tmp = fileio.temp_sibling(final)  # .tmp-<pid>-<name>
   os.mkdir(tmp)
   count = 0
   try:
@@ -324,18 +355,26 @@ def write_mp4(frames, final, fps, keyframe_interval, crf, preset):
   Returns F. (`video.write_video` takes all frames at once: a clip is held in memory while encoding.)
   """
   from rnl_jax.data import video  # pylint: disable=import-outside-toplevel
+
   os.makedirs(os.path.dirname(final), exist_ok=True)
   clip = [f[1] if isinstance(f, tuple) else f for f in frames]
   if not clip:
     raise SourceError('zero_frames', f'{final}: no frames to encode')
   with fileio.atomic_path(final, fileio.temp_sibling(final)) as tmp:
-    video.write_video(tmp, np.stack(clip), fps=_fps_fraction(fps), keyframe_interval=keyframe_interval,
-                      crf=crf, preset=preset)
+    video.write_video(
+        tmp,
+        np.stack(clip),
+        fps=_fps_fraction(fps),
+        keyframe_interval=keyframe_interval,
+        crf=crf,
+        preset=preset,
+    )
   return len(clip)
 
 
 def _fps_fraction(fps):
   from fractions import Fraction  # pylint: disable=import-outside-toplevel
+
   return Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
 
 
@@ -350,11 +389,14 @@ def run_task(task):
       frames = VideoFrames(task.source, task.size)
     if task.kind == 'frames':
       link = folder_frames(task.source) if task.source_kind == 'frames' else None
-      result['num_frames'] = write_frame_folder(frames, task.output, task.template, task.quality, link)
+      result['num_frames'] = write_frame_folder(
+          frames, task.output, task.template, task.quality, link
+      )
     else:
-      clip = list(frames)   # decoded first: the source's frame rate is known after the first packets
-      result['num_frames'] = write_mp4(clip, task.output, frames.fps or task.fps, task.keyframe_interval,
-                                       task.crf, task.preset)
+      clip = list(frames)  # decoded first: the source's frame rate is known after the first packets
+      result['num_frames'] = write_mp4(
+          clip, task.output, frames.fps or task.fps, task.keyframe_interval, task.crf, task.preset
+      )
     result['warning'] = frames.warning
   except SourceError as e:
     result.update(status=e.kind, detail=e.detail)

@@ -12,19 +12,25 @@ with `[` and `]` removed). The unlabelled test split is not prepared (counted in
 Frame folders are named by the video id, relative to the frame root (docs/original.md
 §7.15: not the label tool's `something/v1/img/<id>`).
 """
+
 import json
 import os
 
 from rnl_jax.data.prepare import annotations as ann
 
 V1_LABELS = 'something-something-v1-labels.csv'
-V1_SPLITS = (('train', 'something-something-v1-train.csv'), ('val', 'something-something-v1-validation.csv'))
+V1_SPLITS = (
+    ('train', 'something-something-v1-train.csv'),
+    ('val', 'something-something-v1-validation.csv'),
+)
 V1_FRAMES = '20bn-something-something-v1'
 V1_FPS = 12.0
-V1_FRAME_PATTERN = r'^(\d+)\.jpg$'   # the release's `%05d.jpg`
+V1_FRAME_PATTERN = r'^(\d+)\.jpg$'  # the release's `%05d.jpg`
 V2_LABELS = 'something-something-v2-labels.json'
-V2_SPLITS = (('train', 'something-something-v2-train.json'),
-             ('val', 'something-something-v2-validation.json'))
+V2_SPLITS = (
+    ('train', 'something-something-v2-train.json'),
+    ('val', 'something-something-v2-validation.json'),
+)
 V2_TEST = 'something-something-v2-test.json'
 V2_VIDEOS = '20bn-something-something-v2'
 
@@ -50,8 +56,15 @@ def read_v1(source, annotations=None, split=None, label_map=None, exclude=()):
         raise ann.AnnotationError(f'{where}: expected `id;class`, got {line!r}')
       vid, label = parts[0].strip(), parts[1].strip()
       if label not in index:
-        plan.problems.append(ann.Problem('unknown_class', split, vid, where,
-                                         f'class {label!r} is not in {os.path.basename(labels_file)}'))
+        plan.problems.append(
+            ann.Problem(
+                'unknown_class',
+                split,
+                vid,
+                where,
+                f'class {label!r} is not in {os.path.basename(labels_file)}',
+            )
+        )
         continue
       folder = os.path.join(frames, vid)
       if not os.path.isdir(folder):
@@ -83,8 +96,10 @@ def _v2_classes(path):
     except (TypeError, ValueError):
       ok = False
     if not ok:
-      raise ann.AnnotationError(f'{path}: class {name!r} has index {idx!r} but is entry {position} '
-                                f'(the original asserts index == position)')
+      raise ann.AnnotationError(
+          f'{path}: class {name!r} has index {idx!r} but is entry {position} '
+          f'(the original asserts index == position)'
+      )
     classes.append(name)
   return classes
 
@@ -108,13 +123,22 @@ def read_v2(source, annotations=None, split=None, label_map=None, exclude=()):
     for i, entry in enumerate(_v2_entries(path), 1):
       where = f'{path}:entry {i}'
       if not isinstance(entry, dict) or 'id' not in entry or 'template' not in entry:
-        raise ann.AnnotationError(f'{where}: expected an object with "id" and "template", got {entry!r}')
+        raise ann.AnnotationError(
+            f'{where}: expected an object with "id" and "template", got {entry!r}'
+        )
       vid = str(entry['id']).strip()
       label = str(entry['template']).replace('[', '').replace(']', '')
       if label not in index:
-        plan.problems.append(ann.Problem('unknown_class', split, vid, where,
-                                         f'template {entry["template"]!r} is not a class of '
-                                         f'{os.path.basename(labels_file)}'))
+        plan.problems.append(
+            ann.Problem(
+                'unknown_class',
+                split,
+                vid,
+                where,
+                f'template {entry["template"]!r} is not a class of '
+                f'{os.path.basename(labels_file)}',
+            )
+        )
         continue
       video = os.path.join(videos, f'{vid}.webm')
       if not os.path.isfile(video):

@@ -9,6 +9,7 @@ extension, flat under the frame root (`v_ApplyEyeMakeup_g08_c01`).
 Videos are found by file name anywhere under --source, case-insensitively (the release's lists write
 `HandstandPushups/v_HandStandPushups_...`).
 """
+
 import os
 
 from rnl_jax.data.prepare import annotations as ann
@@ -38,10 +39,14 @@ def read(source, annotations=None, split=1, label_map=None, exclude=()):
   lists = os.path.dirname(class_file)
   classes = _classes(class_file)
   index = {c.lower(): i for i, c in enumerate(classes)}
-  videos = ann.index_by_basename(ann.walk_files(source, ann.VIDEO_EXTENSIONS, exclude=exclude), lower=True)
+  videos = ann.index_by_basename(
+      ann.walk_files(source, ann.VIDEO_EXTENSIONS, exclude=exclude), lower=True
+  )
   plan = ann.Plan(classes, [], [], files=[class_file])
-  for list_split, name, labelled in (('train', f'trainlist{split:02d}.txt', True),
-                                     ('val', f'testlist{split:02d}.txt', False)):
+  for list_split, name, labelled in (
+      ('train', f'trainlist{split:02d}.txt', True),
+      ('val', f'testlist{split:02d}.txt', False),
+  ):
     path = os.path.join(lists, name)
     if not os.path.isfile(path):
       raise ann.PrepareError(f'{path} not found (UCF101 split {split}, next to {class_file})')
@@ -50,27 +55,43 @@ def read(source, annotations=None, split=1, label_map=None, exclude=()):
       where = f'{path}:{lineno}'
       parts = line.split()
       if not 1 <= len(parts) <= (2 if labelled else 1):
-        raise ann.AnnotationError(f'{where}: expected `<Class>/<video>.avi{" <index>" if labelled else ""}`, '
-                                  f'got {line!r}')
+        raise ann.AnnotationError(
+            f'{where}: expected `<Class>/<video>.avi{" <index>" if labelled else ""}`, '
+            f'got {line!r}'
+        )
       rel = parts[0]
       if '/' not in rel:
         raise ann.AnnotationError(f'{where}: expected `<Class>/<video>.avi`, got {rel!r}')
       cls = rel.split('/')[0]
       if cls.lower() not in index:
-        plan.problems.append(ann.Problem('unknown_class', list_split, rel, where,
-                                         f'class folder {cls!r} is not in {os.path.basename(class_file)}'))
+        plan.problems.append(
+            ann.Problem(
+                'unknown_class',
+                list_split,
+                rel,
+                where,
+                f'class folder {cls!r} is not in {os.path.basename(class_file)}',
+            )
+        )
         continue
       label = index[cls.lower()]
       if len(parts) == 2:
         if not parts[1].isdigit():
           raise ann.AnnotationError(f'{where}: class index {parts[1]!r} is not an integer')
         if int(parts[1]) - 1 != label:
-          raise ann.AnnotationError(f'{where}: class index {parts[1]} but {class_file} gives {cls!r} the '
-                                    f'index {label + 1}')
+          raise ann.AnnotationError(
+              f'{where}: class index {parts[1]} but {class_file} gives {cls!r} the '
+              f'index {label + 1}'
+          )
       found = videos.get(os.path.basename(rel).lower())
       if found is None:
-        plan.problems.append(ann.Problem('missing', list_split, rel, where,
-                                         f'no file {os.path.basename(rel)} under {source}'))
+        plan.problems.append(
+            ann.Problem(
+                'missing', list_split, rel, where, f'no file {os.path.basename(rel)} under {source}'
+            )
+        )
         continue
-      plan.items.append(ann.Item(list_split, ann.safe_name(ann.stem(rel)), label, found, where, rel))
+      plan.items.append(
+          ann.Item(list_split, ann.safe_name(ann.stem(rel)), label, found, where, rel)
+      )
   return plan
