@@ -115,7 +115,7 @@ def make_data(root, num_videos, num_frames, kinds):
         video_lib.write_video(path, video, keyframe_interval=interval)
     records.append((name, num_frames, v % 10))
   with open(os.path.join(root, 'list.txt'), 'w') as f:
-    f.writelines(f'{n} {c} {l}\n' for n, c, l in records)
+    f.writelines(f'{n} {c} {label}\n' for n, c, label in records)
   if 'arrayrecord' in kinds and not _packed(os.path.join(root, 'ar', 'bench.json'), len(records)):
     from rnl_jax.data import pack  # pylint: disable=import-outside-toplevel
 
@@ -234,7 +234,7 @@ def methods(root, records, names):
     if name in names:
       from rnl_jax.data import datasets, video  # pylint: disable=import-outside-toplevel
 
-      recs = [datasets.VideoFileRecord(f'{n}.mp4', l) for n, _, l in records]
+      recs = [datasets.VideoFileRecord(f'{n}.mp4', label) for n, _, label in records]
       out[name] = (
           _train(
               video.VideoFileSource(

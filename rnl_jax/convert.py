@@ -44,7 +44,9 @@ class ConversionError(UserError, ValueError):
 
 # ------------------------------------------------------------------------------------------ reading
 def _last_line(e: Exception) -> str:
-  lines = [l.strip() for l in str(e).splitlines() if l.strip() and 'documentation' not in l]
+  lines = [
+      line.strip() for line in str(e).splitlines() if line.strip() and 'documentation' not in line
+  ]
   return lines[-1] if lines else type(e).__name__
 
 

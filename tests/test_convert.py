@@ -167,7 +167,7 @@ def test_cli_error_is_one_line(tmp_path):
       cwd=REPO,
   )
   assert proc.returncode == 2
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith(f'error: {bad}: not a PyTorch checkpoint ('), lines
   assert not (tmp_path / 'out').exists()
 

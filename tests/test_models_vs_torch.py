@@ -128,7 +128,7 @@ def test_bfloat16_compute_keeps_float32_params():
   f32 = np.asarray(build_model(arch).apply(variables, x))
   model16 = build_model(arch, dtype=jnp.bfloat16)
   fresh = model16.init(jax.random.PRNGKey(0), x)
-  assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(fresh))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(fresh))
   bf16 = np.asarray(model16.apply(variables, x))
   assert bf16.dtype == np.float32 and np.corrcoef(bf16.ravel(), f32.ravel())[0, 1] > 0.95
 

@@ -460,9 +460,11 @@ def test_frames_are_the_original_tools_layout(mocks, tmp_path):
   prepare('kinetics400', src, out, 'frames', progress=False)
   root = out / 'kinetics'
   tsm = (root / 'train_videofolder.txt').read_text().splitlines()
-  assert tsm == [f'{n} {f} {l}' for n, f, l in expected['train']]  # `folder num_frames label`
+  assert tsm == [
+      f'{n} {f} {label}' for n, f, label in expected['train']
+  ]  # `folder num_frames label`
   assert (root / 'shuffled_train_videofolder.csv').read_text().splitlines() == [
-      f'{n},{f},{l}' for n, f, l in expected['train']
+      f'{n},{f},{label}' for n, f, label in expected['train']
   ]  # what the original parses
   for name in ('train_videofolder.txt', 'shuffled_train_videofolder.csv'):
     assert [

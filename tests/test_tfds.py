@@ -11,10 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds  # the [tfds] extra (in [test])
 
-tfds = pytest.importorskip('tensorflow_datasets')  # the [tfds] extra (in [test])
-
-from configs import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import tiny
 from rnl_jax import cli, input_pipeline, train
 from rnl_jax import config as config_lib
 from rnl_jax.data import datasets, synthetic, tfds_source, tfds_write

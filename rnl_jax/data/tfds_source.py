@@ -236,8 +236,8 @@ def _index_records(builder, split):
     )
   cols = index['splits'][split]
   return [
-      TfdsRecord(str(p), int(f), int(l), record=i)
-      for i, (p, l, f) in enumerate(zip(cols['path'], cols['label'], cols['num_frames']))
+      TfdsRecord(str(p), int(f), int(label), record=i)
+      for i, (p, label, f) in enumerate(zip(cols['path'], cols['label'], cols['num_frames']))
   ]
 
 

@@ -47,17 +47,17 @@ def _compute_dtype(dtype):
 
 
 def _fused_taps(x, kernel, out_dtype):
-  """sum_{i,j,l} xpad[:, t+i, h+j, w+l, :] * kernel[i, j, l, 0, :] as one loop fusion."""
+  """sum_{i,j,m} xpad[:, t+i, h+j, w+m, :] * kernel[i, j, m, 0, :] as one loop fusion."""
   kt, kh, kw = kernel.shape[:3]
   t, h, w = x.shape[1:4]
   cdt = _compute_dtype(x.dtype)
   xp = jnp.pad(x.astype(cdt), ((0, 0), (kt // 2,) * 2, (kh // 2,) * 2, (kw // 2,) * 2, (0, 0)))
   k = kernel.astype(cdt)
   out = sum(
-      xp[:, i : i + t, j : j + h, l : l + w, :] * k[i, j, l, 0]
+      xp[:, i : i + t, j : j + h, m : m + w, :] * k[i, j, m, 0]
       for i in range(kt)
       for j in range(kh)
-      for l in range(kw)
+      for m in range(kw)
   )
   return out.astype(out_dtype)
 

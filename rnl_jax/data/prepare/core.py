@@ -275,7 +275,9 @@ def _index_matches(prefix, expected):
     shards_ok = all(os.path.isfile(os.path.join(folder, s['file'])) for s in index['shards'])
   except (OSError, ValueError, KeyError, TypeError):
     return False
-  return shards_ok and not index.get('skipped') and held == [(p, int(l)) for p, l in expected]
+  return (
+      shards_ok and not index.get('skipped') and held == [(p, int(label)) for p, label in expected]
+  )
 
 
 def _size_rule(spec, short_side, even):
@@ -654,14 +656,16 @@ def _write_lists(layout, kind, records, packed):
     recs = records[split_name]
     if kind == 'videos':
       path = layout.video_list(split_name)
-      _write_text(path, ''.join(f'{layout.list_path_of_video(n)} {f} {l}\n' for n, f, l in recs))
+      _write_text(
+          path, ''.join(f'{layout.list_path_of_video(n)} {f} {label}\n' for n, f, label in recs)
+      )
       lists[split_name] = path
       continue
     sep = ',' if layout.info.delimiter == 'comma' else ' '
     path = layout.frame_list(split_name)
-    _write_text(path, ''.join(f'{n}{sep}{f}{sep}{l}\n' for n, f, l in recs))
+    _write_text(path, ''.join(f'{n}{sep}{f}{sep}{label}\n' for n, f, label in recs))
     for extra in layout.extra_lists(split_name):
-      _write_text(extra, ''.join(f'{n} {f} {l}\n' for n, f, l in recs))
+      _write_text(extra, ''.join(f'{n} {f} {label}\n' for n, f, label in recs))
     lists[split_name] = path
   return lists
 
@@ -726,7 +730,7 @@ def _write_tfds(layout, lists, records, classes_file, workers, progress):
   expected = {
       splits[s]: {
           'path': [n for n, _, _ in records[s]],
-          'label': [l for _, _, l in records[s]],
+          'label': [label for _, _, label in records[s]],
           'num_frames': [f for _, f, _ in records[s]],
       }
       for s in lists
