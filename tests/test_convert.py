@@ -218,7 +218,10 @@ def test_imagenet_backbone_conversion_and_merge(tmp_path):
   assert summary['depth'] == 18
   pretrained, _ = checkpoint.restore_variables(str(tmp_path / 'backbone'))
   model = build_model(Architecture(3, 18, 'blockres', non_local=True), dropout=0.0)
-  fresh = model.init(jax.random.PRNGKey(0), np.zeros((1, 4, 32, 32, 3), np.float32))
+  # jitted: an op-by-op init compiles every op of the network separately
+  fresh = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x))(
+      np.zeros((1, 4, 32, 32, 3), np.float32)
+  )
   merged = convert.merge_pretrained({k: fresh[k] for k in ('params', 'batch_stats')}, pretrained)
   w = sd['layer2.1.conv2.weight'].numpy().transpose(2, 3, 1, 0)
   np.testing.assert_array_equal(merged['params']['base_model']['layer2_1']['conv2']['kernel'], w)

@@ -125,11 +125,12 @@ def test_uint8_input_switch():
 def test_bfloat16_compute_keeps_float32_params():
   _, variables, arch = reference(18, 4, 'rnl', 'blockres')
   x = clips(2, 4, 64, seed=1)
-  f32 = np.asarray(build_model(arch).apply(variables, x))
+  # jitted: op-by-op application compiles every op of the network separately
+  f32 = np.asarray(jax.jit(build_model(arch).apply)(variables, x))
   model16 = build_model(arch, dtype=jnp.bfloat16)
-  fresh = model16.init(jax.random.PRNGKey(0), x)
+  fresh = jax.jit(model16.init)(jax.random.PRNGKey(0), x)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(fresh))
-  bf16 = np.asarray(model16.apply(variables, x))
+  bf16 = np.asarray(jax.jit(model16.apply)(variables, x))
   assert bf16.dtype == np.float32 and np.corrcoef(bf16.ravel(), f32.ravel())[0, 1] > 0.95
 
 
