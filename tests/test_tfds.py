@@ -2,6 +2,7 @@
 frame folders' clips bit for bit (tfds_source.TfdsSource), the same training; plain TFDS reads
 it without rnl_jax or TensorFlow."""
 
+import importlib.util
 import json
 import os
 import pickle
@@ -284,8 +285,8 @@ def test_damaged_record_fails_loudly_or_is_skipped(data, tmp_path):
 
 def test_video_datasets_without_tensorflow_say_what_to_install(data, tmp_path):
   """A features.json declaring tfds.features.Video (as catalog datasets do): one line, the extra."""
-  if 'tensorflow' in sys.modules or __import__('importlib').util.find_spec('tensorflow'):
-    pytest.skip('TensorFlow is installed: Video datasets are readable')
+  # The [test] extra installs TFDS without TensorFlow (TensorFlow is never a dependency here).
+  assert importlib.util.find_spec('tensorflow') is None, 'the test environment has TensorFlow'
   data_dir = tmp_path / 'tfds'
   shutil.copytree(os.path.join(data['data_dir'], NAME), data_dir / 'rnl_video')
   path = data_dir / 'rnl_video' / '1.0.0' / 'features.json'
