@@ -295,7 +295,7 @@ def frames_of(example):
 
 def test_grain_multiprocessing(data):
   """The source in a grain pipeline with a spawned worker process gives the in-process clips."""
-  grain = pytest.importorskip('grain')
+  import grain  # pylint: disable=import-outside-toplevel  (a core dependency)
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   if not flags.FLAGS.is_parsed():
