@@ -179,27 +179,7 @@ def test(config: ml_collections.ConfigDict, workdir: str):
       process_index=pindex,
       process_count=pcount,
   )
-  protocol = {
-      'clips': source.clips_per_video,
-      'crops': views.num_crops,
-      'full_res': views.full_res,
-      'views_per_video': batches.views_per_video,
-      'num_segments': config.num_segments,
-      'size': views.size,
-      'scale_size': config.scale_size,
-      'dense_sample': config.data.dense_sample,
-      'twice_sample': config.test.twice_sample,
-  }
-  logging.info(
-      'test protocol on %d videos of %s: %d clips x %d crops of %d px, %d frames; checkpoint %s',
-      len(source),
-      paths.val_list,
-      protocol['clips'],
-      protocol['crops'],
-      protocol['size'],
-      config.num_segments,
-      path,
-  )
+  protocol = _protocol(config, source, views, batches, paths.val_list, path)
   start = time.perf_counter()
   scores = video_scores(
       model,
@@ -238,6 +218,33 @@ def test(config: ml_collections.ConfigDict, workdir: str):
         workdir, config.test.output, result, video_ids, scores.labels, scores.scores(), class_names
     )
   return result
+
+
+def _protocol(config, source, views, batches, val_list, path):
+  """The test protocol run (clips, crops, views and frames per video; the result's 'protocol'),
+  logged with the video count, the list and the checkpoint before the run starts."""
+  protocol = {
+      'clips': source.clips_per_video,
+      'crops': views.num_crops,
+      'full_res': views.full_res,
+      'views_per_video': batches.views_per_video,
+      'num_segments': config.num_segments,
+      'size': views.size,
+      'scale_size': config.scale_size,
+      'dense_sample': config.data.dense_sample,
+      'twice_sample': config.test.twice_sample,
+  }
+  logging.info(
+      'test protocol on %d videos of %s: %d clips x %d crops of %d px, %d frames; checkpoint %s',
+      len(source),
+      val_list,
+      protocol['clips'],
+      protocol['crops'],
+      protocol['size'],
+      config.num_segments,
+      path,
+  )
+  return protocol
 
 
 def checkpoint_class_names(path):

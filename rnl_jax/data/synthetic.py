@@ -485,26 +485,8 @@ def generate(
   out_dir = os.path.abspath(out_dir)
   frames_dir = os.path.join(out_dir, 'frames')
   os.makedirs(frames_dir, exist_ok=True)
-  settings = {
-      'format_version': FORMAT_VERSION,
-      'seed': int(seed),
-      'num_frames': int(num_frames),
-      'height': int(height),
-      'width': int(width),
-      'quality': int(quality),
-      'classes': list(CLASSES),
-  }
-  # The mp4 settings live under 'video', added by the first run that writes videos.
-  video_settings = (
-      {
-          'codec': 'libx264',
-          'fps': VIDEO_FPS,
-          'crf': VIDEO_CRF,
-          'preset': VIDEO_PRESET,
-          'keyframe_interval': int(keyframe_interval),
-      }
-      if videos
-      else None
+  settings, video_settings = _settings(
+      seed, num_frames, height, width, quality, videos, keyframe_interval
   )
   _check_settings(out_dir, settings, video_settings)
   fileio.remove_stale_temps(frames_dir)
@@ -539,6 +521,33 @@ def generate(
   if videos:
     summary['videos'] = videos_dir
   return summary
+
+
+def _settings(seed, num_frames, height, width, quality, videos, keyframe_interval):
+  """(settings, video settings or None): what decides the dataset's bytes, recorded in
+  synthetic.json and checked on a re-run (`_check_settings`); the mp4 settings only if `videos`."""
+  settings = {
+      'format_version': FORMAT_VERSION,
+      'seed': int(seed),
+      'num_frames': int(num_frames),
+      'height': int(height),
+      'width': int(width),
+      'quality': int(quality),
+      'classes': list(CLASSES),
+  }
+  # The mp4 settings live under 'video', added by the first run that writes videos.
+  video_settings = (
+      {
+          'codec': 'libx264',
+          'fps': VIDEO_FPS,
+          'crf': VIDEO_CRF,
+          'preset': VIDEO_PRESET,
+          'keyframe_interval': int(keyframe_interval),
+      }
+      if videos
+      else None
+  )
+  return settings, video_settings
 
 
 def _check_generate_args(num_train, num_val, num_frames, height, width, videos, keyframe_interval):

@@ -172,6 +172,35 @@ def write(
   tfds = import_tfds()
   if not progress:
     tfds.disable_progress_bar()
+  lists = _check_args(tfds, name, verify, template, train_list, val_list)
+  splits, classes = _read_lists(lists, classes_file, num_classes)
+
+  from rnl_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
+
+  data_dir = os.path.abspath(os.fspath(data_dir))
+  out = tfds_builder.dataset_dir(data_dir, name)
+  _replace_existing(out, overwrite)
+  root = os.path.abspath(os.fspath(root))
+  source = {
+      'lists': {s: os.path.abspath(p) for s, p in lists.items()},
+      'root': root,
+      'template': template,
+      'verify': verify,
+  }
+  plan = tfds_builder.Plan(
+      splits=splits,
+      classes=list(classes),
+      source=source,
+      read_all=frame_reader(root, template, verify, int(workers), skip_corrupt, lists, progress),
+  )
+  builder = _build(tfds, tfds_builder.builder_class(name, plan), name, data_dir)
+  index = builder.info.metadata[tfds_builder.METADATA_KEY]
+  return _summary(name, data_dir, out, index, classes, start)
+
+
+def _check_args(tfds, name, verify, template, train_list, val_list):
+  """{split: list path} of the lists given, after checking the arguments that need no list read;
+  a TfdsWriteError naming the first bad one (name, verify, template, no list)."""
   check_name(tfds, name)
   if verify not in VERIFY:
     raise TfdsWriteError(f'--verify must be one of {VERIFY}, got {verify!r}')
@@ -182,6 +211,13 @@ def write(
   lists = {s: os.fspath(p) for s, p in ((TRAIN_SPLIT, train_list), (VAL_SPLIT, val_list)) if p}
   if not lists:
     raise TfdsWriteError('give --train_list and/or --val_list (the splits to write)')
+  return lists
+
+
+def _read_lists(lists, classes_file, num_classes):
+  """({split: [records]}, class names) of the lists and the classes file (or `num_classes`, or the
+  largest label + 1, default names); a TfdsWriteError for a missing or empty list, a class count
+  that disagrees with the file, or repeated class names (a TFDS ClassLabel needs unique ones)."""
   if classes_file:
     classes = datasets.read_class_names(classes_file)
     if num_classes is not None and num_classes != len(classes):
@@ -200,31 +236,25 @@ def write(
     classes = datasets.default_class_names(count)
   if len(set(classes)) != len(classes):
     raise TfdsWriteError(f'{classes_file}: class names must be unique (a TFDS ClassLabel)')
+  return splits, classes
 
-  from rnl_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
 
-  data_dir = os.path.abspath(os.fspath(data_dir))
-  out = tfds_builder.dataset_dir(data_dir, name)
+def _replace_existing(out, overwrite):
+  """Removes an earlier TFDS dataset at `out` (the dataset's DATA_DIR/NAME/1.0.0) if `overwrite`; a
+  TfdsWriteError if it exists without `overwrite`, or is not a TFDS dataset (never deleted)."""
   if os.path.exists(out):
     if not overwrite:
       raise TfdsWriteError(f'{out} exists; pass --overwrite to replace the TFDS dataset')
     if not os.path.isfile(os.path.join(out, 'dataset_info.json')):
       raise TfdsWriteError(f'{out} exists but is not a TFDS dataset; not replacing it')
     shutil.rmtree(out)
-  root = os.path.abspath(os.fspath(root))
-  source = {
-      'lists': {s: os.path.abspath(p) for s, p in lists.items()},
-      'root': root,
-      'template': template,
-      'verify': verify,
-  }
-  plan = tfds_builder.Plan(
-      splits=splits,
-      classes=list(classes),
-      source=source,
-      read_all=frame_reader(root, template, verify, int(workers), skip_corrupt, lists, progress),
-  )
-  builder = tfds_builder.builder_class(name, plan)(data_dir=data_dir, file_format='array_record')
+
+
+def _build(tfds, builder_class, name, data_dir):
+  """The builder after `download_and_prepare` into `data_dir` (ArrayRecord shards); a TfdsWriteError
+  if a split was left without examples (all skipped). Its download folder DATA_DIR/downloads/NAME
+  is removed either way, and DATA_DIR/downloads too if nothing else is in it."""
+  builder = builder_class(data_dir=data_dir, file_format='array_record')
   config = tfds.download.DownloadConfig(
       download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   )
@@ -242,7 +272,12 @@ def write(
       os.rmdir(os.path.join(data_dir, 'downloads'))
     except OSError:
       pass
-  index = builder.info.metadata[tfds_builder.METADATA_KEY]
+  return builder
+
+
+def _summary(name, data_dir, out, index, classes, start):
+  """`write`'s summary: videos per split, skipped, size and speed, how to read and train on it.
+  `index` is the dataset's metadata index; `start` the run's perf_counter start."""
   total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
   seconds = time.perf_counter() - start
   videos = sum(len(c['path']) for c in index['splits'].values())

@@ -9,6 +9,31 @@ from rnl_jax.data.prepare import core, media
 
 
 def main(argv=None):
+  """Parses the command line, runs `core.prepare`, prints its summary; returns the summary."""
+  args = _parser().parse_args(argv)
+  with cli.user_errors(args.debug or cli.debug_requested([])):  # PrepareError: `error: ..`, exit 2
+    summary = core.prepare(
+        core.ALIASES.get(args.dataset, args.dataset),
+        args.source,
+        args.out,
+        args.format,
+        short_side=args.short_side,
+        workers=args.workers,
+        split=args.split,
+        annotations=args.annotations,
+        label_map=args.label_map,
+        quality=args.quality,
+        keyframe_interval=args.keyframe_interval,
+        crf=args.crf,
+        retry_failed=args.retry_failed,
+        progress=args.progress,
+    )
+  _print_summary(summary)
+  return summary
+
+
+def _parser():
+  """The command line's argument parser (cli.ArgumentParser: also --debug)."""
   parser = cli.ArgumentParser(
       prog='python -m rnl_jax.data.prepare',
       description='Prepares an official dataset download for training.',
@@ -70,24 +95,11 @@ def main(argv=None):
   parser.add_argument(
       '--no_progress', dest='progress', action='store_false', help='no progress bar'
   )
-  args = parser.parse_args(argv)
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # PrepareError: `error: ..`, exit 2
-    summary = core.prepare(
-        core.ALIASES.get(args.dataset, args.dataset),
-        args.source,
-        args.out,
-        args.format,
-        short_side=args.short_side,
-        workers=args.workers,
-        split=args.split,
-        annotations=args.annotations,
-        label_map=args.label_map,
-        quality=args.quality,
-        keyframe_interval=args.keyframe_interval,
-        crf=args.crf,
-        retry_failed=args.retry_failed,
-        progress=args.progress,
-    )
+  return parser
+
+
+def _print_summary(summary):
+  """What was done and what needs a look, on stderr; the summary as one JSON line on stdout."""
   counts = summary['problems']
   listed = ', '.join(f'{s} {n}' for s, n in summary['listed'].items() if n is not None)
   print(
@@ -112,7 +124,6 @@ def main(argv=None):
     print(f'warning: the {split} list is empty', file=sys.stderr)
   print(f'train with: {summary["config"]}', file=sys.stderr)
   print(json.dumps(summary))
-  return summary
 
 
 if __name__ == '__main__':

@@ -388,9 +388,41 @@ def prepare(
   records, problems, warnings = _records(plan, failed, packed, kind, layout, outputs)
   state.save()
 
-  # Lists (each atomically, only if changed), classes, then the shards.
+  lists, classes_files, packed_now = _write_outputs(
+      layout, fmt, kind, plan.classes, records, packed, workers, progress
+  )
+  work = _Work(tasks, reused, failed, packed, records, problems, warnings)
+  summary = _summary(
+      dataset, fmt, source, layout, plan, work, lists, classes_files, packed_now, start
+  )
+  _write_report(layout.report(fmt), summary, settings, plan, work)
+  return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Work:
+  """What the decode phase did and left to list, which the summary counts.
+
+  tasks: the media.Tasks run; reused: outputs already complete; failed: {name: (kind, detail)} of
+  sources that failed (now or before); packed: splits whose ArrayRecord index needed no work;
+  records: {split: [(name, num_frames, label)]}; problems, warnings: the report's.
+  """
+
+  tasks: list
+  reused: int
+  failed: dict
+  packed: set
+  records: dict
+  problems: list
+  warnings: list
+
+
+def _write_outputs(layout, fmt, kind, classes, records, packed, workers, progress):
+  """Writes the lists (each atomically, only if changed), the class names, then the shards
+  (arrayrecord) or the TFDS dataset (tfds), in that order. Returns (lists, class files, splits packed
+  now)."""
   lists = _write_lists(layout, kind, records, packed)
-  classes_files = _write_classes(out, spec, plan.classes)
+  classes_files = _write_classes(layout.out, layout.spec, classes)
   packed_now = (
       _pack_splits(layout, lists, records, packed, classes_files[0], workers, progress)
       if fmt == 'arrayrecord'
@@ -405,20 +437,26 @@ def prepare(
         int(workers),
         progress,
     )
+  return lists, classes_files, packed_now
 
-  summary = {
+
+def _summary(dataset, fmt, source, layout, plan, work, lists, classes_files, packed_now, start):
+  """The run's summary dict (returned, printed by the command line, the report's 'summary');
+  'seconds' counts from `start` (perf_counter)."""
+  records, packed, failed = work.records, work.packed, work.failed
+  return {
       'dataset': dataset,
       'format': fmt,
-      'out': out,
+      'out': layout.out,
       'source': source,
-      'split': int(split) if spec.numbered_splits else None,
+      'split': layout.n if layout.spec.numbered_splits else None,
       'listed': {s: (len(records[s]) if s not in packed else None) for s in ann.SPLITS},
-      'problems': {k: sum(p.kind == k for p in problems) for k in ann.PROBLEM_KINDS},
-      'warnings': len(warnings),
+      'problems': {k: sum(p.kind == k for p in work.problems) for k in ann.PROBLEM_KINDS},
+      'warnings': len(work.warnings),
       'empty_splits': [s for s in ann.SPLITS if s not in packed and not records[s]],
-      'processed': len(tasks),
-      'reused': reused,
-      'failed_before': sum(1 for n in failed if n not in {t.name for t in tasks}),
+      'processed': len(work.tasks),
+      'reused': work.reused,
+      'failed_before': sum(1 for n in failed if n not in {t.name for t in work.tasks}),
       'packed': packed_now,
       'already_packed': sorted(packed),
       'lists': lists,
@@ -426,18 +464,22 @@ def prepare(
       'num_classes': len(plan.classes),
       'notes': plan.notes,
       'report': layout.report(fmt),
-      'config': _config_hint(spec, layout, fmt, lists, out),
+      'config': _config_hint(layout.spec, layout, fmt, lists, layout.out),
       'seconds': round(time.perf_counter() - start, 2),
   }
+
+
+def _write_report(path, summary, settings, plan, work):
+  """Writes the report (JSON, always rewritten: its summary has the run's time): the summary, the
+  output settings, the annotation files read, every problem and warning."""
   report = {
       'summary': summary,
       'settings': settings,
       'annotation_files': plan.files,
-      'problems': [p.as_dict() for p in problems],
-      'warnings': warnings,
+      'problems': [p.as_dict() for p in work.problems],
+      'warnings': work.warnings,
   }
-  _write_text(layout.report(fmt), json.dumps(report, indent=1) + '\n', only_if_changed=False)
-  return summary
+  _write_text(path, json.dumps(report, indent=1) + '\n', only_if_changed=False)
 
 
 def _absolute_paths(source, out, annotations):
