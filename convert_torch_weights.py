@@ -103,7 +103,7 @@ def main(argv):
     raise SystemExit(2)
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   # ConversionError, CheckpointError, a missing SRC: `error: ...` and exit status 2
-  with cli.user_errors(_DEBUG.value or cli.debug_requested([])):
+  with cli.user_errors(_DEBUG.value):
     summary = convert_to_directory(
         argv[1],
         argv[2],

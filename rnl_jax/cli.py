@@ -44,8 +44,11 @@ def debug_requested(argv=None):
 
 @contextlib.contextmanager
 def user_errors(debug=None):
-  """Turns user mistakes into `error: ...` + exit 2 and Ctrl-C into `interrupted` + exit 130."""
-  debug = debug_requested() if debug is None else debug
+  """Turns user mistakes into `error: ...` + exit 2 and Ctrl-C into `interrupted` + exit 130.
+
+  `debug`: the command's parsed --debug flag; None reads `--debug` from sys.argv. RNL_DEBUG=1 in
+  the environment counts either way."""
+  debug = debug_requested() if debug is None else (debug or debug_requested([]))
   try:
     yield
   except KeyboardInterrupt:

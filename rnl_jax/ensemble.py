@@ -76,7 +76,7 @@ def main(argv=None):
   p.add_argument('--scores_out', default='', help='write the ensemble scores (.npz) here')
   args = p.parse_args(argv)
   coeffs = cli.flatten_lists(args.coeff) if args.coeff else None
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # EnsembleError: `error: ..`, exit 2
+  with cli.user_errors(args.debug):  # EnsembleError: `error: ..`, exit 2
     return _run(args, coeffs)
 
 

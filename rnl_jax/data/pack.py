@@ -511,7 +511,7 @@ def main(argv=None):
   # `pack_one` under the package path.
   from rnl_jax.data import pack as packer  # pylint: disable=g-import-not-at-top,import-self
 
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # PackError: `error: ..`, exit 2
+  with cli.user_errors(args.debug):  # PackError: `error: ..`, exit 2
     summary = packer.pack(
         args.list,
         args.root,

@@ -661,7 +661,7 @@ def main(argv=None):
   # `_make_video` under the package path.
   from rnl_jax.data import synthetic  # pylint: disable=g-import-not-at-top,import-self
 
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # SyntheticError: exit 2
+  with cli.user_errors(args.debug):  # SyntheticError: exit 2
     summary = synthetic.generate(
         args.out,
         args.num_train,

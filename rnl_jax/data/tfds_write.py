@@ -365,7 +365,7 @@ def main(argv=None):
   # `read_one` under the package path.
   from rnl_jax.data import tfds_write as writer  # pylint: disable=g-import-not-at-top,import-self
 
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # TfdsWriteError: `error: ..`
+  with cli.user_errors(args.debug):  # TfdsWriteError: `error: ..`
     root, train_list, val_list = args.root, args.train_list, args.val_list
     template, classes = args.template, args.classes
     if args.dataset:

@@ -673,7 +673,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # ExperimentError: `error: ..`, 2
+  with cli.user_errors(args.debug):  # ExperimentError: `error: ..`, 2
     try:
       return run_experiment(args)
     except RunFailed as e:  # the run's own log tail says why; exit status 1 as before

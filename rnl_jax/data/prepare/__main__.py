@@ -11,7 +11,7 @@ from rnl_jax.data.prepare import core, media
 def main(argv=None):
   """Parses the command line, runs `core.prepare`, prints its summary; returns the summary."""
   args = _parser().parse_args(argv)
-  with cli.user_errors(args.debug or cli.debug_requested([])):  # PrepareError: `error: ..`, exit 2
+  with cli.user_errors(args.debug):  # PrepareError: `error: ..`, exit 2
     summary = core.prepare(
         core.ALIASES.get(args.dataset, args.dataset),
         args.source,
