@@ -10,6 +10,8 @@ import pytest
 
 import parity_fixture
 
+from configs import tiny
+
 # Full float32 matmuls/convolutions on every backend (no TF32/bf16 passes): parity needs them.
 jax.config.update('jax_default_matmul_precision', 'highest')
 
@@ -55,6 +57,26 @@ def parity_inputs(parity_spec):
 def parity_checkpoint(tmp_path_factory, parity_spec):
   """The fixture in the released `.pth.tar` format (needs torch to write)."""
   return parity_fixture.write_checkpoint(parity_spec, tmp_path_factory.mktemp('parity_ckpt'))
+
+
+def small_config(**overrides):
+  """The tiny config at its smallest: width-8 ResNet-18 RNL, 4 frames of 32 px, 24/12 videos."""
+  config = tiny.get_config()
+  config.model.width = 8
+  config.data.synthetic.num_train = 24
+  config.data.synthetic.num_val = 12
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_epochs = 2.0
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  for key, value in overrides.items():
+    section, _, name = key.rpartition('.')
+    target = config
+    for part in section.split('.') if section else []:
+      target = target[part]
+    target[name] = value
+  return config
 
 
 def load_npy(*parts):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds  # the [tfds] extra (in [test])
 
-from configs import tiny
+import conftest
 from rnl_jax import cli, input_pipeline, train
 from rnl_jax import config as config_lib
 from rnl_jax.data import datasets, synthetic, tfds_source, tfds_write
@@ -29,23 +29,8 @@ LIST_FRAMES = (12, 5, 2, 8, 3, 12, 7, 1, 10, 4)  # 2 and 1: dropped (F < 3)
 
 
 def small_config(**overrides):
-  """The tiny config at its smallest (as tests/test_train.py): 24 / 12 videos, 1 epoch, 3 steps."""
-  config = tiny.get_config()
-  config.model.width = 8
-  config.data.synthetic.num_train = NUM_TRAIN
-  config.data.synthetic.num_val = NUM_VAL
-  config.batch_size = 8
-  config.eval_batch_size = 8
-  config.num_epochs = 1.0
-  config.log_every_steps = 1
-  config.checkpoint_every_steps = 100
-  for key, value in overrides.items():
-    section, _, name = key.rpartition('.')
-    target = config
-    for part in section.split('.') if section else []:
-      target = target[part]
-    target[name] = value
-  return config
+  """The trainer tests' smallest config (conftest.small_config) for one epoch of 3 steps."""
+  return conftest.small_config(**{'num_epochs': 1.0, 'checkpoint_every_steps': 100, **overrides})
 
 
 @pytest.fixture(scope='module')

@@ -16,32 +16,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import tiny
 from rnl_jax import load_checkpoint, optim, train
 from rnl_jax.data import synthetic
 
-from conftest import REPO
-
-
-def small_config(**overrides):
-  """The tiny config at its smallest: width-8 ResNet-18 RNL, 4 frames of 32 px, 24/12 videos."""
-  config = tiny.get_config()
-  config.model.width = 8
-  config.data.synthetic.num_train = 24
-  config.data.synthetic.num_val = 12
-  config.batch_size = 8
-  config.eval_batch_size = 8
-  config.num_epochs = 2.0
-  config.log_every_steps = 1
-  config.checkpoint_every_steps = 2
-  for key, value in overrides.items():
-    section, _, name = key.rpartition('.')
-    target = config
-    for part in section.split('.') if section else []:
-      target = target[part]
-    target[name] = value
-  return config
-
+from conftest import REPO, small_config
 
 # ----------------------------------------------------------------------------------------------------
 # config errors

@@ -76,7 +76,7 @@ import numpy as np
 
 from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
-from rnl_jax.data.sources import ClipSource, CorruptVideoError, stack_frames
+from rnl_jax.data.sources import ClipSource, CorruptVideoError
 from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -403,34 +403,18 @@ class _PackedVideo:
     src, record = self.source, self.source.records[self.index]
     where = src.video_path(self.index)
     numbers = [int(k) for k in numbers]
-    if numbers and not 1 <= min(numbers) <= max(numbers) <= record.num_frames:
-      raise IndexError(f'frames {numbers} outside 1..{record.num_frames} of {where}')
+    sources.check_frame_numbers(numbers, record.num_frames, where)
     data = self._read([record.position] + [record.position + k for k in numbers])
     try:
       meta = parse_meta_record(data[0])
     except RecordFormatError as e:
       raise CorruptVideoError(f'bad metadata record of {where}: {e}', where) from None
-    if (meta['num_frames'], meta.get('label'), meta.get('path')) != (
-        record.num_frames,
-        record.label,
-        record.path,
-    ):
-      raise CorruptVideoError(
-          f'{where} holds {meta.get("path")!r} (F={meta["num_frames"]}, label {meta.get("label")}) but the '
-          f'index says {record.path!r} (F={record.num_frames}, label {record.label}): index and shards do '
-          f'not belong together',
-          where,
-      )
-    frames = []
-    for k, jpeg in zip(numbers, data[1:]):
-      name = (
-          f'{k} (record {record.position + k}) of {where}'  # 'cannot decode JPEG frame {name}: ...'
-      )
-      try:
-        frames.append(sources.decode_jpeg(jpeg, name, src.decoder))  # [H, W, 3]
-      except CorruptVideoError as e:
-        raise CorruptVideoError(str(e), where) from e  # path: the video, as in skipped_paths
-    return stack_frames(frames, lambda j: f'{where} frame {numbers[j]}')  # [K, H, W, 3]
+    stored = (meta['num_frames'], meta.get('label'), meta.get('path'))
+    sources.check_stored_video(where, stored, record, 'shards')
+    # 'cannot decode JPEG frame {name}: ...'
+    name_of = lambda k: f'{k} (record {record.position + k}) of {where}'
+    decode = lambda jpeg, name: sources.decode_jpeg(jpeg, name, src.decoder)
+    return sources.decode_stored_frames(numbers, data[1:], where, decode, name_of)  # [K, H, W, 3]
 
   def close(self):
     pass

@@ -278,6 +278,38 @@ class ClipSource:
     )
 
 
+def check_frame_numbers(numbers, num_frames, where):
+  """IndexError unless every 1-based frame number lies in 1..num_frames of video `where`."""
+  if numbers and not 1 <= min(numbers) <= max(numbers) <= num_frames:
+    raise IndexError(f'frames {numbers} outside 1..{num_frames} of {where}')
+
+
+def check_stored_video(where, stored, record, container):
+  """CorruptVideoError unless the stored (num_frames, label, path) of video `where` are the index
+  `record`'s: a packed index and the `container` (shards, records) it was read with must match."""
+  num_frames, label, path = stored
+  if (num_frames, label, path) != (record.num_frames, record.label, record.path):
+    raise CorruptVideoError(
+        f'{where} holds {path!r} (F={num_frames}, label {label}) but the index says '
+        f'{record.path!r} (F={record.num_frames}, label {record.label}): index and {container} do '
+        f'not belong together',
+        where,
+    )
+
+
+def decode_stored_frames(numbers, encoded, where, decode, name_of):
+  """uint8 [K, H, W, 3] of frames `numbers` from their encoded bytes, decoded by
+  `decode(data, name_of(k))`; a failure is a CorruptVideoError whose path is the video `where`
+  (as `skipped_paths` lists it)."""
+  frames = []
+  for k, data in zip(numbers, encoded):
+    try:
+      frames.append(decode(data, name_of(k)))  # [H, W, 3]
+    except CorruptVideoError as e:
+      raise CorruptVideoError(str(e), where) from e
+  return stack_frames(frames, lambda j: f'{where} frame {numbers[j]}')
+
+
 def stack_frames(frames, path_of):
   """np.stack of decoded frames [K, H, W, 3]; CorruptVideoError naming `path_of(k)` if frame k's size differs."""
   for k, frame in enumerate(frames[1:], 1):

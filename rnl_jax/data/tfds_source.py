@@ -39,7 +39,8 @@ from PIL import Image
 
 from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
-from rnl_jax.data.sources import ClipSource, CorruptVideoError, stack_frames
+from rnl_jax.data.sources import ClipSource, CorruptVideoError, check_frame_numbers
+from rnl_jax.data.sources import check_stored_video, decode_stored_frames
 from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -286,8 +287,7 @@ class _TfdsVideo:
     src, record = self.source, self.source.records[self.index]
     where = src.video_path(self.index)
     numbers = [int(k) for k in numbers]
-    if numbers and not 1 <= min(numbers) <= max(numbers) <= record.num_frames:
-      raise IndexError(f'frames {numbers} outside 1..{record.num_frames} of {where}')
+    check_frame_numbers(numbers, record.num_frames, where)
     try:
       ex = src.data()[record.record]
     except Exception as e:  # pylint: disable=broad-except  (riegeli / proto errors of bad bytes)
@@ -296,21 +296,10 @@ class _TfdsVideo:
     frames = ex[layout.frames_key]  # [F] encoded frames
     path = ex[layout.path_key] if layout.path_key else record.path
     path = path.decode('utf-8') if isinstance(path, bytes) else str(path)
-    label = int(ex[layout.label_key])
-    if (len(frames), label, path) != (record.num_frames, record.label, record.path):
-      raise CorruptVideoError(
-          f'{where} holds {path!r} (F={len(frames)}, label {label}) but the index says '
-          f'{record.path!r} (F={record.num_frames}, label {record.label}): index and records do '
-          f'not belong together',
-          where,
-      )
-    out = []
-    for k in numbers:
-      try:
-        out.append(decode_image(frames[k - 1], f'{k} of {where}', src.decoder))  # [H, W, 3]
-      except CorruptVideoError as e:
-        raise CorruptVideoError(str(e), where) from e  # path: the video, as in skipped_paths
-    return stack_frames(out, lambda j: f'{where} frame {numbers[j]}')  # [K, H, W, 3]
+    check_stored_video(where, (len(frames), int(ex[layout.label_key]), path), record, 'records')
+    decode = lambda data, name: decode_image(data, name, src.decoder)
+    encoded = [frames[k - 1] for k in numbers]
+    return decode_stored_frames(numbers, encoded, where, decode, lambda k: f'{k} of {where}')
 
   def close(self):
     pass
