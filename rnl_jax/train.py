@@ -597,7 +597,6 @@ class _Run:
   workdir: str
   plan: RunPlan
   mesh: Any
-  model: Any
   data: RunData
   manager: Any
   writer: Any
@@ -829,7 +828,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       workdir,
       plan,
       mesh,
-      model,
       data,
       manager,
       _Writer(os.path.join(workdir, 'tensorboard')),
