@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from rnl_jax import fileio
 from rnl_jax.errors import UserError
 from rnl_jax.models.resnet import ResNet
 from rnl_jax.models.tsn import TSN, Architecture, abstract_variables, build_model
@@ -47,12 +48,12 @@ def save_checkpoint(
   `inputs` ({num_segments, image_size, scale_size, dense_sample}) and `classes` (label order) are
   optional metadata for inference tools (rnl_jax.classify, rnl_jax.protocol).
   """
-  directory = os.path.abspath(directory)
-  if os.path.exists(directory) and os.listdir(directory) and not overwrite:
+  directory = fileio.absolute(directory)  # local or a bucket URL (orbax writes both)
+  if fileio.isdir(directory) and fileio.listdir(directory) and not overwrite:
     raise CheckpointError(
         f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)'
     )
-  os.makedirs(directory, exist_ok=True)
+  fileio.makedirs(directory)
   meta = {'format': FORMAT, 'kind': kind, 'source': source}
   if inputs:
     unknown = set(inputs) - set(INPUT_KEYS)
@@ -73,18 +74,16 @@ def save_checkpoint(
     ckptr.save(os.path.join(directory, VARIABLES_DIR), variables, force=overwrite)
     ckptr.wait_until_finished()
   if jax.process_index() == 0:  # written last: marks a complete save
-    with open(os.path.join(directory, MODEL_FILE), 'w') as f:
-      json.dump(meta, f, indent=1)
+    fileio.write_json(os.path.join(directory, MODEL_FILE), meta, indent=1)
   return directory
 
 
 def read_metadata(directory: str) -> dict:
   path = os.path.join(directory, MODEL_FILE)
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise CheckpointError(f'{directory}: not an rnl_jax checkpoint (no {MODEL_FILE})')
   try:
-    with open(path) as f:
-      meta = json.load(f)
+    meta = json.loads(fileio.read_text(path))
   except json.JSONDecodeError as e:
     raise CheckpointError(f'{path}: invalid JSON ({e})') from None
   if meta.get('format') != FORMAT:
@@ -108,7 +107,7 @@ def restore_variables(directory: str):
     raise CheckpointError(f'{directory}: unknown checkpoint kind {meta["kind"]!r}')
   with ocp.StandardCheckpointer() as ckptr:
     try:
-      variables = ckptr.restore(os.path.join(os.path.abspath(directory), VARIABLES_DIR), abstract)
+      variables = ckptr.restore(os.path.join(fileio.absolute(directory), VARIABLES_DIR), abstract)
     except (ValueError, KeyError, FileNotFoundError) as e:
       raise CheckpointError(f'{directory}: variables do not match model.json ({e})') from None
   return variables, meta
@@ -118,7 +117,7 @@ def load_checkpoint(path: str, **model_kwargs: Any) -> Tuple[TSN, dict]:
   """`(model, variables)` from a checkpoint directory, or from an original `.pth.tar` (converted in
   memory; needs torch). `model_kwargs` go to `build_model` (dropout, query_chunk, normalize_input,
   dtype). `model.apply(variables, x, train=False)` maps `[N, T, H, W, 3]` to `[N, num_classes]`."""
-  if os.path.isfile(path) and path.endswith(TORCH_SUFFIXES):
+  if path.endswith(TORCH_SUFFIXES) and fileio.isfile(path):
     from rnl_jax import convert  # pylint: disable=g-import-not-at-top
 
     variables, arch = convert.convert_checkpoint(path)

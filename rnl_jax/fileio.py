@@ -1,8 +1,21 @@
-"""File helpers shared by the trainer, the test protocol and the offline data writers (no JAX).
+"""Files for the trainer, the test protocol and the data tools, local or in a bucket (no JAX).
 
-One home for what every writer needs: atomic writes (a temporary name next to the final one, then
-`os.replace`, so a reader never sees half a file), removal of the temporaries an interrupted run
-left, 'spawn' worker pools, and durations as H:MM:SS. Paths are path-like (str or os.PathLike).
+Paths: every file the project reads or writes goes through here or through `etils.epath` (the path
+type orbax and TFDS use), so `gs://bucket/...` and `s3://bucket/...` work wherever a local path does.
+Local paths take the plain `os` calls (same behaviour, errors and speed as before); URLs go to
+epath, whose fsspec backend is gcsfs (`pip install -e '.[gcs]'`) or s3fs (`.[s3]`). Paths stay
+strings in the rest of the code: `os.path.join` / `dirname` / `basename` are right for URLs too;
+`os.path.abspath` / `normpath` are not (they fold `gs://` into `gs:/`): use `absolute`.
+
+Atomic writes: locally a temporary name next to the final one, then `os.replace`, so a reader never
+sees half a file. Object stores have no rename (gcsfs and s3fs copy and delete), but an object
+becomes visible only when its upload completes, so on a URL each file is written in one upload
+instead; writers that need a local file (`atomic_path`) write a local temporary that is uploaded
+when the block ends. Folders built file by file (frame folders) are complete when their last file
+exists, which the writers write last.
+
+Also here: removal of the temporaries an interrupted run left, 'spawn' worker pools, and durations
+as H:MM:SS. Paths are path-like (str or os.PathLike).
 
 Temporary names come in two styles, both in the final file's folder (a rename never crosses file
 systems):
@@ -11,15 +24,124 @@ systems):
                               writers; `remove_stale_temps` deletes those of processes that are gone
 """
 
+import builtins
 import collections
 import contextlib
+import glob as glob_lib
 import itertools
 import json
 import multiprocessing
 import os
 import shutil
+import tempfile
+
+from etils import epath
 
 TMP_PREFIX = '.tmp-'
+
+
+def _uncached_listings():
+  """Bucket listings are read fresh: several processes (hosts, data workers) write one bucket, and a
+  cached listing would hide another process's files (fsspec caches listings by default)."""
+  try:
+    import fsspec  # pylint: disable=import-outside-toplevel
+  except ImportError:  # no fsspec: no URL backend either; epath says so on first use
+    return
+  for protocol in ('gcs', 'gs', 's3'):
+    fsspec.config.conf.setdefault(protocol, {}).setdefault('use_listings_cache', False)
+
+
+_uncached_listings()
+
+
+# --------------------------------------------------------------------------------------------------
+# paths: local (os) or URL (epath)
+
+
+def is_remote(path) -> bool:
+  """Whether `path` is a URL (`gs://`, `s3://`, ...) rather than a local path."""
+  return '://' in os.fspath(path)
+
+
+def absolute(path) -> str:
+  """`os.path.abspath` of a local path; a URL unchanged (abspath would fold `gs://` into `gs:/`)."""
+  path = os.fspath(path)
+  return path if is_remote(path) else os.path.abspath(path)
+
+
+def open(path, mode='r', **kwargs):  # pylint: disable=redefined-builtin
+  """`open` for a local path (kwargs such as encoding pass through); epath's for a URL."""
+  if is_remote(path):
+    return epath.Path(path).open(mode)
+  return builtins.open(path, mode, **kwargs)
+
+
+def exists(path) -> bool:
+  return epath.Path(path).exists() if is_remote(path) else os.path.exists(path)
+
+
+def isfile(path) -> bool:
+  return epath.Path(path).is_file() if is_remote(path) else os.path.isfile(path)
+
+
+def isdir(path) -> bool:
+  return epath.Path(path).is_dir() if is_remote(path) else os.path.isdir(path)
+
+
+def listdir(path) -> list:
+  """Names in folder `path` (not paths)."""
+  if is_remote(path):
+    return [p.name for p in epath.Path(path).iterdir()]
+  return os.listdir(path)
+
+
+def makedirs(path):
+  """Creates folder `path` and its parents; an existing folder is fine (buckets have no folders:
+  a no-op there)."""
+  if is_remote(path):
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+  else:
+    os.makedirs(path, exist_ok=True)
+
+
+def getsize(path) -> int:
+  return epath.Path(path).stat().length if is_remote(path) else os.path.getsize(path)
+
+
+def read_text(path) -> str:
+  with open(path) as f:
+    return f.read()
+
+
+def read_bytes(path) -> bytes:
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def glob(pattern) -> list:
+  """Sorted paths matching `pattern` (`*`, `?`, `[...]`; no `**` on URLs: one listing per level)."""
+  pattern = os.fspath(pattern)
+  if not is_remote(pattern):
+    return sorted(glob_lib.glob(pattern))
+  parts = pattern.split('/')
+  fixed = next(i for i, part in enumerate(parts) if glob_lib.has_magic(part) or i == len(parts) - 1)
+  base = '/'.join(parts[:fixed])
+  if not glob_lib.has_magic(pattern):
+    return [pattern] if exists(pattern) else []
+  return sorted(str(p) for p in epath.Path(base).glob('/'.join(parts[fixed:])))
+
+
+def copy_to_local(path, local_path):
+  """Copies file `path` (local or URL) to the local file `local_path` (libraries that only read
+  local files)."""
+  with open(path, 'rb') as src, builtins.open(local_path, 'wb') as dst:
+    shutil.copyfileobj(src, dst, 1 << 22)
+
+
+def upload(local_path, path):
+  """Copies the local file `local_path` to `path` (local or URL) in one write."""
+  with builtins.open(local_path, 'rb') as src, open(path, 'wb') as dst:
+    shutil.copyfileobj(src, dst, 1 << 22)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -41,6 +163,13 @@ def temp_sibling(path) -> str:
 
 def remove(path):
   """Removes a file, link or folder tree at `path`; nothing there is fine."""
+  if is_remote(path):
+    p = epath.Path(path)
+    if p.is_dir():
+      p.rmtree()
+    elif p.exists():
+      p.unlink()
+    return
   if os.path.isdir(path) and not os.path.islink(path):
     shutil.rmtree(path, ignore_errors=True)
   elif os.path.lexists(path):
@@ -50,7 +179,16 @@ def remove(path):
 @contextlib.contextmanager
 def atomic_path(path, tmp=None):
   """Yields a temporary path (default `temp_path(path)`) to write; when the block ends it is renamed
-  onto `path` (`os.replace`), when the block raises it is removed."""
+  onto `path` (`os.replace`), when the block raises it is removed.
+
+  A URL `path`: the temporary is a local file (any library can write it), uploaded onto `path` in
+  one write when the block ends (an object appears only complete); `tmp` is ignored."""
+  if is_remote(path):
+    with tempfile.TemporaryDirectory(prefix='rnl-upload-') as folder:
+      local = os.path.join(folder, os.path.basename(os.fspath(path).rstrip('/')))
+      yield local
+      upload(local, path)
+    return
   tmp = temp_path(path) if tmp is None else os.fspath(tmp)
   try:
     yield tmp
@@ -65,23 +203,21 @@ def write_text(path, text: str, *, suffix=None, only_if_changed=False) -> bool:
 
   only_if_changed: leave a file that already holds exactly `text` alone and return False.
   """
-  if only_if_changed and os.path.isfile(path):
-    with open(path) as f:
-      if f.read() == text:
-        return False
+  if only_if_changed and isfile(path) and read_text(path) == text:
+    return False
+  if is_remote(path):  # one upload: the object appears complete or not at all
+    with open(path, 'w') as f:
+      f.write(text)
+    return True
   with atomic_path(path, temp_path(path, suffix)) as tmp:
-    with open(tmp, 'w') as f:
+    with builtins.open(tmp, 'w') as f:
       f.write(text)
   return True
 
 
 def write_json(path, obj, *, suffix=None, newline=False, **dump_kwargs):
   """`json.dump(obj, **dump_kwargs)` to `path` atomically (and a final newline if `newline`)."""
-  with atomic_path(path, temp_path(path, suffix)) as tmp:
-    with open(tmp, 'w') as f:
-      json.dump(obj, f, **dump_kwargs)
-      if newline:
-        f.write('\n')
+  write_text(path, json.dumps(obj, **dump_kwargs) + ('\n' if newline else ''), suffix=suffix)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,8 +237,8 @@ def pid_alive(pid: int) -> bool:
 
 def remove_stale_temps(folder):
   """Removes the prefix-style temporaries (`.tmp-<pid>-*`) in `folder` whose process is gone (an
-  interrupted run's partial outputs); a missing folder is fine."""
-  if not os.path.isdir(folder):
+  interrupted run's partial outputs); a missing folder is fine. Buckets hold no temporaries."""
+  if is_remote(folder) or not os.path.isdir(folder):
     return
   for name in os.listdir(folder):
     if not name.startswith(TMP_PREFIX):

@@ -3,11 +3,13 @@
 import os
 import pathlib
 import tempfile
+import uuid
 
 import jax
 import numpy as np
 import pytest
 
+import gcs_emulator
 import parity_fixture
 
 from configs import tiny
@@ -57,6 +59,30 @@ def parity_inputs(parity_spec):
 def parity_checkpoint(tmp_path_factory, parity_spec):
   """The fixture in the released `.pth.tar` format (needs torch to write)."""
   return parity_fixture.write_checkpoint(parity_spec, tmp_path_factory.mktemp('parity_ckpt'))
+
+
+@pytest.fixture(scope='session')
+def gcs_server():
+  """A GCS emulator on localhost for this test process; the environment points gcsfs, tensorstore
+  and array_record at it (subprocesses inherit it). Yields its bucket URL `gs://BUCKET`."""
+  with gcs_emulator.serve() as url:
+    saved = {k: os.environ.get(k) for k in gcs_emulator.environment(url)}
+    os.environ.update(gcs_emulator.environment(url))
+    try:
+      yield f'gs://{gcs_emulator.BUCKET}'
+    finally:
+      for key, value in saved.items():
+        if value is None:
+          os.environ.pop(key, None)
+        else:
+          os.environ[key] = value
+
+
+@pytest.fixture
+def bucket(gcs_server, request):
+  """A fresh folder of the emulator's bucket for one test: `gs://BUCKET/<test>-<random>`."""
+  name = ''.join(c if c.isalnum() else '-' for c in request.node.name[:40])
+  return f'{gcs_server}/{name}-{uuid.uuid4().hex[:8]}'
 
 
 def small_config(**overrides):

@@ -1,0 +1,80 @@
+"""A Google Cloud Storage server on localhost for the storage tests (the `gcp-storage-emulator`
+package, in memory), and the environment that points every GCS client of the stack at it.
+
+Three clients talk to a bucket, each with its own endpoint setting:
+
+  gcsfs (etils.epath: workdir files, lists, JSON, scores, events)   STORAGE_EMULATOR_HOST
+  tensorstore (orbax checkpoints)                                    TENSORSTORE_GCS_HTTP_URL
+  google-cloud-cpp inside array_record (ArrayRecord and TFDS reads)  CLOUD_STORAGE_EMULATOR_ENDPOINT
+
+`environment(url)` gives all three, so one emulator serves a whole run, subprocesses included.
+Run by hand: `python tests/gcs_emulator.py` prints the exports and serves until Ctrl-C.
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+BUCKET = 'rnl-test'
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def environment(url: str) -> dict:
+  """Environment variables that send gcsfs, tensorstore and array_record to the server at `url`."""
+  return {
+      'STORAGE_EMULATOR_HOST': url,
+      'TENSORSTORE_GCS_HTTP_URL': url,
+      'CLOUD_STORAGE_EMULATOR_ENDPOINT': url,
+      'GOOGLE_CLOUD_PROJECT': 'rnl-test',
+      # gcsfs's default filesystem first asks the storage-control API for the bucket type (zonal,
+      # hierarchical), which needs credentials; the plain one talks to the JSON API only.
+      'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',
+      # No metadata server here: clients that look for credentials fail fast instead of waiting.
+      'GCE_METADATA_ROOT': '127.0.0.1:1',
+      'GCE_METADATA_HOST': '127.0.0.1:1',
+  }
+
+
+@contextlib.contextmanager
+def serve(bucket: str = BUCKET, timeout: float = 30.0):
+  """Starts the emulator with `bucket` (in memory) and yields its URL; stops it on exit."""
+  port = free_port()
+  url = f'http://127.0.0.1:{port}'
+  cmd = [sys.executable, '-m', 'gcp_storage_emulator', 'start', '--host=127.0.0.1']
+  cmd += [f'--port={port}', '--in-memory', f'--default-bucket={bucket}']
+  server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + timeout
+    while True:
+      try:
+        urllib.request.urlopen(f'{url}/storage/v1/b/{bucket}', timeout=2).read()
+        break
+      except OSError:
+        if server.poll() is not None or time.monotonic() > deadline:
+          raise RuntimeError(f'the GCS emulator did not start ({" ".join(cmd)})') from None
+        time.sleep(0.2)
+    yield url
+  finally:
+    server.terminate()
+    server.wait(10)
+
+
+if __name__ == '__main__':
+  with serve() as server_url:
+    for key, value in environment(server_url).items():
+      print(f'export {key}={value}')
+    print(f'# bucket: gs://{BUCKET}   (Ctrl-C stops the server)', flush=True)
+    try:
+      while True:
+        time.sleep(3600)
+    except KeyboardInterrupt:
+      pass
