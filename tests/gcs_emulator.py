@@ -12,7 +12,6 @@ Run by hand: `python tests/gcs_emulator.py` prints the exports and serves until 
 """
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
