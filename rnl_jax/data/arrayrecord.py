@@ -61,6 +61,11 @@ Cost: per clip T + 1 range reads and T JPEG decodes, the same work as frame fold
 whatever the video's length (format 1 read whole videos: docs/performance.md#input-decoding).
 Memory: an open ArrayRecordReader holds its shard's chunk offsets, about 8 bytes per record, i.e. a few MB
 per 1000 videos of 300 frames in every process that reads the shard.
+
+Buckets: index and shards may be in `gs://` (the index read through rnl_jax.fileio; the shards by
+ArrayRecord's reader itself, whose C++ file layer has a GCS client: the URL is passed through). It
+has no S3 client, so `s3://` (or any other URL) shards are an error asking to copy them to local
+disk or to gs://.
 """
 
 import dataclasses
@@ -74,10 +79,11 @@ import threading
 
 import numpy as np
 
+from rnl_jax import fileio
 from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
 from rnl_jax.data.sources import ClipSource, CorruptVideoError
-from rnl_jax.errors import UserError
+from rnl_jax.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +172,27 @@ def index_path(prefix):
   return f'{prefix}.json'
 
 
+def check_readable_location(path):
+  """DataError unless ArrayRecord's reader can open `path`: a local file or a gs:// object (its
+  C++ file layer has a GCS client but none for S3 or other URLs)."""
+  path = os.fspath(path)
+  if fileio.is_remote(path) and not path.startswith('gs://'):
+    raise DataError(
+        f"{path}: ArrayRecord's reader opens local files and gs:// objects only (it has no "
+        f'{path.split("://", 1)[0]}:// client); copy the packed dataset (shards and index) to '
+        f'local disk or to a gs:// bucket'
+    )
+
+
 def open_reader(path):
-  """ArrayRecordReader set up for random access; FileNotFoundError / ValueError naming an unusable file."""
+  """ArrayRecordReader set up for random access; FileNotFoundError / ValueError naming an unusable
+  file, DataError for a URL it cannot read (`check_readable_location`)."""
   from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=g-import-not-at-top
 
-  if not os.path.isfile(path):
+  check_readable_location(path)
+  if not fileio.isfile(path):
     raise FileNotFoundError(f'ArrayRecord shard {path} does not exist')
+  # gs:// URLs go to the reader as they are (never through abspath, which folds gs:// into gs:/).
   reader = ArrayRecordReader(os.fspath(path), READER_OPTIONS, file_reader_buffer_size=READ_BUFFER)
   if not reader.ok():
     raise ValueError(f'{path} is not a readable ArrayRecord file (truncated or not ArrayRecord)')
@@ -179,8 +200,9 @@ def open_reader(path):
 
 
 def read_index(path):
-  """The index JSON at `path`, checked for format name, version and consistency (ValueError naming it)."""
-  with open(path) as f:
+  """The index JSON at `path` (local or a URL), checked for format name, version and consistency
+  (ValueError naming it)."""
+  with fileio.open(path) as f:
     try:
       index = json.load(f)
     except json.JSONDecodeError as e:
@@ -257,13 +279,14 @@ class PackedRecord(VideoRecord):
 
 
 def _index_records(index, index_file, only=None):
-  """(shard paths, their record counts, records) of an index; `only` = absolute shard paths to keep."""
-  folder = os.path.dirname(os.path.abspath(index_file))
+  """(shard paths, their record counts, records) of an index; `only` = absolute shard paths
+  (`fileio.absolute`) to keep."""
+  folder = os.path.dirname(fileio.absolute(index_file))
   cols = index['videos']
   keep, shards, counts = {}, [], []
   for s, entry in enumerate(index['shards']):
     path = os.path.join(folder, entry['file'])
-    if only is None or os.path.abspath(path) in only:
+    if only is None or fileio.absolute(path) in only:
       keep[s] = len(shards)
       shards.append(path)
       counts.append(int(entry['num_records']))
@@ -327,27 +350,27 @@ def load_dataset(spec):
   `spec`: an index `PREFIX.json`; a `PREFIX` with `PREFIX.json` beside it; or a shard file / glob pattern
   of shard files (sorted by name). For shards, the index of their prefix supplies the records if it lists
   them all (a subset of an index's shards is fine); otherwise the shards' metadata records are read.
+  Local or gs:// (a URL the reader cannot open is a DataError before anything is read).
   """
   spec = os.fspath(spec)
-  if not glob.has_magic(spec) and (spec.endswith('.json') or os.path.isfile(index_path(spec))):
+  check_readable_location(spec)
+  if not glob.has_magic(spec) and (spec.endswith('.json') or fileio.isfile(index_path(spec))):
     ipath = spec if spec.endswith('.json') else index_path(spec)
     index = read_index(ipath)
     return ipath, index, *_index_records(index, ipath)
-  shards = (
-      sorted(glob.glob(spec)) if glob.has_magic(spec) else ([spec] if os.path.isfile(spec) else [])
-  )
+  shards = fileio.glob(spec) if glob.has_magic(spec) else ([spec] if fileio.isfile(spec) else [])
   if not shards:
     raise FileNotFoundError(
         f'no ArrayRecord index or shards match {spec!r} (expected PREFIX.json, PREFIX '
         f'with PREFIX.json beside it, a shard file or a glob pattern of shards)'
     )
   match = _SHARD_RE.match(shards[0])
-  if match and os.path.isfile(index_path(match['prefix'])):
+  if match and fileio.isfile(index_path(match['prefix'])):
     ipath = index_path(match['prefix'])
     index = read_index(ipath)
-    folder = os.path.dirname(os.path.abspath(ipath))
-    wanted = {os.path.abspath(p) for p in shards}
-    if wanted <= {os.path.abspath(os.path.join(folder, e['file'])) for e in index['shards']}:
+    folder = os.path.dirname(fileio.absolute(ipath))
+    wanted = {fileio.absolute(p) for p in shards}
+    if wanted <= {fileio.absolute(os.path.join(folder, e['file'])) for e in index['shards']}:
       return ipath, index, *_index_records(index, ipath, only=wanted)
   log.warning('no index lists the shards %s; reading their metadata records to list them', spec)
   return None, None, *_scan_records(shards)
@@ -424,7 +447,8 @@ class ArrayRecordSource(ClipSource):
   """Sampled clips of packed videos, by global video index (a grain `MapDataset.source`).
 
   Args:
-    spec: index `PREFIX.json`, `PREFIX`, a shard file or a glob pattern of shards (see `load_dataset`).
+    spec: index `PREFIX.json`, `PREFIX`, a shard file or a glob pattern of shards (see
+      `load_dataset`); local or gs://.
     decoder: JPEG decoder, see `sources.decode_jpeg` ('simplejpeg', the default, gives Pillow's pixels, as
       FrameFolderSource's default; 'simplejpeg_fast' approximate, training only; 'pil').
     filter_short: drop records upstream drops (F < 3 unless mode 'test' with remove_missing=False, as

@@ -5,7 +5,9 @@ Kinetics lists with a CSV reader and every other list by splitting on spaces, wh
 write space-separated Kinetics lists (docs/original.md §7.13); `parse_list_file` therefore detects the delimiter
 per file from its first record. Folders are relative to the dataset's frame root (docs/original.md §7.15: the
 Something-V1 label tool's `something/v1/img/` prefix must be stripped) or absolute (the authors' Kinetics
-lists). Malformed lines raise ValueError naming the file and line instead of failing later in a loader.
+lists; a `gs://` URL counts as absolute: `join_root`). Malformed lines raise ValueError naming the
+file and line instead of failing later in a loader. Lists, class-name files and roots may be local
+paths or URLs (`gs://bucket/...`, read through rnl_jax.fileio).
 
 Pure Python/NumPy: no jax or torch, so loader worker processes stay light.
 """
@@ -14,6 +16,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from rnl_jax import fileio
 from rnl_jax.data import sampling
 from rnl_jax.errors import DataError
 
@@ -164,9 +167,16 @@ def get_dataset(name):
   return DATASETS[name]
 
 
+def join_root(root, path):
+  """`os.path.join(root, path)`, except that a URL `path` stays as it is (a list may name its
+  videos by URL; os.path.join keeps only absolute local paths)."""
+  path = os.fspath(path)
+  return path if fileio.is_remote(path) else os.path.join(os.fspath(root), path)
+
+
 def read_class_names(path):
-  """Non-blank lines of a class-name file (line i = name of label i)."""
-  with open(path) as f:
+  """Non-blank lines of a class-name file (line i = name of label i); local or a URL."""
+  with fileio.open(path) as f:
     names = [line.strip() for line in f]
   names = [n for n in names if n]
   if not names:
@@ -224,10 +234,9 @@ def detect_delimiter(lines):
 
 
 def _read_lines(path):
-  """(path as str, the file's lines)."""
+  """(path as str, the file's lines); local or a URL."""
   path = os.fspath(path)
-  with open(path) as f:
-    return path, f.read().splitlines()
+  return path, fileio.read_text(path).splitlines()
 
 
 def _parse_lines(path, lines, parse_line):

@@ -20,9 +20,15 @@ Output (format version 2, in `rnl_jax/data/arrayrecord.py`): `OUT-00000-of-000NN
 under temporary names and renamed once all are complete; the index is written last, so an interrupted run
 leaves no index. A missing or unreadable folder/video stops the run with an error naming it; with
 `--skip_corrupt` it is left out, counted, and listed in the index's `skipped`.
+
+Buckets: --list, --classes, --root and --out may be `gs://` URLs (rnl_jax.fileio; --out also
+`s3://`, though ArrayRecordSource reads only local and gs:// shards). A bucket has no rename, so for
+a URL --out each shard is written to a local temporary (TMPDIR: room for the whole packed set) and
+uploaded at the commit, in one upload per shard; the index is uploaded last.
 """
 
 import collections
+import contextlib
 import dataclasses
 import io
 import json
@@ -78,13 +84,13 @@ def read_frame_folder(folder, num_frames, template, verify='decode'):
   """(JPEG bytes of frames 1..num_frames, width, height) of a frame folder; CorruptVideoError naming it."""
   if num_frames < 1:
     raise CorruptVideoError(f'video folder {folder}: the list gives {num_frames} frames', folder)
-  if not os.path.isdir(folder):
+  if not fileio.isdir(folder):
     raise CorruptVideoError(f'video folder {folder} does not exist', folder)
   frames, size = [], None
   for k in range(1, num_frames + 1):
     path = os.path.join(folder, template.format(k))
     try:
-      with open(path, 'rb') as f:
+      with fileio.open(path, 'rb') as f:
         data = f.read()
     except FileNotFoundError:
       record = datasets.VideoRecord(folder, num_frames, 0)
@@ -116,14 +122,17 @@ def encode_jpeg(frame, quality=DEFAULT_QUALITY):
 
 
 def read_video(path, quality=DEFAULT_QUALITY):
-  """(JPEG bytes of every decoded frame, width, height) of a video file; CorruptVideoError naming it."""
+  """(JPEG bytes of every decoded frame, width, height) of a video file (local or a URL);
+  CorruptVideoError naming it."""
   import av  # pylint: disable=g-import-not-at-top
 
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise CorruptVideoError(f'video file {path} does not exist', path)
   frames, size = [], None
   try:
-    with av.open(path) as container:
+    # PyAV opens a URL only as a file object (a seekable remote file: ranged reads).
+    src = fileio.open(path, 'rb') if fileio.is_remote(path) else contextlib.nullcontext(path)
+    with src as file, av.open(file) as container:
       if not container.streams.video:
         raise CorruptVideoError(f'video file {path} has no video stream', path)
       for frame in container.decode(video=0):
@@ -147,7 +156,7 @@ def read_video(path, quality=DEFAULT_QUALITY):
 
 def pack_one(task):
   """('ok', metadata record, [frame JPEG bytes], width, height) or ('corrupt', message, path) of one entry."""
-  full = os.path.join(task.root, task.path)
+  full = datasets.join_root(task.root, task.path)
   try:
     if task.videos:
       frames, width, height = read_video(full, task.quality)
@@ -189,14 +198,6 @@ def shard_bounds(num_records, num_shards):
 # packing
 
 
-def _remove(paths):
-  for p in paths:
-    try:
-      os.remove(p)
-    except FileNotFoundError:
-      pass
-
-
 def pack(
     list_file,
     root,
@@ -229,35 +230,39 @@ def pack(
   _check_options(template, videos, verify)
   out = os.fspath(out)
   index_file = arrayrecord.index_path(out)
-  if os.path.exists(index_file) and not overwrite:
+  if fileio.exists(index_file) and not overwrite:
     raise PackError(f'{index_file} exists; pass --overwrite to replace the packed dataset')
   classes, records = _read_records(list_file, classes_file, videos)
   n = len(records)
   num_shards = _choose_num_shards(num_shards, n)
   finals = [arrayrecord.shard_path(out, s, num_shards) for s in range(num_shards)]
-  temps = [fileio.temp_path(p) for p in finals]  # {shard}.tmp-<pid>, renamed at the commit
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  fileio.makedirs(os.path.dirname(fileio.absolute(out)))
   root = os.fspath(root)
   tasks = (
       Task(r.path, r.num_frames, r.label, root, template, bool(videos), verify, int(quality))
       for r in records
   )
-  results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
-  bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
-  packed = _write_shards(
-      bar,
-      results,
-      records,
-      shard_bounds(n, num_shards),
-      temps,
-      list_file=list_file,
-      videos=videos,
-      skip_corrupt=skip_corrupt,
-  )
-  _commit_shards(index_file, temps, finals)
+  # Every shard is written to a temporary (`{shard}.tmp-<pid>`; for a URL a local file) that
+  # becomes the shard when the block ends (renamed, or uploaded in one write); a failure removes
+  # them all, leaving the old set as it was.
+  with contextlib.ExitStack() as shards:
+    temps = [shards.enter_context(fileio.atomic_path(p)) for p in finals]
+    results = fileio.map_ordered(pack_one, tasks, int(workers), in_flight_per_worker=4)
+    bar = tqdm(results, total=n, unit='video', disable=not progress, dynamic_ncols=True)
+    packed = _write_shards(
+        bar,
+        results,
+        records,
+        shard_bounds(n, num_shards),
+        temps,
+        list_file=list_file,
+        videos=videos,
+        skip_corrupt=skip_corrupt,
+    )
+    _drop_old_set(index_file, finals)
   source = {
-      'list': os.path.abspath(list_file),
-      'root': os.path.abspath(root),
+      'list': fileio.absolute(list_file),
+      'root': fileio.absolute(root),
       'template': None if videos else template,
       'verify': None if videos else verify,
       'jpeg_quality': int(quality) if videos else None,
@@ -371,8 +376,8 @@ def _write_shards(bar, results, records, bounds, temps, *, list_file, videos, sk
   """Writes the results (`bar` iterates `results`, one per list line, in order) into the temporary
   shards, shard s taking lines bounds[s]:bounds[s + 1]; returns the `_Packed` contents.
 
-  On any error (or interrupt) the open writer is closed, the workers stopped and every temporary
-  shard removed, so a failed run leaves nothing behind.
+  On any error (or interrupt) the open writer is closed and the workers stopped; the caller's
+  `fileio.atomic_path` blocks remove the temporary shards, so a failed run leaves nothing behind.
   """
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
 
@@ -401,7 +406,6 @@ def _write_shards(bar, results, records, bounds, temps, *, list_file, videos, sk
     if writer is not None:
       writer.close()
     results.close()
-    _remove(temps)
     raise
   finally:
     bar.close()
@@ -411,24 +415,24 @@ def _write_shards(bar, results, records, bounds, temps, *, list_file, videos, sk
 def _old_shard_files(index_file):
   """Shard file names an existing index (any format version) lists; [] if it is unreadable."""
   try:
-    with open(index_file) as f:
+    with fileio.open(index_file) as f:
       return [str(e['file']) for e in json.load(f)['shards']]
   except (ValueError, KeyError, TypeError, OSError):
     return []
 
 
-def _commit_shards(index_file, temps, finals):
-  """Replaces the packed set: drops the old index first (so no index ever points at a mix), then the
-  old shards that the new set does not reuse, then renames the temporary shards to their names."""
+def _drop_old_set(index_file, finals):
+  """Before the new shards take their names: drops the old index first (so no index ever points at
+  a mix), then the old shards that the new set `finals` does not reuse."""
   old = []
-  if os.path.exists(index_file):
+  if fileio.exists(index_file):
     old = _old_shard_files(index_file)  # a format-1 set is replaced too
-    os.remove(index_file)
-  folder = os.path.dirname(os.path.abspath(index_file))
-  keep = {os.path.abspath(p) for p in finals}
-  _remove(p for p in (os.path.join(folder, name) for name in old) if os.path.abspath(p) not in keep)
-  for tmp, final in zip(temps, finals):
-    os.replace(tmp, final)
+    fileio.remove(index_file)
+  folder = os.path.dirname(fileio.absolute(index_file))
+  keep = {fileio.absolute(p) for p in finals}
+  for path in (os.path.join(folder, name) for name in old):
+    if fileio.absolute(path) not in keep:
+      fileio.remove(path)
 
 
 def _index(packed, finals, classes, source, videos):
@@ -474,7 +478,7 @@ def main(argv=None):
   parser.add_argument(
       '--out',
       required=True,
-      help='output prefix: writes PREFIX-*-of-*.array_record and PREFIX.json',
+      help='output prefix: writes PREFIX-*-of-*.array_record and PREFIX.json (local or gs://)',
   )
   parser.add_argument('--template', default=DEFAULT_TEMPLATE, help='frame file name, 1-based')
   parser.add_argument(

@@ -16,6 +16,10 @@ frame 1 for an unreadable frame, a random video for a missing folder (docs/origi
 that is not reproduced. With `skip_corrupt=True` a bad video is replaced deterministically by the next
 readable one (index + 1, wrapping), logged, and counted in `skipped` / `skipped_paths` (per process: each
 loader worker holds its own copy of the source).
+
+Frame roots and list folders may be URLs (`gs://bucket/frames`: each frame is then one object read
+through rnl_jax.fileio, a request per frame, so packed formats suit buckets better); local files are
+read with plain `open` as before.
 """
 
 import io
@@ -27,8 +31,9 @@ import numpy as np
 from PIL import Image
 import simplejpeg
 
+from rnl_jax import fileio
 from rnl_jax.data import sampling
-from rnl_jax.data.datasets import VideoRecord
+from rnl_jax.data.datasets import VideoRecord, join_root
 from rnl_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -48,9 +53,9 @@ def _as_record(r):
 
 def missing_frame_message(path, folder, record):
   """Why a frame file is absent: no folder, or a folder with fewer files than the list's frame count."""
-  if not os.path.isdir(folder):
+  if not fileio.isdir(folder):
     return f'video folder {folder} does not exist (missing frame file {path})'
-  n = len(os.listdir(folder))
+  n = len(fileio.listdir(folder))
   hint = (
       f'; the folder holds {n} files but the list says {record.num_frames} frames'
       if n < record.num_frames
@@ -104,9 +109,10 @@ def decode_jpeg(data, path, decoder='simplejpeg'):
 def decode_frame(path, decoder='pil'):
   """uint8 [H, W, 3] RGB of one JPEG file; CorruptVideoError naming the file if it cannot be decoded.
 
-  FileNotFoundError passes through (the caller says which video lacks the frame).
+  FileNotFoundError passes through (the caller says which video lacks the frame). `path` may be a
+  URL.
   """
-  with open(path, 'rb') as f:
+  with fileio.open(path, 'rb') as f:
     data = f.read()
   return decode_jpeg(data, path, decoder)
 
@@ -349,7 +355,7 @@ class _FolderVideo:
       try:
         frames.append(decode_frame(path, src.decoder))  # [H, W, 3]
       except FileNotFoundError:
-        folder = os.path.join(src.root, record.path)
+        folder = join_root(src.root, record.path)
         raise CorruptVideoError(missing_frame_message(path, folder, record), path) from None
     return stack_frames(frames, lambda k: src.frame_path(self.index, numbers[k]))  # [K, H, W, 3]
 
@@ -361,7 +367,8 @@ class FrameFolderSource(ClipSource):
   """Sampled clips of `records` (VideoRecord or (folder, F, label) tuples) read from `root/folder/template`.
 
   Args:
-    root: frame root the record folders are joined onto (absolute folders stay absolute).
+    root: frame root the record folders are joined onto (absolute folders and URLs stay as they
+      are); a local path or a URL (`gs://bucket/frames`).
     records: the (already filtered) list records.
     template: frame file name with one 1-based integer field, e.g. 'img_{:05d}.jpg'.
     decoder: JPEG decoder, see `decode_jpeg` ('simplejpeg' gives Pillow's pixels, faster).
@@ -378,7 +385,7 @@ class FrameFolderSource(ClipSource):
     self.template = template
 
   def video_path(self, index):
-    return os.path.join(self.root, self.records[index].path)
+    return join_root(self.root, self.records[index].path)
 
   def open_video(self, index):
     return _FolderVideo(self, index)
@@ -388,7 +395,7 @@ class FrameFolderSource(ClipSource):
 
   def frame_path(self, index, frame):
     """File of 1-based frame `frame` of record `index`."""
-    return os.path.join(self.root, self.records[index].path, self.template.format(int(frame)))
+    return os.path.join(self.video_path(index), self.template.format(int(frame)))
 
   def indices(self, index, rng=None, epoch=None):
     """1-based frame indices [clips, T] of record `index` (rng only used by the random modes)."""

@@ -21,6 +21,9 @@ writer compresses) the whole video's bytes, where the packed format (`arrayrecor
 the sampled frames: TFDS is for interoperability with other JAX tools, not a faster format
 (docs/data.md#tensorflow-datasets).
 
+data_dir may be a `gs://` URL: TFDS opens it through etils.epath and ArrayRecord's reader reads
+gs:// itself (no S3 client: an `s3://` data_dir does not read).
+
 Readers are opened lazily per process and dropped when pickled, so the source can be sent to grain's
 worker processes. tensorflow_datasets is imported only here (and by the writer), never by `import
 rnl_jax`.
@@ -37,6 +40,7 @@ import threading
 import numpy as np
 from PIL import Image
 
+from rnl_jax import fileio
 from rnl_jax.data import datasets, sources
 from rnl_jax.data.datasets import VideoRecord
 from rnl_jax.data.sources import ClipSource, CorruptVideoError, check_frame_numbers
@@ -76,9 +80,13 @@ def _video_features(name, data_dir):
   """Whether a features.json of dataset `name` under `data_dir` declares a tfds.features.Video."""
   data_dir = data_dir or os.environ.get('TFDS_DATA_DIR', '') or '~/tensorflow_datasets'
   base = os.path.join(os.path.expanduser(data_dir), name.split('/')[0].split(':')[0])
-  for path in glob.glob(os.path.join(glob.escape(base), '**', 'features.json'), recursive=True):
+  if fileio.is_remote(base):  # no `**` in bucket globs: NAME/VERSION and NAME/CONFIG/VERSION
+    paths = fileio.glob(f'{base}/*/features.json') + fileio.glob(f'{base}/*/*/features.json')
+  else:
+    paths = glob.glob(os.path.join(glob.escape(base), '**', 'features.json'), recursive=True)
+  for path in paths:
     try:
-      with open(path) as f:
+      with fileio.open(path) as f:
         if 'video_feature.Video' in f.read():
           return True
     except OSError:
@@ -101,9 +109,16 @@ def open_builder(name, data_dir=''):
   """The TFDS builder of dataset `name` in `data_dir` ('' = TFDS's default), ready to read.
 
   TfdsError (one line, naming the config key) for a missing package or dataset, TensorFlow-only
-  features, or a dataset stored in a format without random access."""
+  features, a dataset stored in a format without random access, or a data_dir URL other than
+  gs:// (no S3 client in ArrayRecord's reader)."""
   tfds = import_tfds()
   where = data_dir or 'the default TFDS data_dir'
+  if fileio.is_remote(data_dir) and not os.fspath(data_dir).startswith('gs://'):
+    raise TfdsError(
+        f'config.data.tfds_data_dir={data_dir!r}: TFDS reads its ArrayRecord files with '
+        f"ArrayRecord's reader, which opens local files and gs:// objects only; copy the dataset "
+        f'folder to local disk or to a gs:// bucket'
+    )
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
     features = builder.info.features

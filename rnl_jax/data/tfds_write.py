@@ -26,6 +26,11 @@ naming it; with --skip_corrupt it is left out and listed in the metadata (`skipp
 be a TFDS catalog name (plain `tfds.data_source(NAME)` would run the catalog's code instead of
 reading the files). TFDS writes the shards under a temporary folder and renames it when complete.
 Needs `pip install -e '.[tfds]'`.
+
+DIR, --root, the lists and --classes may be `gs://` URLs (read through rnl_jax.fileio).
+ArrayRecord's writer writes local files only, so for a URL DIR the dataset is built in a local
+temporary data_dir (TMPDIR: room for the whole dataset) and its folder uploaded, dataset_info.json
+last.
 """
 
 import glob
@@ -34,6 +39,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 
 from rnl_jax import cli
@@ -86,7 +92,7 @@ def frame_reader(root, template, verify, workers, skip_corrupt, lists, progress)
   def read_all(records, on_skip, split):
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
 
-    tasks = ((os.path.join(root, r.path), r.num_frames, template, verify) for r in records)
+    tasks = ((datasets.join_root(root, r.path), r.num_frames, template, verify) for r in records)
     results = fileio.map_ordered(read_one, tasks, workers)
     bar = tqdm(
         results,
@@ -177,12 +183,12 @@ def write(
 
   from rnl_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
 
-  data_dir = os.path.abspath(os.fspath(data_dir))
+  data_dir = fileio.absolute(data_dir)
   out = tfds_builder.dataset_dir(data_dir, name)
   _replace_existing(out, overwrite)
-  root = os.path.abspath(os.fspath(root))
+  root = fileio.absolute(root)
   source = {
-      'lists': {s: os.path.abspath(p) for s, p in lists.items()},
+      'lists': {s: fileio.absolute(p) for s, p in lists.items()},
       'root': root,
       'template': template,
       'verify': verify,
@@ -226,7 +232,7 @@ def _read_lists(lists, classes_file, num_classes):
       )
   splits = {}
   for split, path in lists.items():
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
       raise TfdsWriteError(f'{split} list {path} does not exist')
     splits[split] = datasets.parse_list_file(path, len(classes) if classes_file else num_classes)
     if not splits[split]:
@@ -242,18 +248,34 @@ def _read_lists(lists, classes_file, num_classes):
 def _replace_existing(out, overwrite):
   """Removes an earlier TFDS dataset at `out` (the dataset's DATA_DIR/NAME/1.0.0) if `overwrite`; a
   TfdsWriteError if it exists without `overwrite`, or is not a TFDS dataset (never deleted)."""
-  if os.path.exists(out):
+  if fileio.exists(out):
     if not overwrite:
       raise TfdsWriteError(f'{out} exists; pass --overwrite to replace the TFDS dataset')
-    if not os.path.isfile(os.path.join(out, 'dataset_info.json')):
+    if not fileio.isfile(os.path.join(out, 'dataset_info.json')):
       raise TfdsWriteError(f'{out} exists but is not a TFDS dataset; not replacing it')
-    shutil.rmtree(out)
+    if fileio.is_remote(out):
+      fileio.remove(out)
+    else:
+      shutil.rmtree(out)
 
 
 def _build(tfds, builder_class, name, data_dir):
   """The builder after `download_and_prepare` into `data_dir` (ArrayRecord shards); a TfdsWriteError
   if a split was left without examples (all skipped). Its download folder DATA_DIR/downloads/NAME
-  is removed either way, and DATA_DIR/downloads too if nothing else is in it."""
+  is removed either way, and DATA_DIR/downloads too if nothing else is in it.
+
+  A URL `data_dir`: TFDS's ArrayRecord writer opens local files only (riegeli: 'open() failed ...
+  opening gs://...'), so the dataset is built in a local temporary data_dir and its folder uploaded.
+  """
+  if fileio.is_remote(data_dir):
+    from rnl_jax.data import tfds_builder  # pylint: disable=import-outside-toplevel
+
+    with tempfile.TemporaryDirectory(prefix='rnl-tfds-') as local:
+      builder = _build(tfds, builder_class, name, local)
+      _upload_folder(
+          tfds_builder.dataset_dir(local, name), tfds_builder.dataset_dir(data_dir, name)
+      )
+    return builder  # its info (the metadata index) is in memory: the local files are not needed
   builder = builder_class(data_dir=data_dir, file_format='array_record')
   config = tfds.download.DownloadConfig(
       download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
@@ -275,10 +297,22 @@ def _build(tfds, builder_class, name, data_dir):
   return builder
 
 
+def _upload_folder(local, url):
+  """Uploads the files under the local folder `local` to `url`, dataset_info.json last: TFDS takes
+  a dataset folder that has it as complete, so an interrupted upload is not read as a dataset."""
+  files = [
+      os.path.relpath(os.path.join(folder, name), local)
+      for folder, _, names in os.walk(local)
+      for name in names
+  ]
+  for rel in sorted(files, key=lambda rel: (rel == 'dataset_info.json', rel)):
+    fileio.upload(os.path.join(local, rel), os.path.join(url, rel))
+
+
 def _summary(name, data_dir, out, index, classes, start):
   """`write`'s summary: videos per split, skipped, size and speed, how to read and train on it.
   `index` is the dataset's metadata index; `start` the run's perf_counter start."""
-  total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+  total = sum(fileio.getsize(os.path.join(out, f)) for f in fileio.listdir(out))
   seconds = time.perf_counter() - start
   videos = sum(len(c['path']) for c in index['splits'].values())
   return {
@@ -312,7 +346,7 @@ def table_defaults(dataset, root):
       info.list_path(root, 'train'),
       info.list_path(root, 'val'),
       info.template,
-      classes if classes and os.path.isfile(classes) else None,
+      classes if classes and fileio.isfile(classes) else None,
   )
 
 
@@ -321,7 +355,9 @@ def main(argv=None):
       prog='python -m rnl_jax.data.tfds_write', description=__doc__.split('\n', 1)[0]
   )
   parser.add_argument('--name', required=True, help='TFDS dataset name (lower case, digits, _)')
-  parser.add_argument('--data_dir', required=True, help='TFDS data_dir: writes DATA_DIR/NAME/1.0.0')
+  parser.add_argument(
+      '--data_dir', required=True, help='TFDS data_dir: writes DATA_DIR/NAME/1.0.0 (local or gs://)'
+  )
   parser.add_argument(
       '--root',
       required=True,

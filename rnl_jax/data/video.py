@@ -32,9 +32,15 @@ zero clip.
 
 Decoding uses one thread per video (`thread_count=1`): loaders run one process per core, and FFmpeg's
 default (one thread per core, frame threading) adds latency and oversubscribes the cores.
+
+Video paths may be URLs (`gs://bucket/videos/x.mp4`, rnl_jax.fileio): PyAV reads a file object,
+so a file up to `max_buffer_bytes` is fetched in one request and decoded from memory, a larger one
+is read through a seekable remote file (ranged reads). `write_video` to a URL encodes a local
+temporary and uploads it.
 """
 
 import bisect
+import contextlib
 import io
 import logging
 import os
@@ -42,7 +48,8 @@ import os
 import av
 import numpy as np
 
-from rnl_jax.data.datasets import VideoFileRecord
+from rnl_jax import fileio
+from rnl_jax.data.datasets import VideoFileRecord, join_root
 from rnl_jax.data.sources import ClipSource, CorruptVideoError
 
 log = logging.getLogger(__name__)
@@ -65,7 +72,8 @@ class VideoReader:
   """Frame-accurate random access to one video file (see the module docstring).
 
   Args:
-    file: path, or a seekable binary file object / bytes (e.g. a video stored in a record file).
+    file: path (local or a URL), or a seekable binary file object / bytes (e.g. a video stored in a
+      record file).
     name: what errors and `path` call the video (default: the path, or '<memory>').
     max_buffer_bytes: keep the demuxed packets in memory for files up to this size; larger files are
       re-read with seeks.
@@ -84,9 +92,17 @@ class VideoReader:
     if isinstance(file, (bytes, bytearray, memoryview)):
       file = io.BytesIO(bytes(file))
     self._file = file
+    self._remote_file = None  # the file object this reader opened for a URL (closed by close())
     is_path = isinstance(file, (str, os.PathLike))
     self.path = name or (os.fspath(file) if is_path else '<memory>')
-    if is_path:
+    remote = is_path and fileio.is_remote(file)
+    if remote:
+      path = os.fspath(file)
+      if not fileio.isfile(path):
+        what = 'is a directory' if fileio.isdir(path) else 'does not exist'
+        raise CorruptVideoError(f'video file {path} {what}', self.path)
+      size = fileio.getsize(path)
+    elif is_path:
       path = os.fspath(file)
       if not os.path.exists(path):
         raise CorruptVideoError(f'video file {path} does not exist', self.path)
@@ -100,6 +116,16 @@ class VideoReader:
       raise CorruptVideoError(f'video file {self.path} is empty (0 bytes)', self.path)
     self._container = None
     self._buffered = size <= max_buffer_bytes
+    if remote:
+      # PyAV opens local paths itself but a URL only as a file object: a file that is buffered
+      # anyway comes in one request, a larger one through ranged reads of a seekable remote file.
+      try:
+        if self._buffered:
+          self._file = io.BytesIO(fileio.read_bytes(path))
+        else:
+          self._file = self._remote_file = fileio.open(path, 'rb')
+      except OSError as e:
+        raise CorruptVideoError(f'cannot read video file {path}: {e}', self.path) from e
     self.skip_nonref = bool(skip_nonref)
     try:
       self._open()
@@ -185,6 +211,9 @@ class VideoReader:
       self._container.close()
       self._container = None
     self._packets = None
+    if self._remote_file is not None:
+      self._remote_file.close()
+      self._remote_file = None
 
   def __enter__(self):
     return self
@@ -404,7 +433,8 @@ class VideoFileSource(ClipSource):
   num_frames is only a hint and is not used.
 
   Args:
-    root: directory the record paths are joined onto (absolute paths stay absolute).
+    root: directory the record paths are joined onto (absolute paths and URLs stay as they are); a
+      local path or a URL (`gs://bucket/videos`).
     records: the list records (e.g. `datasets.parse_video_list_file`).
     max_buffer_bytes, skip_nonref: see `VideoReader`.
     **kwargs: as `ClipSource` (mode, num_segments, dense, twice_sample, num_clips, seed, skip_corrupt).
@@ -419,7 +449,7 @@ class VideoFileSource(ClipSource):
     self.skip_nonref = bool(skip_nonref)
 
   def video_path(self, index):
-    return os.path.join(self.root, self.records[index].path)
+    return join_root(self.root, self.records[index].path)
 
   def required_files(self, index):
     return [self.video_path(index)]
@@ -475,7 +505,7 @@ def write_video(
     pad: odd height/width are padded by one edge row/column instead of raising ValueError.
     options: extra encoder options (strings), applied last.
   Returns:
-    `path`.
+    `path` (local, or a URL: encoded to a local temporary, uploaded when complete).
   """
   frames = np.asarray(frames)
   if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
@@ -514,7 +544,10 @@ def write_video(
   opts['threads'] = threads
   opts.update({k: str(v) for k, v in (options or {}).items()})
   path = os.fspath(path)
-  with av.open(path, 'w') as container:
+  # FFmpeg's muxers write local files (mp4 seeks back to finish its header): a URL gets a local
+  # temporary, uploaded when complete.
+  local = fileio.atomic_path(path) if fileio.is_remote(path) else contextlib.nullcontext(path)
+  with local as local_path, av.open(local_path, 'w') as container:
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
     stream.codec_context.gop_size = keyframe_interval
