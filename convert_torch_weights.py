@@ -7,10 +7,10 @@ The architecture (depth, classes, shift, non-local) is read from the tensor name
 DST_DIR/model.json; `rnl_jax.load_checkpoint(DST_DIR)` rebuilds the model. Needs the `[convert]` extra.
 `convert_to_directory` is the same conversion from Python (rnl_jax.convert converts,
 rnl_jax.checkpoint saves; this entry point joins them, so neither imports the other).
+SRC and DST_DIR may be URLs (`gs://bucket/...`, rnl_jax.fileio).
 """
 
 import json
-import os
 import sys
 from typing import Optional
 
@@ -23,6 +23,7 @@ import numpy as np
 from rnl_jax import checkpoint
 from rnl_jax import cli
 from rnl_jax import convert
+from rnl_jax import fileio
 
 _IMAGENET = flags.DEFINE_bool(
     'imagenet',
@@ -64,7 +65,7 @@ def convert_to_directory(
         variables,
         kind='imagenet_backbone',
         depth=depth,
-        source=os.path.abspath(src),
+        source=fileio.absolute(src),
         overwrite=overwrite,
     )
     summary = {'kind': 'imagenet_backbone', 'depth': depth}
@@ -77,7 +78,7 @@ def convert_to_directory(
         dst,
         variables,
         architecture=arch,
-        source=os.path.abspath(src),
+        source=fileio.absolute(src),
         inputs=inputs,
         classes=classes,
         overwrite=overwrite,
@@ -89,7 +90,7 @@ def convert_to_directory(
         'best_acc1': meta.get('best_acc1'),
     }
   summary['parameters'] = int(sum(np.size(x) for x in jax.tree.leaves(variables['params'])))
-  summary['destination'] = os.path.abspath(dst)
+  summary['destination'] = fileio.absolute(dst)
   return summary
 
 

@@ -25,6 +25,8 @@ The picture shows the T sampled frames of that view side by side, and below them
 overlaid as a heat map (blue = the map's minimum .. red = its maximum over the clip; the query cell
 is outlined).
 With several videos, PNG names get the video's index: out.png -> out_0.png, out_1.png, ...
+
+`--checkpoint`, `--attention` and the VIDEOs may be URLs (`gs://bucket/...`, rnl_jax.fileio).
 """
 
 import dataclasses
@@ -41,6 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rnl_jax import cli
 from rnl_jax import checkpoint as ckpt_lib
+from rnl_jax import fileio
 from rnl_jax import sharding
 from rnl_jax.data import datasets, sampling, transforms
 from rnl_jax.data.sources import FrameFolderSource
@@ -163,7 +166,7 @@ def frame_template(folder: str):
   number's width. Frames must be numbered 1..F without gaps.
   """
   groups = {}
-  for name in os.listdir(folder):
+  for name in fileio.listdir(folder):
     m = _FRAME_FILE.match(name)
     if m:
       groups.setdefault((m[1], m[3]), []).append(m[2])
@@ -195,7 +198,7 @@ def _source(path: str, views: ViewSettings):
       twice_sample=views.twice_sample,
       num_clips=views.clips,
   )
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     template, count = frame_template(path)
     return FrameFolderSource('', [(path, count, 0)], template, decoder='simplejpeg', **kwargs)
   return VideoFileSource('', [(path, 0)], **kwargs)
@@ -206,7 +209,7 @@ def load_views(path: str, views: ViewSettings):
 
   Raises ClassifyError / CorruptVideoError (ValueErrors) for anything unreadable.
   """
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise ClassifyError('no such file or directory')
   source = _source(path, views)
   video = source.open_video(0)
@@ -383,9 +386,9 @@ class Classifier:
       batch_views=8,
       **flags,
   ):
-    if not os.path.exists(checkpoint):
+    if not fileio.exists(checkpoint):
       raise ClassifyError(f'checkpoint {checkpoint}: no such file or directory')
-    meta = {} if os.path.isfile(checkpoint) else ckpt_lib.read_metadata(checkpoint)
+    meta = {} if fileio.isfile(checkpoint) else ckpt_lib.read_metadata(checkpoint)
     self.model, self.variables = ckpt_lib.load_checkpoint(
         checkpoint, dropout=0.0, normalize_input=True, eval_query_chunk=EVAL_QUERY_CHUNK
     )
@@ -463,10 +466,28 @@ class Classifier:
     }
 
 
+def _video_name(path):
+  """The last component of a video's path, for the picture's title (normpath would fold a URL's
+  `//`)."""
+  if fileio.is_remote(path):
+    return os.path.basename(path.rstrip('/'))
+  return os.path.basename(os.path.normpath(path))
+
+
+def _save_picture(image, path):
+  """Saves the PIL image to `path` (its format from the extension); on a URL a local file of the
+  same name is uploaded in one write."""
+  if not fileio.is_remote(path):
+    image.save(path)
+    return
+  with fileio.atomic_path(path) as tmp:  # same basename: PIL picks the format from it
+    image.save(tmp)
+
+
 def _reason(path, error):
   """The error message without a leading repetition of the path."""
   msg = str(error)
-  for prefix in (f'{path}: ', f'{os.path.abspath(path)}: '):
+  for prefix in (f'{path}: ', f'{fileio.absolute(path)}: '):
     if msg.startswith(prefix):
       return msg[len(prefix) :]
   return msg
@@ -496,8 +517,9 @@ def classify(
   """
   if attention:
     query = parse_query(query) if isinstance(query, str) or query is None else tuple(query)
-    folder = os.path.dirname(os.path.abspath(attention))
-    if not os.path.isdir(folder):
+    folder = os.path.dirname(fileio.absolute(attention))
+    # A bucket has no folders to check: writing the object creates its "folder".
+    if not fileio.is_remote(folder) and not os.path.isdir(folder):
       raise ClassifyError(f'--attention {attention}: folder {folder} does not exist')
   clf = Classifier(
       checkpoint,
@@ -530,12 +552,12 @@ def classify(
       best = result['top5'][0]
       where = 'mean attention received' if query is None else f'query (t,y,x)={query}'
       title = [
-          f'{os.path.basename(os.path.normpath(path))}: {best["name"]} {best["prob"]:.3f}',
+          f'{_video_name(path)}: {best["name"]} {best["prob"]:.3f}',
           f'{clf.block}, {where}; view 0; {amap.min():.3g} .. {amap.max():.3g} '
           f'(uniform {1 / amap.size:.3g})',
       ]
       try:
-        render_attention(result['frames'], amap, title, query).save(out)
+        _save_picture(render_attention(result['frames'], amap, title, query), out)
       except OSError as e:
         results.append({'video': path, 'error': f'cannot write {out}: {e}'})
         if on_error:

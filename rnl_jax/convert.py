@@ -3,7 +3,8 @@
 The key map is strict: every Flax leaf is filled from exactly one PyTorch tensor of the expected
 shape, and every PyTorch tensor is either consumed or explicitly ignored (`penta.mask` after checking
 its pattern, `num_batches_tracked`, the ImageNet `fc`). Anything else is an error naming the key.
-torch is imported lazily, only to read the pickle.
+torch is imported lazily, only to read the pickle. The `.pth.tar` may be a URL (`gs://...`,
+rnl_jax.fileio).
 """
 
 import collections
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnl_jax import fileio
 from rnl_jax.data import datasets
 from rnl_jax.errors import UserError
 from rnl_jax.models.resnet import STAGES, ResNet, is_shifted, nonlocal_positions
@@ -59,10 +61,14 @@ def load_torch_state_dict(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
   import pickle  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise ConversionError(f'{path}: no such file')
   try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
+    if fileio.is_remote(path):  # torch.load reads a seekable file object as it reads a path
+      with fileio.open(path, 'rb') as f:
+        obj = torch.load(f, map_location='cpu', weights_only=True)
+    else:
+      obj = torch.load(path, map_location='cpu', weights_only=True)
   except pickle.UnpicklingError as e:
     # torch reports every weights_only failure as "Weights only load failed"; a refused global
     # (a class or function the pickle would import and call) is what marks code in the file.

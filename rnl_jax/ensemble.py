@@ -7,16 +7,16 @@ divided by the number of models). Prints top-1, top-5 and mean class accuracy; `
 them, `--scores_out F.npz` writes the ensemble's scores (an input for further ensembles).
 
 The seed's (16+8) x 10 Kinetics row is `python -m rnl_jax.ensemble k400_16f/test_scores.npz
-k400_8f/test_scores.npz`.
+k400_8f/test_scores.npz`. Every path may be a URL (`gs://bucket/...`; rnl_jax.fileio).
 """
 
 import json
-import os
 import sys
 
 import numpy as np
 
 from rnl_jax import cli
+from rnl_jax import fileio
 from rnl_jax import metrics as metrics_lib
 from rnl_jax import scores as scores_lib
 
@@ -85,7 +85,7 @@ def _run(args, coeffs):
   ids, labels, logits, names = combine(loaded, coeffs)
   m = metrics_lib.classification_metrics(logits, labels)
   result = dict(
-      m, files=[os.path.abspath(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded)
+      m, files=[fileio.absolute(s) for s in args.scores], coeffs=coeffs or [1.0] * len(loaded)
   )
   for path, s in loaded:
     one = metrics_lib.classification_metrics(s['logits'], s['labels'])
@@ -97,8 +97,8 @@ def _run(args, coeffs):
       f'ensemble of {len(loaded)} over {m["num_videos"]} videos: top-1 {m["top1"]:.4f}  top-5 '
       f'{m["top5"]:.4f}  mean class acc {m["mean_class_acc"]:.4f}'
   )
-  if args.out:
-    with open(args.out, 'w') as f:
+  if args.out:  # local: open() as before (same errors); a URL: one upload when the file closes
+    with fileio.open(args.out, 'w') as f:
       json.dump(result, f, indent=1)
   if args.scores_out:
     scores_lib.save_scores(args.scores_out, ids, labels, logits, names)

@@ -15,6 +15,7 @@ Written to WORKDIR (process 0), with `test.output` as prefix:
   {output}_per_class.csv  label, name, videos, correct, accuracy (top-1 recall per class)
   {output}_scores.npz     video_ids, labels, logits [N, K] (mean over views), class_names, confusion
                           -- the input of `python -m rnl_jax.ensemble` (rnl_jax.scores)
+WORKDIR and `test.checkpoint` may be URLs (`gs://bucket/...`, rnl_jax.fileio).
 """
 
 import csv
@@ -31,6 +32,7 @@ import tqdm
 
 from rnl_jax import checkpoint as checkpoint_lib
 from rnl_jax import config as config_lib
+from rnl_jax import fileio
 from rnl_jax import input_pipeline
 from rnl_jax import metrics as metrics_lib
 from rnl_jax import scores as scores_lib
@@ -71,7 +73,7 @@ def checkpoint_path(config, workdir):
 
 def load_model(config, path):
   """(model, variables) of the checkpoint, with the run-time choices of `config.model`."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(
         f'config.test.checkpoint: {path} does not exist (train first, or point '
         'config.test.checkpoint at a converted checkpoint or a .pth.tar)'
@@ -131,10 +133,11 @@ def per_class_rows(scores, labels, class_names):
 
 
 def write_results(workdir, output, result, video_ids, labels, logits, class_names):
-  """{output}.json, {output}_per_class.csv and {output}_scores.npz in `workdir`."""
-  with open(os.path.join(workdir, f'{output}.json'), 'w') as f:
+  """{output}.json, {output}_per_class.csv and {output}_scores.npz in `workdir` (local: plain open()
+  as before; a URL: each file one upload when it closes)."""
+  with fileio.open(os.path.join(workdir, f'{output}.json'), 'w') as f:
     json.dump(result, f, indent=1)
-  with open(os.path.join(workdir, f'{output}_per_class.csv'), 'w', newline='') as f:
+  with fileio.open(os.path.join(workdir, f'{output}_per_class.csv'), 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(('label', 'name', 'videos', 'correct', 'accuracy'))
     for label, name, n, hit, acc in per_class_rows(logits, labels, class_names):
@@ -150,8 +153,8 @@ def test(config: ml_collections.ConfigDict, workdir: str):
   if config.mode != 'test':
     raise ValueError(f"config.mode={config.mode!r}: rnl_jax.protocol.test runs config.mode='test'")
   sharding.initialize_distributed(config.distributed)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = fileio.absolute(workdir)
+  fileio.makedirs(workdir)
   root = (
       input_pipeline.prepare_synthetic(config, workdir) if config.data.name == 'synthetic' else None
   )
@@ -195,7 +198,7 @@ def test(config: ml_collections.ConfigDict, workdir: str):
   result = dict(
       m,
       protocol=protocol,
-      checkpoint=os.path.abspath(path),
+      checkpoint=fileio.absolute(path),
       list_file=paths.val_list,
       seconds=seconds,
       videos_per_s=len(source) / seconds,
@@ -249,6 +252,6 @@ def _protocol(config, source, views, batches, val_list, path):
 
 def checkpoint_class_names(path):
   """The class names stored with a checkpoint directory, if any."""
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     return checkpoint_lib.read_metadata(path).get('classes')
   return None

@@ -7,7 +7,11 @@ A scores file (`WORKDIR/{test.output}_scores.npz`) holds
   class_names  [K] str
   confusion    [K, K] int64  rows: true label, columns: top-1 prediction
 Pure NumPy: reading or combining score files needs no JAX, orbax or input pipeline.
+Paths are local or URLs (`gs://...`, rnl_jax.fileio).
 """
+
+import builtins
+import contextlib
 
 import numpy as np
 
@@ -28,23 +32,30 @@ def confusion_matrix(scores, labels):
 
 
 def save_scores(path, video_ids, labels, logits, class_names):
-  """Writes a scores file atomically (temporary `{path}.tmp.npz`, then renamed)."""
+  """Writes a scores file atomically (temporary `{path}.tmp.npz`, then renamed; on a URL a local
+  temporary uploaded in one write)."""
   with fileio.atomic_path(path, fileio.temp_path(path, '.tmp.npz')) as tmp:
-    np.savez(
-        tmp,
-        video_ids=np.asarray(video_ids, dtype=str),
-        labels=np.asarray(labels, np.int64),
-        logits=np.asarray(logits, np.float32),
-        class_names=np.asarray(class_names, dtype=str),
-        confusion=confusion_matrix(logits, labels),
-    )
+    # A file object: np.savez would add `.npz` to a name without it, and on a URL the temporary
+    # carries the final name, which may lack it.
+    with builtins.open(tmp, 'wb') as f:
+      np.savez(
+          f,
+          video_ids=np.asarray(video_ids, dtype=str),
+          labels=np.asarray(labels, np.int64),
+          logits=np.asarray(logits, np.float32),
+          class_names=np.asarray(class_names, dtype=str),
+          confusion=confusion_matrix(logits, labels),
+      )
 
 
 def load_scores(path):
   """{video_ids, labels, logits, class_names} of a scores file (ScoresError naming it otherwise)."""
   try:
-    with np.load(path) as f:
-      out = {k: f[k] for k in ('video_ids', 'labels', 'logits', 'class_names')}
+    # np.load reads a local path itself (its errors as before); a URL through a file object.
+    with contextlib.ExitStack() as stack:
+      src = stack.enter_context(fileio.open(path, 'rb')) if fileio.is_remote(path) else path
+      with np.load(src) as f:
+        out = {k: f[k] for k in ('video_ids', 'labels', 'logits', 'class_names')}
   except (OSError, ValueError, KeyError) as e:
     raise ScoresError(f'{path}: not a scores file of the test protocol ({e})') from None
   n = len(out['video_ids'])
