@@ -157,7 +157,8 @@ def temp_sibling(path) -> str:
   """`.tmp-<pid>-{name}` next to `path`, removed first (file or folder) if this process left one."""
   parent, base = os.path.split(os.fspath(path))
   tmp = os.path.join(parent, f'{TMP_PREFIX}{os.getpid()}-{base}')
-  remove(tmp)
+  if not is_remote(tmp):  # a bucket gets no temporaries (atomic_path uploads from local disk)
+    remove(tmp)
   return tmp
 
 
@@ -218,6 +219,30 @@ def write_text(path, text: str, *, suffix=None, only_if_changed=False) -> bool:
 def write_json(path, obj, *, suffix=None, newline=False, **dump_kwargs):
   """`json.dump(obj, **dump_kwargs)` to `path` atomically (and a final newline if `newline`)."""
   write_text(path, json.dumps(obj, **dump_kwargs) + ('\n' if newline else ''), suffix=suffix)
+
+
+class RewrittenObject:
+  """A write-only binary file at a URL that grows by appends: buckets cannot append to an object,
+  so every `flush` uploads everything written so far as the whole object (fine for files of a few
+  MB written now and then, such as TensorBoard event files)."""
+
+  def __init__(self, path):
+    self.path = os.fspath(path)
+    self._data = bytearray()
+    self._flushed = -1
+
+  def write(self, data):
+    self._data += data
+    return len(data)
+
+  def flush(self):
+    if len(self._data) != self._flushed:
+      with open(self.path, 'wb') as f:
+        f.write(bytes(self._data))
+      self._flushed = len(self._data)
+
+  def close(self):
+    self.flush()
 
 
 # --------------------------------------------------------------------------------------------------

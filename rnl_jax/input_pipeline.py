@@ -47,6 +47,7 @@ import grain
 import numpy as np
 import tqdm
 
+from rnl_jax import fileio
 from rnl_jax.data import datasets, sampling, sources, transforms
 from rnl_jax.errors import ConfigError, DataError
 
@@ -454,7 +455,7 @@ def class_names(paths):
   """The dataset's class names (line i = label i), or None when it has no class file."""
   if paths.classes:
     return list(paths.classes)
-  if paths.classes_file and os.path.isfile(paths.classes_file):
+  if paths.classes_file and fileio.isfile(paths.classes_file):
     names = datasets.read_class_names(paths.classes_file)
     if len(names) == paths.num_classes:
       return names
@@ -464,7 +465,7 @@ def class_names(paths):
 def load_split(paths, split, mode=None):
   """Parsed, filtered records of the 'train' or 'val' list (errors name the file and line)."""
   path = paths.train_list if split == 'train' else paths.val_list
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(
         f'{split} list file {path} does not exist (config.data.{split}_list / ' 'config.data.root)'
     )
@@ -488,7 +489,7 @@ def missing_videos(source):
   """Indices of `source`'s records whose files (`required_files`) do not exist, in list order."""
 
   def is_missing(index):
-    return not all(os.path.exists(f) for f in source.required_files(index))
+    return not all(fileio.exists(f) for f in source.required_files(index))
 
   with futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
     flags_ = pool.map(is_missing, range(len(source)))
@@ -499,7 +500,7 @@ def missing_videos(source):
 
 def _list_line(list_path, video):
   """1-based line of `list_path` that names `video` (a record's path), or None."""
-  with open(list_path) as f:
+  with fileio.open(list_path) as f:
     for number, line in enumerate(f, 1):
       fields = line.replace(',', ' ').split()
       if fields and (fields[0] == video or line.startswith(video)):
@@ -520,7 +521,7 @@ def check_listed_videos(source, list_path):
     first = source.required_files(missing[0])[0]
     what = (
         f'video folder {paths[0]} does not exist'
-        if not os.path.exists(paths[0])
+        if not fileio.exists(paths[0])
         else f'{first} does not exist'
     )
     line = _list_line(list_path, source.records[missing[0]].path)
@@ -584,7 +585,7 @@ def make_source(config, paths, split, mode, **overrides):
         f'{key} is empty: format {d.format!r} needs the {split} '
         f'{"video list" if d.format == "videos" else "ArrayRecord index"}'
     )
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f'{split} list {path} does not exist ({key})')
   if d.format == 'videos':
     from rnl_jax.data import video  # pylint: disable=import-outside-toplevel

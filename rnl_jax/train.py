@@ -244,13 +244,19 @@ class _Preemption:
 
 
 class _Writer:
-  """TensorBoard scalars on process 0 (tensorboardX: no TensorFlow needed)."""
+  """TensorBoard scalars on process 0 (tensorboardX: no TensorFlow needed). A bucket logdir gets
+  its event file through fileio (tensorboardX's own gs:// and s3:// writers need
+  google-cloud-storage or boto3 and their own credentials setup)."""
 
   def __init__(self, logdir):
     self._writer = None
     if _is_chief():
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+      from tensorboardX import record_writer  # pylint: disable=import-outside-toplevel
 
+      if fileio.is_remote(logdir):
+        scheme = logdir.split('://', 1)[0]
+        record_writer.register_writer_factory(scheme, _BucketEventFiles())
       self._writer = SummaryWriter(logdir)
 
   def scalars(self, step, values):
@@ -262,6 +268,17 @@ class _Writer:
   def close(self):
     if self._writer is not None:
       self._writer.close()
+
+
+class _BucketEventFiles:
+  """tensorboardX writer factory for URLs: event files as fileio.RewrittenObject (an object cannot
+  be appended to, so each flush uploads the whole file; scalars keep it small)."""
+
+  def open(self, path):
+    return fileio.RewrittenObject(path)
+
+  def directory_check(self, path):
+    fileio.makedirs(path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -632,9 +649,8 @@ def restore_or_start(run):
         ),
     )
     run.state = restored['state']
-    if os.path.exists(run.results_path):
-      with open(run.results_path) as f:
-        run.results = json.load(f)
+    if fileio.exists(run.results_path):
+      run.results = json.loads(fileio.read_text(run.results_path))
       run.results['history'] = [h for h in run.results['history'] if h['step'] <= step]
       run.results['best_top1'] = max([h['top1'] for h in run.results['history']], default=-1.0)
     logging.info('resumed from %s at step %d', run.checkpoints, step)
@@ -807,8 +823,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   validate and save the final step if that did not happen on the way."""
   config_lib.validate(config)  # before any compilation or data access
   sharding.initialize_distributed(config.distributed)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = fileio.absolute(workdir)  # a local folder or a bucket URL (gs://, s3://)
+  fileio.makedirs(workdir)
   start_time = time.time()
   data = load_data(config, workdir)
   model = config_lib.model_from_config(config)

@@ -43,12 +43,45 @@ def environment(url: str) -> dict:
   }
 
 
+def _run_server(argv):
+  """The emulator's `main` with conditional reads as GCS does them: a download carries the object's
+  generation (`x-goog-generation`) and honours `ifGenerationMatch` / `ifGenerationNotMatch`
+  (412 / 304). tensorstore re-reads an OCDBT manifest with `ifGenerationNotMatch` and refuses a reply
+  without a generation ("Malformed StorageGeneration"); the package does neither."""
+  from http import HTTPStatus  # pylint: disable=import-outside-toplevel
+  from gcp_storage_emulator.handlers import objects  # pylint: disable=import-outside-toplevel
+
+  download = objects.download
+
+  def conditional_download(request, response, storage, *args, **kwargs):
+    try:
+      obj = storage.get_file_obj(request.params['bucket_name'], request.params['object_id'])
+    except Exception:  # pylint: disable=broad-except  (NotFound: the package's own 404)
+      return download(request, response, storage, *args, **kwargs)
+    generation = str(obj['generation'])
+    match = request.query.get('ifGenerationMatch', [None])[0]
+    not_match = request.query.get('ifGenerationNotMatch', [None])[0]
+    response['x-goog-generation'] = generation
+    if match is not None and match != generation:
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      return None
+    if not_match is not None and not_match == generation:
+      response.status = HTTPStatus.NOT_MODIFIED
+      return None
+    return download(request, response, storage, *args, **kwargs)
+
+  objects.download = conditional_download  # before the server module copies it into its routes
+  from gcp_storage_emulator.__main__ import main  # pylint: disable=import-outside-toplevel
+
+  main(argv)
+
+
 @contextlib.contextmanager
 def serve(bucket: str = BUCKET, timeout: float = 30.0):
   """Starts the emulator with `bucket` (in memory) and yields its URL; stops it on exit."""
   port = free_port()
   url = f'http://127.0.0.1:{port}'
-  cmd = [sys.executable, '-m', 'gcp_storage_emulator', 'start', '--host=127.0.0.1']
+  cmd = [sys.executable, __file__, '--server', 'start', '--host=127.0.0.1']
   cmd += [f'--port={port}', '--in-memory', f'--default-bucket={bucket}']
   server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
@@ -67,7 +100,9 @@ def serve(bucket: str = BUCKET, timeout: float = 30.0):
     server.wait(10)
 
 
-if __name__ == '__main__':
+if __name__ == '__main__' and sys.argv[1:2] == ['--server']:
+  _run_server(sys.argv[2:])
+elif __name__ == '__main__':
   with serve() as server_url:
     for key, value in environment(server_url).items():
       print(f'export {key}={value}')

@@ -385,7 +385,8 @@ def encode_jpeg(frame, quality=JPEG_QUALITY):
 
 
 def _is_complete(folder, num_frames):
-  return os.path.isfile(os.path.join(folder, FRAME_TEMPLATE.format(num_frames)))
+  """Whether the frame folder is complete: its last frame is written last (see _write_frames)."""
+  return fileio.isfile(os.path.join(folder, FRAME_TEMPLATE.format(num_frames)))
 
 
 def _video_path(videos_dir, vid):
@@ -419,7 +420,7 @@ def _make_video(task):
   videos_dir, keyframe_interval = task[8:] if len(task) > 8 else (None, None)
   vid = video_id(split, index)
   final = os.path.join(frames_dir, vid)
-  need_mp4 = videos_dir is not None and not os.path.isfile(_video_path(videos_dir, vid))
+  need_mp4 = videos_dir is not None and not fileio.isfile(_video_path(videos_dir, vid))
   frames_done = _is_complete(final, num_frames)
   if frames_done and not need_mp4:
     return False
@@ -427,6 +428,22 @@ def _make_video(task):
   if need_mp4:
     _write_mp4(videos_dir, vid, clip, keyframe_interval)
   if frames_done:
+    return True
+  return _write_frames(final, clip, quality)
+
+
+def _write_frames(final, clip, quality):
+  """Writes the frame folder `final` of `clip`; returns False if another process finished it first.
+
+  Locally: a temporary folder renamed into place, so a folder is complete or absent. In a bucket
+  (no rename): the frames uploaded in order into `final`, the last one last, so `_is_complete`
+  (the last frame exists) still means complete; an interrupted folder is rewritten on a re-run.
+  """
+  num_frames = len(clip)
+  if fileio.is_remote(final):
+    for t in range(num_frames):
+      with fileio.open(os.path.join(final, FRAME_TEMPLATE.format(t + 1)), 'wb') as f:
+        f.write(encode_jpeg(clip[t], quality))
     return True
   tmp = fileio.temp_sibling(final)  # frames/.tmp-<pid>-<vid>
   os.makedirs(tmp)
@@ -482,9 +499,9 @@ def generate(
   """
   _check_generate_args(num_train, num_val, num_frames, height, width, videos, keyframe_interval)
   start = time.perf_counter()
-  out_dir = os.path.abspath(out_dir)
+  out_dir = fileio.absolute(out_dir)  # a local folder or a bucket URL
   frames_dir = os.path.join(out_dir, 'frames')
-  os.makedirs(frames_dir, exist_ok=True)
+  fileio.makedirs(frames_dir)
   settings, video_settings = _settings(
       seed, num_frames, height, width, quality, videos, keyframe_interval
   )
@@ -492,7 +509,7 @@ def generate(
   fileio.remove_stale_temps(frames_dir)
   videos_dir = os.path.join(out_dir, VIDEO_DIR)
   if videos:
-    os.makedirs(videos_dir, exist_ok=True)
+    fileio.makedirs(videos_dir)
     fileio.remove_stale_temps(videos_dir)
 
   splits = {'train': int(num_train), 'val': int(num_val)}
@@ -574,9 +591,8 @@ def _check_settings(out_dir, settings, video_settings):
   """
   settings_path = os.path.join(out_dir, _SETTINGS_FILE)
   videos = video_settings is not None
-  if os.path.isfile(settings_path):
-    with open(settings_path) as f:
-      old = json.load(f)
+  if fileio.isfile(settings_path):
+    old = json.loads(fileio.read_text(settings_path))
     changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
     if videos and 'video' in old and old['video'] != video_settings:
       changed['video'] = (old['video'], video_settings)
@@ -601,7 +617,7 @@ def _render_missing(tasks, frames_dir, videos_dir, num_frames, workers, verbose)
   def missing(t):
     vid = video_id(t[1], t[2])
     return not _is_complete(os.path.join(frames_dir, vid), num_frames) or (
-        videos_dir is not None and not os.path.isfile(_video_path(videos_dir, vid))
+        videos_dir is not None and not fileio.isfile(_video_path(videos_dir, vid))
     )
 
   todo = [t for t in tasks if missing(t)]
