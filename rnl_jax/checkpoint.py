@@ -30,6 +30,19 @@ class CheckpointError(UserError, ValueError):
   """A checkpoint directory that cannot be read; the message names the path."""
 
 
+def check_location(directory: str):
+  """CheckpointError unless orbax can write and read checkpoints at `directory`: a local path or
+  `gs://` (tensorstore's GCS driver). orbax-checkpoint 0.12 builds its tensorstore spec for `gs://`
+  only and folds other URLs (`s3://`) into an invalid local path."""
+  directory = os.fspath(directory)
+  if fileio.is_remote(directory) and not directory.startswith('gs://'):
+    raise CheckpointError(
+        f'{directory}: orbax checkpoints go to local paths or gs:// only (orbax-checkpoint '
+        'cannot write other URLs); mount the bucket (e.g. mountpoint-s3) and give the mount path, '
+        'or use gs://'
+    )
+
+
 def save_checkpoint(
     directory: str,
     variables,
@@ -48,7 +61,8 @@ def save_checkpoint(
   `inputs` ({num_segments, image_size, scale_size, dense_sample}) and `classes` (label order) are
   optional metadata for inference tools (rnl_jax.classify, rnl_jax.protocol).
   """
-  directory = fileio.absolute(directory)  # local or a bucket URL (orbax writes both)
+  check_location(directory)
+  directory = fileio.absolute(directory)  # local or a gs:// URL (orbax writes both)
   if fileio.isdir(directory) and fileio.listdir(directory) and not overwrite:
     raise CheckpointError(
         f'{directory}: exists and is not empty (pass overwrite=True / --overwrite)'
@@ -93,6 +107,7 @@ def read_metadata(directory: str) -> dict:
 
 def restore_variables(directory: str):
   """(variables, metadata) of a checkpoint directory, restored onto the default device."""
+  check_location(directory)
   meta = read_metadata(directory)
   if meta['kind'] == 'tsn':
     arch = Architecture(**meta['architecture'])

@@ -823,7 +823,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   validate and save the final step if that did not happen on the way."""
   config_lib.validate(config)  # before any compilation or data access
   sharding.initialize_distributed(config.distributed)
-  workdir = fileio.absolute(workdir)  # a local folder or a bucket URL (gs://, s3://)
+  checkpoint_lib.check_location(workdir)  # checkpoints live in the workdir
+  workdir = fileio.absolute(workdir)  # a local folder or a gs:// URL
   fileio.makedirs(workdir)
   start_time = time.time()
   data = load_data(config, workdir)

@@ -1,5 +1,6 @@
 """Shared test fixtures: the parity fixture (tests/data/parity), rebuilt once per session."""
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -11,6 +12,7 @@ import pytest
 
 import gcs_emulator
 import parity_fixture
+import s3_emulator
 
 from configs import tiny
 
@@ -66,23 +68,49 @@ def gcs_server():
   """A GCS emulator on localhost for this test process; the environment points gcsfs, tensorstore
   and array_record at it (subprocesses inherit it). Yields its bucket URL `gs://BUCKET`."""
   with gcs_emulator.serve() as url:
-    saved = {k: os.environ.get(k) for k in gcs_emulator.environment(url)}
-    os.environ.update(gcs_emulator.environment(url))
-    try:
+    with _environment(gcs_emulator.environment(url)):
       yield f'gs://{gcs_emulator.BUCKET}'
-    finally:
-      for key, value in saved.items():
-        if value is None:
-          os.environ.pop(key, None)
-        else:
-          os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _environment(variables):
+  """os.environ with `variables` set (subprocesses inherit them), restored afterwards."""
+  saved = {k: os.environ.get(k) for k in variables}
+  os.environ.update(variables)
+  try:
+    yield
+  finally:
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
+
+
+@pytest.fixture(scope='session')
+def s3_server():
+  """An S3 server (moto) on localhost for this test process; s3fs is pointed at it through the
+  environment. Yields its bucket URL `s3://BUCKET`."""
+  with s3_emulator.serve() as url:
+    with _environment(s3_emulator.environment(url)):
+      yield f's3://{s3_emulator.BUCKET}'
+
+
+def _folder(server, request):
+  name = ''.join(c if c.isalnum() else '-' for c in request.node.name[:40])
+  return f'{server}/{name}-{uuid.uuid4().hex[:8]}'
 
 
 @pytest.fixture
 def bucket(gcs_server, request):
-  """A fresh folder of the emulator's bucket for one test: `gs://BUCKET/<test>-<random>`."""
-  name = ''.join(c if c.isalnum() else '-' for c in request.node.name[:40])
-  return f'{gcs_server}/{name}-{uuid.uuid4().hex[:8]}'
+  """A fresh folder of the GCS emulator's bucket for one test: `gs://BUCKET/<test>-<random>`."""
+  return _folder(gcs_server, request)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+  """A fresh folder of the S3 server's bucket for one test: `s3://BUCKET/<test>-<random>`."""
+  return _folder(s3_server, request)
 
 
 def small_config(**overrides):
