@@ -31,9 +31,13 @@ def get_config():
   # affinity tile used twice, running softmax: fastest on CPU, with less memory than chunks or
   # plain), 'chunked' (queries per chunk: faster than plain on a GPU), 'auto' = streamed on CPU,
   # chunked on accelerators (docs/performance.md#streamed-eval-attention).
+  # Training with query_chunk > 0 runs as `train_attention` says: 'tiled' (tiles of that many rows,
+  # a flash-attention-style backward: memory linear in M), 'chunked' (queries per chunk, each
+  # rematerialised), 'auto' = tiled on CPU, chunked on accelerators.
   config.model.query_chunk = 0
   config.model.eval_query_chunk = 784
   config.model.eval_attention = 'auto'
+  config.model.train_attention = 'auto'
   # Evaluation forwards over this many views per device at a time (rnl_jax/models/clip_groups.py;
   # same logits): 0 = all at once, -1 = auto (CPU: one full-size clip per pass, whole batches of
   # small ones; accelerators: all at once).

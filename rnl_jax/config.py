@@ -4,7 +4,7 @@ import jax.numpy as jnp
 
 from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
-from rnl_jax.models.rnl import EVAL_ATTENTION
+from rnl_jax.models.rnl import EVAL_ATTENTION, TRAIN_ATTENTION
 from rnl_jax import optim
 from rnl_jax.errors import ConfigError
 
@@ -42,6 +42,8 @@ def model_from_config(config) -> TSN:
     _fail('model.eval_query_chunk', m.eval_query_chunk, '0 (plain) or > 0')
   if m.eval_attention not in EVAL_ATTENTION:
     _fail('model.eval_attention', m.eval_attention, f'one of {EVAL_ATTENTION}')
+  if m.train_attention not in TRAIN_ATTENTION:
+    _fail('model.train_attention', m.train_attention, f'one of {TRAIN_ATTENTION}')
   if m.eval_clips_per_pass < -1:
     _fail('model.eval_clips_per_pass', m.eval_clips_per_pass, '-1 (auto), 0 (all at once) or > 0')
   if config.num_segments < 1:
@@ -52,6 +54,7 @@ def model_from_config(config) -> TSN:
       query_chunk=m.query_chunk or None,
       eval_query_chunk=m.eval_query_chunk or None,
       eval_attention=m.eval_attention,
+      train_attention=m.train_attention,
       normalize_input=True,
       dtype=DTYPES[m.dtype],
   )

@@ -225,3 +225,52 @@ def test_stream_tiles_even_out_and_mask_the_padding():
   assert np.isneginf(rowwise[:, :, 2:]).all() and np.isfinite(rowwise[:, :, :2]).all()
   assert np.isfinite(columnwise).all()  # tile 0's rows are real keys for tile 2's queries
   assert rnl._stream_tiles(p[:, :8], p[:, :8], 4).pad == 0
+
+
+# M = 90 in tiles of 32 (3 of 30: 3 diagonal and 3 off-diagonal pairs), of 7 (13 tiles of 7, one
+# padded key), of 45 (2 tiles), of 1 (90 tiles of one row); 90 and more: the plain path.
+@pytest.mark.parametrize('tile', [1, 7, 32, 45, 90, 1000])
+def test_tiled_training_attention_gradients_equal_plain_float64(tile):
+  """The flash-style backward (recomputed tiles, saved log-sum-exps) gives the plain path's
+  output and gradients in float64 to rounding (~1e-15 measured; asserted 1e-10)."""
+  rng = np.random.default_rng(4)
+  with jax.enable_x64(True):
+    p, theta, g = (jnp.asarray(rng.normal(size=(2, 90, 8)) * s) for s in (0.5, 1.0, 1.0))
+    y_plain, vjp_plain = jax.vjp(lambda a, b: region_attention(a, b), p, theta)
+    y_tiled, vjp_tiled = jax.vjp(lambda a, b: rnl.tiled_attention(a, b, tile), p, theta)
+    assert y_tiled.dtype == jnp.float64
+    np.testing.assert_allclose(y_tiled, y_plain, rtol=1e-10, atol=1e-10)
+    for name, a, b in zip(('dp', 'dtheta'), vjp_plain(g), vjp_tiled(g)):
+      np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+def test_tiled_training_attention_holds_no_square_array():
+  """No array of the jitted forward + backward is [M, M] (M = 1000 in tiles of 100): the largest
+  intermediates are one tile pair's [N, 100, 100]; the plain path's gradient has [N, M, M] ones."""
+  p = jnp.zeros((2, 1000, 8))
+  grad = lambda f: jax.grad(lambda a, b: jnp.sum(f(a, b) ** 2), argnums=(0, 1))
+  shapes = lambda f: {
+      tuple(v.aval.shape)
+      for eqn in jax.make_jaxpr(grad(f))(p, p).eqns
+      for v in eqn.outvars
+      if hasattr(v.aval, 'shape')
+  }
+  assert (2, 1000, 1000) in shapes(lambda a, b: region_attention(a, b))
+  tiled = shapes(lambda a, b: rnl.tiled_attention(a, b, 100))
+  assert max(np.prod(s) for s in tiled) < 2 * 1000 * 1000 / 10, sorted(tiled)[-5:]
+
+
+@pytest.mark.parametrize('backend,expected', [('cpu', 'tiled'), ('gpu', 'chunked')])
+def test_training_uses_the_tiled_attention_where_set(backend, expected, monkeypatch):
+  """train_attention 'auto' = tiled on CPU, chunked on accelerators; query_chunk None = plain."""
+  assert rnl.train_attention_method('auto', backend) == expected
+  calls = []
+  monkeypatch.setattr(rnl, 'tiled_attention', lambda *a: calls.append('tiled') or a[1])
+  monkeypatch.setattr(rnl, 'region_attention', lambda *a: calls.append(('region', a[2:])) or a[1])
+  p = jnp.zeros((1, 10, 4))
+  rnl.AttentionSettings(query_chunk=4, train_attention='tiled').attend(p, p, train=True)
+  rnl.AttentionSettings(query_chunk=4, train_attention='chunked').attend(p, p, train=True)
+  rnl.AttentionSettings(query_chunk=None, train_attention='tiled').attend(p, p, train=True)
+  assert calls == ['tiled', ('region', (4,)), ('region', (None,))]
+  with pytest.raises(ValueError, match='train_attention'):
+    rnl.AttentionSettings(train_attention='flash')

@@ -17,6 +17,7 @@ from rnl_jax import config as config_lib
         ('model.query_chunk', -1, 'config.model.query_chunk'),
         ('model.eval_query_chunk', -1, 'config.model.eval_query_chunk'),
         ('model.eval_attention', 'flash', "config.model.eval_attention='flash'"),
+        ('model.train_attention', 'flash', "config.model.train_attention='flash'"),
         ('model.eval_clips_per_pass', -2, 'config.model.eval_clips_per_pass=-2'),
         ('model.variant', 'i3d', "variant='i3d'"),
         ('model.depth', 42, 'depth=42'),

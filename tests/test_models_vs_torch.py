@@ -67,10 +67,17 @@ def test_eval_matches_reference(depth, t, size, variant, shift_place, chunk):
   )
 
 
+# chunk 64 at T = 8, 64 px: M = 8 x 16 x 16 = 2048 at layer 2 (32 tiles), 512 at layer 3 (8 tiles)
 @pytest.mark.parametrize(
-    'depth,t,size,chunk', [(18, 4, 64, None), (18, 8, 64, 64), (50, 2, 64, None)]
+    'depth,t,size,chunk,method',
+    [
+        (18, 4, 64, None, 'auto'),
+        (18, 8, 64, 64, 'tiled'),
+        (18, 8, 64, 64, 'chunked'),
+        (50, 2, 64, None, 'auto'),
+    ],
 )
-def test_train_step_matches_reference_float64(depth, t, size, chunk):
+def test_train_step_matches_reference_float64(depth, t, size, chunk, method):
   """Loss, logits, every gradient and every BN running statistic after one train forward.
 
   In float64 on both sides: in float32, train-mode BN (the gate's over 4 clips) amplifies rounding to
@@ -86,7 +93,12 @@ def test_train_step_matches_reference_float64(depth, t, size, chunk):
   with jax.enable_x64(True):
     variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
     loss, logits, grads, stats = pu.train_step_check(
-        build_model(arch, dropout=0.0, query_chunk=chunk, dtype=jnp.float64), variables, x, labels
+        build_model(
+            arch, dropout=0.0, query_chunk=chunk, train_attention=method, dtype=jnp.float64
+        ),
+        variables,
+        x,
+        labels,
     )
     grads, stats = jax.tree.map(np.asarray, (grads, stats))
   np.testing.assert_allclose(loss, loss_t.item(), rtol=1e-10)

@@ -81,9 +81,13 @@ def test_eval_logits_and_features(converted, parity_inputs, query_chunk, eval_at
   print(f'max abs logits diff {np.abs(logits - ref_logits).max():.2e}')
 
 
-def test_train_step(converted, parity_inputs):
+# plain: the [M, M] affinity; tiled: tiles of 784 rows with the flash-style backward (M = 6272 at
+# layer 2: 8 tiles; 1568 at layer 3: 2 tiles).
+@pytest.mark.parametrize('query_chunk', [None, 784])
+def test_train_step(converted, parity_inputs, query_chunk):
   variables, arch = converted
-  model = build_model(arch, dropout=0.0)  # the fixture's train check sets p = 0
+  # the fixture's train check sets p = 0
+  model = build_model(arch, dropout=0.0, query_chunk=query_chunk, train_attention='tiled')
   loss, logits, grads, stats = pu.train_step_check(
       model, variables, parity_inputs['train_input'], load_npy('train', 'labels.npy')
   )

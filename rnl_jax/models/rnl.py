@@ -190,7 +190,8 @@ def _stream_group_size(num_pairs, pair_bytes):
 
 def _stream_unrolled(t, pairs, group):
   """The tile pairs as straight-line code, `group` pairs at a time, each group after the previous
-  one's updates; returns the exp-sums `[N, k, rows]` and weighted sums `[N, k, rows, C']`."""
+  one's updates; returns the running maxima and exp-sums `[N, k, rows]` and weighted sums
+  `[N, k, rows, C']`."""
   n, k, rows, c = t.shape
   fold = functools.partial(_fold_tile, acc_dtype=t.acc_dtype)
   state = [
@@ -211,14 +212,15 @@ def _stream_unrolled(t, pairs, group):
     # The next group's products wait for this group's weighted sums, through a zero that XLA
     # cannot fold away (x * 0 is NaN for infinite x), so one group's buffers are live at a time.
     after = 0.0 * sum(s[2][:, :1, :1] for s in state).astype(t.tiles.dtype)
+  top = jnp.stack([s[0] for s in state], axis=1)  # [N, k, rows]
   total = jnp.stack([s[1] for s in state], axis=1)  # [N, k, rows]
   out = jnp.stack([s[2] for s in state], axis=1)  # [N, k, rows, C']
-  return total, out
+  return top, total, out
 
 
 def _stream_scanned(t, pairs):
-  """The tile pairs as a scan (one pair's buffers, reused); returns the exp-sums `[N, k, rows]` and
-  weighted sums `[N, k, rows, C']`."""
+  """The tile pairs as a scan (one pair's buffers, reused); returns the running maxima and exp-sums
+  `[N, k, rows]` and weighted sums `[N, k, rows, C']`."""
   n, k, rows, c = t.shape
   fold = functools.partial(_fold_tile, acc_dtype=t.acc_dtype)
 
@@ -240,8 +242,8 @@ def _stream_scanned(t, pairs):
       jnp.zeros((n, k, rows), t.acc_dtype),
       jnp.zeros((n, k, rows, c), t.acc_dtype),
   )
-  (_, total, out), _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
-  return total, out
+  state, _ = jax.lax.scan(step, init, jnp.asarray(pairs, jnp.int32))
+  return state
 
 
 def streamed_attention(p, theta, tile: int):
@@ -272,17 +274,135 @@ def streamed_attention(p, theta, tile: int):
   n, m, c = p.shape
   if tile >= m:
     return region_attention(p, theta)
-  t = _stream_tiles(p, theta, tile)
-  _, k, rows, _ = t.shape
+  y, _ = _streamed_forward(_stream_tiles(p, theta, tile))
+  return y.reshape(n, -1, c)[:, :m].astype(theta.dtype)
+
+
+def _streamed_forward(t):
+  """(y `[N, k, rows, C']` in the accumulation dtype, log-sum-exp of every query row's logits
+  `[N, k, rows]`) of the tiles `t` (streamed_attention's forward)."""
+  n, k, rows, _ = t.shape
   pairs = [(i, j) for i in range(k) for j in range(i, k)]
   pair_bytes = n * 2 * rows * rows * jnp.dtype(t.acc_dtype).itemsize  # one pair's weights
   group = _stream_group_size(len(pairs), pair_bytes)
   if group is not None:
-    total, out = _stream_unrolled(t, pairs, group)
+    top, total, out = _stream_unrolled(t, pairs, group)
   else:
-    total, out = _stream_scanned(t, pairs)
-  y = out / total[..., None]  # [N, k, rows, C']
-  return y.reshape(n, k * rows, c)[:, :m].astype(theta.dtype)
+    top, total, out = _stream_scanned(t, pairs)
+  return out / total[..., None], top + jnp.log(total)
+
+
+def tiled_attention(p, theta, tile: int):
+  """region_attention's function for training with memory linear in M: flash-attention style.
+
+  Forward: streamed_attention's tile pairs (each tile of the symmetric affinity computed once,
+  running softmax), keeping only the output and each query row's log-sum-exp. Backward (a
+  custom_vjp): the same tile pairs again, each tile's logits recomputed from p and turned back
+  into softmax weights with the saved log-sum-exp, so no `[M, M]` array exists in either pass:
+  memory is one tile pair's `[N, rows, rows]` buffers plus `[N, M, C']` accumulators. Per pair of
+  tiles (i, j), i < j, both directions (queries of i on keys of j and of j on keys of i) share one
+  recomputed product; the gradients are the plain path's up to summation order.
+
+  Args:
+    p: `[N, M, C']` queries = keys; theta: `[N, M, C']` values; tile: rows per tile (evened out);
+      tile >= M is the plain path (region_attention).
+  Returns:
+    `[N, M, C']` in theta's dtype.
+  """
+  if tile >= p.shape[1]:
+    return region_attention(p, theta)
+  return _tiled(p, theta, tile)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _tiled(p, theta, tile):
+  return streamed_attention(p, theta, tile)
+
+
+def _tiled_forward(p, theta, tile):
+  """The output and the residuals (p, theta, y and the rows' log-sum-exp in tiles)."""
+  n, m, c = p.shape
+  y, lse = _streamed_forward(_stream_tiles(p, theta, tile))  # [N, k, rows, C'], [N, k, rows]
+  return y.reshape(n, -1, c)[:, :m].astype(theta.dtype), (p, theta, y, lse)
+
+
+def _tiled_backward(tile, residuals, dy):
+  """(dp, dtheta) from the tile pairs, diagonal pairs first (one scan each: one pair's buffers)."""
+  p, theta, y, lse = residuals
+  n, m, c = p.shape
+  t = _stream_tiles(p, theta, tile)
+  _, k, rows, _ = t.shape
+  dy = jnp.pad(dy, ((0, 0), (0, t.pad), (0, 0))).reshape(n, k, rows, c)  # [N, k, rows, C']
+  # The softmax backward's per-row term sum_c dy * y (zero on padded rows: dy is zero there).
+  delta = jnp.einsum('nkrc,nkrc->nkr', dy.astype(t.acc_dtype), y)
+  grads = (jnp.zeros((n, k, rows, c), t.acc_dtype), jnp.zeros((n, k, rows, c), t.acc_dtype))
+  for diagonal in (True, False):
+    pairs = [(i, j) for i in range(k) for j in range(i, k) if (i == j) == diagonal]
+    if not pairs:
+      continue
+
+    def step(state, pair, diagonal=diagonal):
+      dp_i, dp_j, dv_i, dv_j = _pair_gradients(t, dy, lse, delta, pair[0], pair[1], diagonal)
+      dp, dv = state
+      dp = dp.at[:, pair[0]].add(dp_i).at[:, pair[1]].add(dp_j)
+      dv = dv.at[:, pair[0]].add(dv_i).at[:, pair[1]].add(dv_j)
+      return (dp, dv), None
+
+    grads, _ = jax.lax.scan(step, grads, jnp.asarray(pairs, jnp.int32))
+  dp, dtheta = (g.reshape(n, -1, c)[:, :m] for g in grads)
+  return dp.astype(p.dtype), dtheta.astype(theta.dtype)
+
+
+def _pair_gradients(t, dy, lse, delta, i, j, diagonal):
+  """Tile pair (i, j)'s parts of (dp_i, dp_j, dtheta_i, dtheta_j), `[N, rows, C']` each.
+
+  With S = P_i P_j^T recomputed and L the saved log-sum-exps: the weights of tile i's queries on
+  tile j's keys are A = exp(S - L_i) and those of j's queries on i's keys, read down S's columns,
+  B = exp(S - L_j)^T. The softmax backward gives dS = A (dy_i theta_j^T - delta_i) + B (theta_i
+  dy_j^T - delta_j), and S's own backward dp_i = dS P_j, dp_j = dS^T P_i. A diagonal pair (i = j)
+  has one direction only."""
+  acc, vdt = t.acc_dtype, t.values.dtype
+  p_i, p_j, v_i, v_j, dy_i, dy_j = (
+      t.tiles[:, i],
+      t.tiles[:, j],
+      t.values[:, i],
+      t.values[:, j],
+      dy[:, i],
+      dy[:, j],
+  )
+  rowwise, columnwise = t.logits(i, j)  # [N, rows_i, rows_j], padded keys masked either way
+  a = jnp.exp(rowwise - lse[:, i][:, :, None])
+  dv_j = jnp.einsum('nqk,nqc->nkc', a.astype(vdt), dy_i, preferred_element_type=acc)
+  da = jnp.einsum('nqc,nkc->nqk', dy_i, v_j, preferred_element_type=acc)
+  ds = a * (da - delta[:, i][:, :, None])
+  if diagonal:
+    dv_i = jnp.zeros_like(dv_j)
+  else:
+    b = jnp.exp(columnwise - lse[:, j][:, None, :])
+    dv_i = jnp.einsum('nqk,nkc->nqc', b.astype(vdt), dy_j, preferred_element_type=acc)
+    db = jnp.einsum('nqc,nkc->nqk', v_i, dy_j, preferred_element_type=acc)
+    ds = ds + b * (db - delta[:, j][:, None, :])
+  ds = ds.astype(t.tiles.dtype)
+  dp_i = jnp.einsum('nqk,nkc->nqc', ds, p_j, preferred_element_type=acc)
+  dp_j = jnp.einsum('nqk,nqc->nkc', ds, p_i, preferred_element_type=acc)
+  return dp_i, dp_j, dv_i, dv_j
+
+
+_tiled.defvjp(_tiled_forward, _tiled_backward)
+
+
+# How training (train=True) bounds the attention's memory when query_chunk is set.
+TRAIN_ATTENTION = ('auto', 'tiled', 'chunked')
+
+
+def train_attention_method(setting: str, backend: Optional[str] = None) -> str:
+  """'tiled' or 'chunked' for a setting; 'auto' = tiled on CPU (faster than chunks there),
+  chunked on accelerators (measured there; tiled is not yet: docs/performance.md#rnl-attention)."""
+  if setting not in TRAIN_ATTENTION:
+    raise ValueError(f'train_attention={setting!r}: expected one of {TRAIN_ATTENTION}')
+  if setting != 'auto':
+    return setting
+  return 'tiled' if (backend or jax.default_backend()) == 'cpu' else 'chunked'
 
 
 # How evaluation (train=False) bounds the attention's memory when eval_query_chunk is set.
@@ -307,8 +427,9 @@ class AttentionSettings:
   and passed down TSN -> ResNet -> Block -> RegionNonLocal as one object.
 
   Attributes:
-    query_chunk: train=True: None for the plain `[M, M]` affinity, else queries per chunk
-      (region_attention's query_chunk).
+    query_chunk: train=True: None for the plain `[M, M]` affinity, else rows per tile of the tiled
+      attention or queries per chunk, as `train_attention` says.
+    train_attention: 'auto', 'tiled' or 'chunked' (TRAIN_ATTENTION; `train_attention_method`).
     eval_query_chunk: train=False (validation, test protocol, classify): None for the plain
       attention, else rows per tile of the streamed attention or queries per chunk, as
       `eval_attention` says.
@@ -318,12 +439,16 @@ class AttentionSettings:
   query_chunk: Optional[int] = None
   eval_query_chunk: Optional[int] = None
   eval_attention: str = 'auto'
+  train_attention: str = 'auto'
 
   def __post_init__(self):
     eval_attention_method(self.eval_attention, 'cpu')  # ValueError for an unknown setting
+    train_attention_method(self.train_attention, 'cpu')
 
   def attend(self, p, theta, train: bool):
     """The region attention of p (queries = keys) over theta (values), `[N, M, C']`, as set."""
+    if train and self.query_chunk and train_attention_method(self.train_attention) == 'tiled':
+      return tiled_attention(p, theta, self.query_chunk)
     if (
         not train
         and self.eval_query_chunk

@@ -130,18 +130,22 @@ def build_model(
     query_chunk: Optional[int] = None,
     eval_query_chunk: Any = 'same',
     eval_attention: str = 'auto',
+    train_attention: str = 'auto',
     normalize_input: bool = False,
     dtype: Any = jnp.float32,
 ) -> TSN:
   """The TSN for an architecture plus run-time choices that do not change the weights.
 
   `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too;
-  with `eval_attention` they make the model's AttentionSettings (ValueError for an unknown
-  `eval_attention`, before any trace)."""
+  with `eval_attention` and `train_attention` they make the model's AttentionSettings (ValueError
+  for an unknown setting, before any trace)."""
   if eval_query_chunk == 'same':
     eval_query_chunk = query_chunk
   attention = AttentionSettings(
-      query_chunk=query_chunk, eval_query_chunk=eval_query_chunk, eval_attention=eval_attention
+      query_chunk=query_chunk,
+      eval_query_chunk=eval_query_chunk,
+      eval_attention=eval_attention,
+      train_attention=train_attention,
   )
   return TSN(
       num_classes=arch.num_classes,
