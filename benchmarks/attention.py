@@ -32,7 +32,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def run_case(case, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from rnl_jax.models.rnl import region_attention, streamed_attention  # pylint: disable=import-outside-toplevel
+  from rnl_jax.models.rnl import region_attention, streamed_attention, tiled_attention  # pylint: disable=import-outside-toplevel
 
   m = case['frames'] * 28 * 28
   dtype = getattr(jnp, case['dtype'])
@@ -50,8 +50,13 @@ def run_case(case, repeats):
     args = (p, theta)
   else:
 
+    if case.get('method') == 'tiled':
+      attend = lambda p, t: tiled_attention(p, t, chunk)
+    else:
+      attend = lambda p, t: region_attention(p, t, chunk)
+
     def fwd_bwd(p, t, g):
-      y, pull = jax.vjp(lambda p, t: region_attention(p, t, chunk), p, t)
+      y, pull = jax.vjp(attend, p, t)
       return y, pull(g)
 
     fn = jax.jit(fwd_bwd)
@@ -83,6 +88,9 @@ def main():
   parser.add_argument(
       '--streamed', type=ints, default=[784], help='tile rows of streamed eval cases'
   )
+  parser.add_argument(
+      '--tiled', type=ints, default=[784], help='tile rows of tiled (flash-style) train cases'
+  )
   parser.add_argument('--modes', type=lambda s: s.split(','), default=['eval', 'train'])
   parser.add_argument('--batch', type=int, default=2)
   parser.add_argument('--channels', type=int, default=256)
@@ -98,7 +106,8 @@ def main():
   for frames in args.frames:
     for mode in args.modes:
       methods = [('chunked', c) for c in args.chunks] + [
-          ('streamed', c) for c in args.streamed if mode == 'eval'
+          ('streamed' if mode == 'eval' else 'tiled', c)
+          for c in (args.streamed if mode == 'eval' else args.tiled)
       ]
       for method, chunk in methods:
         if chunk >= frames * 28 * 28:
@@ -111,7 +120,7 @@ def main():
             'channels': args.channels,
             'dtype': args.dtype,
         }
-        if method == 'streamed':
+        if method != 'chunked':
           case['method'] = method
         proc = subprocess.run(
             [
@@ -163,12 +172,13 @@ def main():
       '|---|---|---|---|---|---|---|---|',
   ]
   for r in results:
+    method = r.get('method', 'chunked')
     attention = (
-        f"streamed, tiles of {r['chunk']}"
-        if r.get('method') == 'streamed'
+        'plain'
+        if not r['chunk']
         else f"chunks of {r['chunk']}"
-        if r['chunk']
-        else 'plain'
+        if method == 'chunked'
+        else f"{method}, tiles of {r['chunk']}"
     )
     if 'error' in r:
       lines.append(

@@ -21,6 +21,7 @@ import numpy as np
 
 from rnl_jax import config as config_lib
 from rnl_jax import optim, sharding, train
+from rnl_jax.models.rnl import train_attention_method
 
 
 def load_config(path):
@@ -85,6 +86,11 @@ def main():
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--dtype', default=None, help='float32 | bfloat16 (default: the config)')
   parser.add_argument('--query_chunk', type=int, default=None)
+  parser.add_argument(
+      '--train_attention', default=None, help='auto | tiled | chunked (with --query_chunk > 0)'
+  )
+  parser.add_argument('--frames', type=int, default=None, help='frames per clip (default: config)')
+  parser.add_argument('--image_size', type=int, default=None, help='crop size (default: config)')
   parser.add_argument('--variant', default=None, help='tsn | tsm | rnl (default: the config)')
   args = parser.parse_args()
   config = load_config(args.config)
@@ -94,6 +100,12 @@ def main():
     config.model.variant = args.variant
   if args.query_chunk is not None:
     config.model.query_chunk = args.query_chunk
+  if args.train_attention:
+    config.model.train_attention = args.train_attention
+  if args.frames:
+    config.num_segments = args.frames
+  if args.image_size:
+    config.image_size = args.image_size
   batch = args.batch or config.batch_size
   step, state, data, mesh = setup(config, batch, sharding.compiler_options())
   t, s = config.num_segments, config.image_size
@@ -111,10 +123,20 @@ def main():
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(
       f'{args.config}: {config.model.variant} R{config.model.depth} width {config.model.width}, '
+      f'attention {_attention(config)}, '
       f'{batch} clips x {t} x {s}px, {config.model.dtype}, {mesh.devices.size} '
       f'{jax.devices()[0].platform} device(s): first step (compile) {compile_s:.1f} s, '
       f'median of {args.steps} {median:.3f} s = {batch / median:.2f} clips/s, peak RSS {rss:.1f} GB'
   )
+
+
+def _attention(config):
+  m = config.model
+  if m.variant != 'rnl':
+    return 'none'
+  if not m.query_chunk:
+    return 'plain'
+  return f'{train_attention_method(m.train_attention)} {m.query_chunk}'
 
 
 if __name__ == '__main__':

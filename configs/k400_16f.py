@@ -7,10 +7,11 @@ Data and init as configs/k400_8f.py (Kinetics-400 from `python -m rnl_jax.data.p
 kinetics400 --source DIR --out /data`, a converted torchvision ResNet-50). Hardware: a
 multi-GPU/TPU job (16 clips of 16 x 224 px per forward, 4 forwards per step).
 
-Chunked attention (784 queries per chunk) keeps the 16-frame layer-2 affinities (12544^2 per clip
-and block) out of memory: the plain attention's memory grows with every clip, so at 16 clips per
-forward only the chunked one fits an accelerator (docs/performance.md#chunked-attention).
-`--config.model.query_chunk=0` trains plain, and faster, where memory allows.
+query_chunk = 784 keeps the 16-frame layer-2 affinities (12544^2 per clip and block) out of
+memory: the plain attention's memory grows with every clip, so at 16 clips per forward only a
+bounded one fits an accelerator. model.train_attention 'auto' trains in tiles of 784 rows on CPU
+(faster than plain there) and in query chunks on accelerators (docs/performance.md#rnl-attention);
+`--config.model.query_chunk=0` trains plain, faster on accelerators where memory allows.
 """
 
 from configs import k400_8f
