@@ -232,8 +232,13 @@ def test_video_files_from_a_bucket(local, bucket, cwd):
   assert pack.read_video(f'{url}/{name}') == pack.read_video(f'{local}/{name}')
   frames = video.read_frames(f'{local}/{name}')
   assert video.write_video(f'{bucket}/written.mp4', frames) == f'{bucket}/written.mp4'
+  written = video.read_frames(f'{bucket}/written.mp4')
+  # H.264 is lossy, and two encodings of the same frames can differ in a few pixels when x264's
+  # threads are busy (seen under the CI's load), so the upload is checked against the frames it
+  # encodes and against its own bytes downloaded, not against a second encoding.
+  assert written.shape == frames.shape
+  error = np.abs(written.astype(np.int32) - frames.astype(np.int32)).mean()
+  assert error < 8, error  # 2.7 measured; an encoding of other frames is far off
   local_copy = str(cwd.parent / f'{cwd.name}-written.mp4')
-  video.write_video(local_copy, frames)
-  np.testing.assert_array_equal(
-      video.read_frames(f'{bucket}/written.mp4'), video.read_frames(local_copy)
-  )
+  fileio.copy_to_local(f'{bucket}/written.mp4', local_copy)
+  np.testing.assert_array_equal(written, video.read_frames(local_copy))
