@@ -27,6 +27,7 @@ systems):
 import builtins
 import collections
 import contextlib
+import functools
 import glob as glob_lib
 import itertools
 import json
@@ -35,23 +36,29 @@ import os
 import shutil
 import tempfile
 
-from etils import epath
-
 TMP_PREFIX = '.tmp-'
 
 
-def _uncached_listings():
-  """Bucket listings are read fresh: several processes (hosts, data workers) write one bucket, and a
-  cached listing would hide another process's files (fsspec caches listings by default)."""
+@functools.cache
+def _path_type():
+  """`etils.epath.Path`, imported on the first URL (local-only processes such as the data workers
+  skip importing epath and fsspec). Bucket listings are read fresh: several processes (hosts, data
+  workers) write one bucket, and fsspec's listing cache (on by default) would hide another
+  process's files."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+
   try:
     import fsspec  # pylint: disable=import-outside-toplevel
   except ImportError:  # no fsspec: no URL backend either; epath says so on first use
-    return
+    return epath.Path
   for protocol in ('gcs', 'gs', 's3'):
     fsspec.config.conf.setdefault(protocol, {}).setdefault('use_listings_cache', False)
+  return epath.Path
 
 
-_uncached_listings()
+def _url(path):
+  """The epath.Path of a URL."""
+  return _path_type()(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,26 +79,26 @@ def absolute(path) -> str:
 def open(path, mode='r', **kwargs):  # pylint: disable=redefined-builtin
   """`open` for a local path (kwargs such as encoding pass through); epath's for a URL."""
   if is_remote(path):
-    return epath.Path(path).open(mode)
+    return _url(path).open(mode)
   return builtins.open(path, mode, **kwargs)
 
 
 def exists(path) -> bool:
-  return epath.Path(path).exists() if is_remote(path) else os.path.exists(path)
+  return _url(path).exists() if is_remote(path) else os.path.exists(path)
 
 
 def isfile(path) -> bool:
-  return epath.Path(path).is_file() if is_remote(path) else os.path.isfile(path)
+  return _url(path).is_file() if is_remote(path) else os.path.isfile(path)
 
 
 def isdir(path) -> bool:
-  return epath.Path(path).is_dir() if is_remote(path) else os.path.isdir(path)
+  return _url(path).is_dir() if is_remote(path) else os.path.isdir(path)
 
 
 def listdir(path) -> list:
   """Names in folder `path` (not paths)."""
   if is_remote(path):
-    return [p.name for p in epath.Path(path).iterdir()]
+    return [p.name for p in _url(path).iterdir()]
   return os.listdir(path)
 
 
@@ -99,13 +106,13 @@ def makedirs(path):
   """Creates folder `path` and its parents; an existing folder is fine (buckets have no folders:
   a no-op there)."""
   if is_remote(path):
-    epath.Path(path).mkdir(parents=True, exist_ok=True)
+    _url(path).mkdir(parents=True, exist_ok=True)
   else:
     os.makedirs(path, exist_ok=True)
 
 
 def getsize(path) -> int:
-  return epath.Path(path).stat().length if is_remote(path) else os.path.getsize(path)
+  return _url(path).stat().length if is_remote(path) else os.path.getsize(path)
 
 
 def read_text(path) -> str:
@@ -123,12 +130,11 @@ def glob(pattern) -> list:
   pattern = os.fspath(pattern)
   if not is_remote(pattern):
     return sorted(glob_lib.glob(pattern))
-  parts = pattern.split('/')
-  fixed = next(i for i, part in enumerate(parts) if glob_lib.has_magic(part) or i == len(parts) - 1)
-  base = '/'.join(parts[:fixed])
   if not glob_lib.has_magic(pattern):
     return [pattern] if exists(pattern) else []
-  return sorted(str(p) for p in epath.Path(base).glob('/'.join(parts[fixed:])))
+  parts = pattern.split('/')
+  first = next(i for i, part in enumerate(parts) if glob_lib.has_magic(part))
+  return sorted(str(p) for p in _url('/'.join(parts[:first])).glob('/'.join(parts[first:])))
 
 
 def copy_to_local(path, local_path):
@@ -165,7 +171,7 @@ def temp_sibling(path) -> str:
 def remove(path):
   """Removes a file, link or folder tree at `path`; nothing there is fine."""
   if is_remote(path):
-    p = epath.Path(path)
+    p = _url(path)
     if p.is_dir():
       p.rmtree()
     elif p.exists():

@@ -77,38 +77,51 @@ def _run_server(argv):
 
 
 @contextlib.contextmanager
+def running(cmd, ready_url, name, timeout=30.0):
+  """Runs server command `cmd` until the block ends; enters once `ready_url` answers (a
+  RuntimeError naming the server if it exits or does not answer within `timeout` s)."""
+  server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + timeout
+    while True:
+      try:
+        urllib.request.urlopen(ready_url, timeout=2).read()
+        break
+      except OSError:
+        if server.poll() is not None or time.monotonic() > deadline:
+          raise RuntimeError(f'the {name} did not start ({" ".join(cmd)})') from None
+        time.sleep(0.2)
+    yield
+  finally:
+    server.terminate()
+    server.wait(10)
+
+
+def serve_until_interrupted(serve_fn, environment_fn, bucket_url):
+  """`python tests/<server>.py`: prints the exports for a shell and serves until Ctrl-C."""
+  with serve_fn() as server_url:
+    for key, value in environment_fn(server_url).items():
+      print(f'export {key}={value}')
+    print(f'# bucket: {bucket_url}   (Ctrl-C stops the server)', flush=True)
+    try:
+      while True:
+        time.sleep(3600)
+    except KeyboardInterrupt:
+      pass
+
+
+@contextlib.contextmanager
 def serve(bucket: str = BUCKET, timeout: float = 30.0):
   """Starts the emulator with `bucket` (in memory) and yields its URL; stops it on exit."""
   port = free_port()
   url = f'http://127.0.0.1:{port}'
   cmd = [sys.executable, __file__, '--server', 'start', '--host=127.0.0.1']
   cmd += [f'--port={port}', '--in-memory', f'--default-bucket={bucket}']
-  server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.monotonic() + timeout
-    while True:
-      try:
-        urllib.request.urlopen(f'{url}/storage/v1/b/{bucket}', timeout=2).read()
-        break
-      except OSError:
-        if server.poll() is not None or time.monotonic() > deadline:
-          raise RuntimeError(f'the GCS emulator did not start ({" ".join(cmd)})') from None
-        time.sleep(0.2)
+  with running(cmd, f'{url}/storage/v1/b/{bucket}', 'GCS emulator', timeout):
     yield url
-  finally:
-    server.terminate()
-    server.wait(10)
 
 
 if __name__ == '__main__' and sys.argv[1:2] == ['--server']:
   _run_server(sys.argv[2:])
 elif __name__ == '__main__':
-  with serve() as server_url:
-    for key, value in environment(server_url).items():
-      print(f'export {key}={value}')
-    print(f'# bucket: gs://{BUCKET}   (Ctrl-C stops the server)', flush=True)
-    try:
-      while True:
-        time.sleep(3600)
-    except KeyboardInterrupt:
-      pass
+  serve_until_interrupted(serve, environment, f'gs://{BUCKET}')

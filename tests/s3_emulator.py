@@ -5,12 +5,10 @@ Run by hand: `python tests/s3_emulator.py` prints the exports and serves until C
 """
 
 import contextlib
-import subprocess
 import sys
-import time
 import urllib.request
 
-from gcs_emulator import free_port
+from gcs_emulator import free_port, running, serve_until_interrupted
 
 BUCKET = 'rnl-test'
 
@@ -33,32 +31,11 @@ def serve(bucket: str = BUCKET, timeout: float = 30.0):
   port = free_port()
   url = f'http://127.0.0.1:{port}'
   cmd = [sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)]
-  server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.monotonic() + timeout
-    while True:
-      try:
-        urllib.request.urlopen(f'{url}/moto-api/', timeout=2).read()
-        break
-      except OSError:
-        if server.poll() is not None or time.monotonic() > deadline:
-          raise RuntimeError(f'the S3 server did not start ({" ".join(cmd)})') from None
-        time.sleep(0.2)
+  with running(cmd, f'{url}/moto-api/', 'S3 server', timeout):
     request = urllib.request.Request(f'{url}/{bucket}', method='PUT')  # CreateBucket
     urllib.request.urlopen(request, timeout=10).read()
     yield url
-  finally:
-    server.terminate()
-    server.wait(10)
 
 
 if __name__ == '__main__':
-  with serve() as server_url:
-    for key, value in environment(server_url).items():
-      print(f'export {key}={value}')
-    print(f'# bucket: s3://{BUCKET}   (Ctrl-C stops the server)', flush=True)
-    try:
-      while True:
-        time.sleep(3600)
-    except KeyboardInterrupt:
-      pass
+  serve_until_interrupted(serve, environment, f's3://{BUCKET}')

@@ -187,6 +187,28 @@ def test_eight_devices_match_one(reference, data, tmp_path):
   _assert_close(reference, tmp_path, 2)
 
 
+def _run_processes(commands, cwd, env, timeout=600):
+  """Runs `commands` together (the processes of one jax.distributed job) until all end; each must
+  exit 0. Returns their stderr."""
+  procs = [
+      subprocess.Popen(
+          cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+      )
+      for cmd in commands
+  ]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=timeout))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  return [err for _, err in outs]
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -197,8 +219,8 @@ def test_two_processes_match_one(reference, data, tmp_path):
   """2 processes x 1 device joined by jax.distributed.initialize (gloo CPU collectives), each feeding
   its half of every global batch, give the single-process parameters."""
   port = _free_port()
-  procs = [
-      subprocess.Popen(
+  errs = _run_processes(
+      [
           _command(
               tmp_path,
               data,
@@ -206,26 +228,13 @@ def test_two_processes_match_one(reference, data, tmp_path):
               f'--coordinator_address=127.0.0.1:{port}',
               '--num_processes=2',
               f'--process_id={i}',
-          ),
-          cwd=REPO,
-          env=_env(),
-          stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE,
-          text=True,
-      )
-      for i in range(2)
-  ]
-  outs = []
-  try:
-    for p in procs:
-      outs.append(p.communicate(timeout=600))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
-  assert 'on 2 devices / 2 processes' in outs[0][1]
+          )
+          for i in range(2)
+      ],
+      REPO,
+      _env(),
+  )
+  assert 'on 2 devices / 2 processes' in errs[0]
   _assert_close(reference, tmp_path, 2)
   # Each process saved its own input-pipeline position next to the shared state.
   data_dir = tmp_path / 'checkpoints' / '2' / 'data'

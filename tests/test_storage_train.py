@@ -216,36 +216,23 @@ def test_two_processes_share_a_bucket_workdir(reference, store, cwd, gcs_server)
   each process saved its own iterator state; the shared files were written once."""
   workdir = f'{gcs_server}/two-{uuid.uuid4().hex[:8]}'
   port = runs._free_port()
-  procs = [
-      subprocess.Popen(
+  errs = runs._run_processes(
+      [
           _command(
               workdir,
               '--config.num_train_steps=2',
               f'--coordinator_address=127.0.0.1:{port}',
               '--num_processes=2',
               f'--process_id={i}',
-          ),
-          cwd=cwd,
-          env=_env(),
-          stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE,
-          text=True,
-      )
-      for i in range(2)
-  ]
-  outs = []
-  try:
-    for p in procs:
-      outs.append(p.communicate(timeout=600))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
-  assert 'on 2 devices / 2 processes' in outs[0][1]
-  assert 'generated 36 synthetic videos' in outs[0][1]
-  assert 'generated' not in outs[1][1]
+          )
+          for i in range(2)
+      ],
+      cwd,
+      _env(),
+  )
+  assert 'on 2 devices / 2 processes' in errs[0]
+  assert 'generated 36 synthetic videos' in errs[0]
+  assert 'generated' not in errs[1]
   runs._assert_close(reference, workdir, 2)
   data = f'{workdir}/checkpoints/2/data'
   assert len([f for f in fileio.listdir(data) if f.endswith('.json')]) == 2
