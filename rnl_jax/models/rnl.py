@@ -260,7 +260,8 @@ def streamed_attention(p, theta, tile: int):
   tiles plus `[N, M, C']` accumulators, less than query chunks or the plain path need. The mirrored
   use reads the tile down its columns (a transposed copy was slower). On CPU it is faster than both
   (docs/performance.md#streamed-eval-attention). Differentiable, but the backward keeps every
-  step's residuals: training uses region_attention.
+  step's residuals: training uses tiled_attention (the same forward with a recomputing backward)
+  or region_attention.
 
   Phases: cut into tiles (`_stream_tiles`), run the pairs (`_stream_unrolled` or `_stream_scanned`,
   as `_stream_group_size` decides), divide by the exp-sums.
@@ -327,7 +328,8 @@ def _tiled_forward(p, theta, tile):
 
 
 def _tiled_backward(tile, residuals, dy):
-  """(dp, dtheta) from the tile pairs, diagonal pairs first (one scan each: one pair's buffers)."""
+  """(dp, dtheta) from the tile pairs, diagonal pairs first (one scan each: one pair's buffers;
+  tile < M, so there are at least two tiles and both kinds of pairs)."""
   p, theta, y, lse = residuals
   n, m, c = p.shape
   t = _stream_tiles(p, theta, tile)
@@ -338,8 +340,6 @@ def _tiled_backward(tile, residuals, dy):
   grads = (jnp.zeros((n, k, rows, c), t.acc_dtype), jnp.zeros((n, k, rows, c), t.acc_dtype))
   for diagonal in (True, False):
     pairs = [(i, j) for i in range(k) for j in range(i, k) if (i == j) == diagonal]
-    if not pairs:
-      continue
 
     def step(state, pair, diagonal=diagonal):
       dp_i, dp_j, dv_i, dv_j = _pair_gradients(t, dy, lse, delta, pair[0], pair[1], diagonal)
