@@ -6,7 +6,9 @@
 Runs `train_step` (forward + backward + the original's SGD update, one micro-batch of --batch clips,
 BatchNorm in training mode), jitted with `sharding.compiler_options()` as training does, on all
 local devices; prints compile time, the median step time of --steps after one warm-up, clips/s and
-peak RSS. No data loading (see benchmarks/input_pipeline.py).
+peak RSS. No data loading (see benchmarks/input_pipeline.py). --xla_option NAME=VALUE adds an XLA
+compiler option (repeatable; an empty VALUE drops one of `sharding.compiler_options()`), e.g.
+xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
 """
 
 import argparse
@@ -92,6 +94,14 @@ def main():
   parser.add_argument('--frames', type=int, default=None, help='frames per clip (default: config)')
   parser.add_argument('--image_size', type=int, default=None, help='crop size (default: config)')
   parser.add_argument('--variant', default=None, help='tsn | tsm | rnl (default: the config)')
+  parser.add_argument(
+      '--xla_option',
+      action='append',
+      default=[],
+      metavar='NAME=VALUE',
+      help="XLA compiler option for the step's jit (repeatable), on top of "
+      'sharding.compiler_options(); VALUE "" drops that option',
+  )
   args = parser.parse_args()
   config = load_config(args.config)
   if args.dtype:
@@ -107,7 +117,10 @@ def main():
   if args.image_size:
     config.image_size = args.image_size
   batch = args.batch or config.batch_size
-  step, state, data, mesh = setup(config, batch, sharding.compiler_options())
+  options = sharding.compiler_options() or {}
+  options.update(o.split('=', 1) for o in args.xla_option)
+  options = {k: v for k, v in options.items() if v}
+  step, state, data, mesh = setup(config, batch, options)
   t, s = config.num_segments, config.image_size
   start = time.perf_counter()
   state, metrics = step(state, data)

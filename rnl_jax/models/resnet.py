@@ -96,9 +96,11 @@ class Block(nn.Module):
       h = norm(name='bn2')(conv(out, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(h), train)
     identity = x
     if self.downsample:
-      identity = conv(
-          out, (1, 1), (self.stride, self.stride), padding='VALID', name='downsample_0'
-      )(x)
+      # A strided 1x1 conv reads only every stride-th pixel: subsampling first is the same sum, and
+      # XLA:CPU then computes the weight gradient on the small tensor instead of a dilated
+      # convolution over the full-resolution input (docs/performance.md#cpu-training-levers).
+      s = self.stride
+      identity = conv(out, (1, 1), padding='VALID', name='downsample_0')(x[:, ::s, ::s, :])
       identity = norm(name='downsample_1')(identity, train)
     y = nn.relu(h + identity)
     if self.nonlocal_kernel is not None:
