@@ -33,25 +33,25 @@ import tempfile
 import time
 
 
-def _archs_stand_in():
-  """A directory holding an empty `archs.small_resnet.ResNet`, for ops/rnl.py's isinstance check."""
-  root = tempfile.mkdtemp(prefix='original_archs_')
-  os.makedirs(os.path.join(root, 'archs'))
-  with open(os.path.join(root, 'archs', '__init__.py'), 'w') as f:
-    f.write('from . import small_resnet\n')
-  with open(os.path.join(root, 'archs', 'small_resnet.py'), 'w') as f:
-    f.write('class ResNet:\n  pass\n')
-  return root
-
-
-def build(checkout, variant, frames):
-  """The original's TSN for `variant` ('tsm' or 'rnl'), from the checkout's ops.models."""
+def import_tsn(checkout, stand_in_dir):
+  """The original's `ops.models.TSN` class, imported from `checkout`; `stand_in_dir` receives an
+  empty `archs.small_resnet.ResNet` for ops/rnl.py's isinstance check."""
   if not os.path.isfile(os.path.join(checkout, 'ops', 'models.py')):
     raise SystemExit(f'--checkout {checkout}: no ops/models.py there (clone the original first)')
-  sys.path[:0] = [checkout, _archs_stand_in()]
+  os.makedirs(os.path.join(stand_in_dir, 'archs'))
+  with open(os.path.join(stand_in_dir, 'archs', '__init__.py'), 'w') as f:
+    f.write('from . import small_resnet\n')
+  with open(os.path.join(stand_in_dir, 'archs', 'small_resnet.py'), 'w') as f:
+    f.write('class ResNet:\n  pass\n')
+  sys.path[:0] = [checkout, stand_in_dir]
   from ops.models import TSN  # pylint: disable=import-outside-toplevel
 
-  return TSN(
+  return TSN
+
+
+def build(tsn, variant, frames):
+  """The original's TSN for `variant` ('tsm' or 'rnl')."""
+  return tsn(
       400,
       frames,
       'RGB',
@@ -109,6 +109,32 @@ def eval_case(model, frames, steps):
   return _median_of(forward, steps)
 
 
+def _run_cases(model, variant, args):
+  import torch  # pylint: disable=import-outside-toplevel
+
+  for mode in args.modes.split(','):
+    if mode == 'train':
+      median, times = train_case(model, args.train_batch, args.frames, args.steps)
+    else:
+      median, times = eval_case(model, args.frames, args.steps)
+    clips = args.train_batch if mode == 'train' else 1
+    print(
+        json.dumps(
+            {
+                'implementation': 'original',
+                'variant': variant,
+                'mode': mode,
+                'clips': clips,
+                'median_s': round(median, 3),
+                'times_s': [round(t, 3) for t in times],
+                'torch': torch.__version__,
+                'threads': args.threads,
+            }
+        ),
+        flush=True,
+    )
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--checkout', required=True, help="a clone of the original's repository")
@@ -123,29 +149,10 @@ def main():
 
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
-  for variant in args.variants.split(','):
-    model = build(args.checkout, variant, args.frames)
-    for mode in args.modes.split(','):
-      if mode == 'train':
-        median, times = train_case(model, args.train_batch, args.frames, args.steps)
-      else:
-        median, times = eval_case(model, args.frames, args.steps)
-      clips = args.train_batch if mode == 'train' else 1
-      print(
-          json.dumps(
-              {
-                  'implementation': 'original',
-                  'variant': variant,
-                  'mode': mode,
-                  'clips': clips,
-                  'median_s': round(median, 3),
-                  'times_s': [round(t, 3) for t in times],
-                  'torch': torch.__version__,
-                  'threads': args.threads,
-              }
-          ),
-          flush=True,
-      )
+  with tempfile.TemporaryDirectory(prefix='original_archs_') as stand_in_dir:
+    tsn = import_tsn(args.checkout, stand_in_dir)
+    for variant in args.variants.split(','):
+      _run_cases(build(tsn, variant, args.frames), variant, args)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ Op times are summed over all runtime threads, so totals can exceed the step's wa
 overlap; ops the runtime hands to a thread pool asynchronously (Eigen convolutions and dots) may
 be under-counted, so compare the op sum with the step's wall time. --hlo_out writes the optimized
 HLO to look ops up (`grep '%name = '`); --xla_option NAME=VALUE passes XLA compiler options to the
-step's jit, on top of `sharding.compiler_options()` where rnl_jax.sharding has it (e.g.
+step's jit, on top of `sharding.compiler_options()` (an empty VALUE drops one; e.g.
 xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE).
 """
 
@@ -37,7 +37,6 @@ import numpy as np
 from benchmarks import train_step as train_step_benchmark
 from benchmarks.train_step import load_config
 from rnl_jax import config as config_lib
-from rnl_jax import sharding
 
 # Fused ops that name a fusion's category, most telling first.
 _MAIN_OPS = (
@@ -229,14 +228,7 @@ def main():
   parser.add_argument('--warmup', type=int, default=1, help='untraced steps before the traced one')
   parser.add_argument('--trace_dir', default=None, help='keep the trace here (default: a temp dir)')
   parser.add_argument('--hlo_out', default=None, help='write the optimized HLO text here')
-  parser.add_argument(
-      '--xla_option',
-      action='append',
-      default=[],
-      metavar='NAME=VALUE',
-      help="XLA compiler option for the step's jit (repeatable), e.g. "
-      'xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE',
-  )
+  train_step_benchmark.add_xla_option_flag(parser)
   args = parser.parse_args()
   config = load_config(args.config)
   for key in ('dtype', 'variant', 'query_chunk'):
@@ -245,8 +237,7 @@ def main():
   if args.size:
     config.image_size = args.size
   batch = args.batch or config.batch_size
-  options = dict(sharding.compiler_options() or {})  # training's (and evaluation's)
-  options.update(o.split('=', 1) for o in args.xla_option)
+  options = train_step_benchmark.compiler_options(args.xla_option)  # training's + --xla_option
   t, s = config.num_segments, config.image_size
   if args.eval:
     model = config_lib.model_from_config(config)

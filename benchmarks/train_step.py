@@ -79,6 +79,25 @@ def step_setup(model, variables, clips, num_classes, compiler_options=None, weig
   return step, state, sharding.to_global(data, mesh, batch_axis=1), mesh
 
 
+def add_xla_option_flag(parser):
+  parser.add_argument(
+      '--xla_option',
+      action='append',
+      default=[],
+      metavar='NAME=VALUE',
+      help='XLA compiler option for the jit (repeatable), on top of sharding.compiler_options(); '
+      'VALUE "" drops that option',
+  )
+
+
+def compiler_options(overrides):
+  """`sharding.compiler_options()` (training's) with the NAME=VALUE strings of --xla_option applied;
+  an empty VALUE drops that option."""
+  options = dict(sharding.compiler_options() or {})
+  options.update(o.split('=', 1) for o in overrides)
+  return {k: v for k, v in options.items() if v}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/k400_8f.py')
@@ -94,14 +113,7 @@ def main():
   parser.add_argument('--frames', type=int, default=None, help='frames per clip (default: config)')
   parser.add_argument('--image_size', type=int, default=None, help='crop size (default: config)')
   parser.add_argument('--variant', default=None, help='tsn | tsm | rnl (default: the config)')
-  parser.add_argument(
-      '--xla_option',
-      action='append',
-      default=[],
-      metavar='NAME=VALUE',
-      help="XLA compiler option for the step's jit (repeatable), on top of "
-      'sharding.compiler_options(); VALUE "" drops that option',
-  )
+  add_xla_option_flag(parser)
   args = parser.parse_args()
   config = load_config(args.config)
   if args.dtype:
@@ -117,10 +129,7 @@ def main():
   if args.image_size:
     config.image_size = args.image_size
   batch = args.batch or config.batch_size
-  options = sharding.compiler_options() or {}
-  options.update(o.split('=', 1) for o in args.xla_option)
-  options = {k: v for k, v in options.items() if v}
-  step, state, data, mesh = setup(config, batch, options)
+  step, state, data, mesh = setup(config, batch, compiler_options(args.xla_option))
   t, s = config.num_segments, config.image_size
   start = time.perf_counter()
   state, metrics = step(state, data)
