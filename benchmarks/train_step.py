@@ -23,7 +23,7 @@ import numpy as np
 
 from rnl_jax import config as config_lib
 from rnl_jax import optim, sharding, train
-from rnl_jax.models.rnl import train_attention_method
+from rnl_jax.models.rnl import train_attention_method, train_query_chunk
 
 
 def load_config(path):
@@ -156,9 +156,10 @@ def _attention(config):
   m = config.model
   if m.variant != 'rnl':
     return 'none'
-  if not m.query_chunk:
+  chunk = train_query_chunk(m.query_chunk)
+  if not chunk:
     return 'plain'
-  return f'{train_attention_method(m.train_attention)} {m.query_chunk}'
+  return f'{train_attention_method(m.train_attention)} {chunk}'
 
 
 if __name__ == '__main__':

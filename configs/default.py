@@ -25,8 +25,9 @@ def get_config():
   config.model.shift_div = 8
   config.model.width = 64  # stem / first-stage channels (64 = the released models)
   config.model.dropout = 0.5
-  # RNL attention in training / in evaluation: 0 = plain [M, M] (fastest to train: symmetric
-  # affinity), > 0 = at most that many queries per chunk ([chunk, M] memory). Evaluation with
+  # RNL attention in training / in evaluation: 0 = plain [M, M] (symmetric affinity), > 0 = at
+  # most that many rows per tile or chunk ([chunk, M] memory or less); for training -1 = auto:
+  # tiles of 784 rows on CPU (faster than plain there), plain on accelerators. Evaluation with
   # eval_query_chunk > 0 runs as `eval_attention` says: 'streamed' (tiles of that many rows, each
   # affinity tile used twice, running softmax: fastest on CPU, with less memory than chunks or
   # plain), 'chunked' (queries per chunk: faster than plain on a GPU), 'auto' = streamed on CPU,
@@ -34,7 +35,7 @@ def get_config():
   # Training with query_chunk > 0 runs as `train_attention` says: 'tiled' (tiles of that many rows,
   # a flash-attention-style backward: memory linear in M), 'chunked' (queries per chunk, each
   # rematerialised), 'auto' = tiled on CPU, chunked on accelerators.
-  config.model.query_chunk = 0
+  config.model.query_chunk = -1
   config.model.eval_query_chunk = 784
   config.model.eval_attention = 'auto'
   config.model.train_attention = 'auto'

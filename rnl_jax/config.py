@@ -4,7 +4,7 @@ import jax.numpy as jnp
 
 from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
-from rnl_jax.models.rnl import EVAL_ATTENTION, TRAIN_ATTENTION
+from rnl_jax.models.rnl import EVAL_ATTENTION, TRAIN_ATTENTION, train_query_chunk
 from rnl_jax import optim
 from rnl_jax.errors import ConfigError
 
@@ -36,8 +36,8 @@ def model_from_config(config) -> TSN:
     _fail('model.dtype', m.dtype, f'one of {sorted(DTYPES)}')
   if not 0.0 <= m.dropout < 1.0:
     _fail('model.dropout', m.dropout, '0 <= dropout < 1')
-  if m.query_chunk < 0:
-    _fail('model.query_chunk', m.query_chunk, '0 (plain) or > 0')
+  if m.query_chunk < -1:
+    _fail('model.query_chunk', m.query_chunk, '-1 (auto), 0 (plain) or > 0')
   if m.eval_query_chunk < 0:
     _fail('model.eval_query_chunk', m.eval_query_chunk, '0 (plain) or > 0')
   if m.eval_attention not in EVAL_ATTENTION:
@@ -51,7 +51,7 @@ def model_from_config(config) -> TSN:
   return build_model(
       architecture_from_config(config),
       dropout=m.dropout,
-      query_chunk=m.query_chunk or None,
+      query_chunk=train_query_chunk(m.query_chunk),
       eval_query_chunk=m.eval_query_chunk or None,
       eval_attention=m.eval_attention,
       train_attention=m.train_attention,

@@ -260,6 +260,20 @@ def test_tiled_training_attention_holds_no_square_array():
   assert max(np.prod(s) for s in tiled) < 2 * 1000 * 1000 / 10, sorted(tiled)[-5:]
 
 
+@pytest.mark.parametrize(
+    'setting,backend,expected',
+    [(-1, 'cpu', rnl.AUTO_CPU_TRAIN_TILE), (-1, 'gpu', None), (-1, 'tpu', None), (0, 'cpu', None)]
+    + [(392, 'cpu', 392), (392, 'gpu', 392)],
+)
+def test_train_query_chunk_auto_is_tiles_on_cpu_only(setting, backend, expected):
+  assert rnl.train_query_chunk(setting, backend) == expected
+
+
+def test_train_query_chunk_rejects_below_auto():
+  with pytest.raises(ValueError, match='query_chunk=-2'):
+    rnl.train_query_chunk(-2, 'cpu')
+
+
 @pytest.mark.parametrize('backend,expected', [('cpu', 'tiled'), ('gpu', 'chunked')])
 def test_training_uses_the_tiled_attention_where_set(backend, expected, monkeypatch):
   """train_attention 'auto' = tiled on CPU, chunked on accelerators; query_chunk None = plain."""

@@ -405,6 +405,22 @@ def train_attention_method(setting: str, backend: Optional[str] = None) -> str:
   return 'tiled' if (backend or jax.default_backend()) == 'cpu' else 'chunked'
 
 
+# Rows per tile of the tiled training attention when config.model.query_chunk is -1 (auto) on CPU:
+# the fastest tile size measured there (docs/performance.md, "Training attention with linear memory").
+AUTO_CPU_TRAIN_TILE = 784
+
+
+def train_query_chunk(setting: int, backend: Optional[str] = None) -> Optional[int]:
+  """The model's training `query_chunk` for config.model.query_chunk: 0 = plain (None), > 0 as
+  given, -1 (auto) = tiles of AUTO_CPU_TRAIN_TILE rows on CPU (faster than plain there, with memory
+  linear in M) and plain on accelerators (the only training path timed on one)."""
+  if setting < -1:
+    raise ValueError(f'query_chunk={setting}: expected -1 (auto), 0 (plain) or > 0')
+  if setting == -1:
+    return AUTO_CPU_TRAIN_TILE if (backend or jax.default_backend()) == 'cpu' else None
+  return setting or None
+
+
 # How evaluation (train=False) bounds the attention's memory when eval_query_chunk is set.
 EVAL_ATTENTION = ('auto', 'streamed', 'chunked')
 
