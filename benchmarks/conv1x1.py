@@ -44,19 +44,24 @@ def as_dot(x, w, stride):
   return jnp.einsum('nhwc,co->nhwo', x, w[0, 0])
 
 
+def median_seconds(call, repeats):
+  """Median seconds of `call()` (waited for) over `repeats` calls after one warm-up call."""
+  jax.block_until_ready(call())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    times.append(time.perf_counter() - start)
+  return sorted(times)[len(times) // 2]
+
+
 def time_grad(fn, x, w, stride, repeats):
   """Median seconds of the compiled gradient of sum(fn(x, w)^2) with respect to x and w."""
   loss = lambda x, w: jnp.sum(fn(x, w, stride) ** 2)
   compiled = (
       jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).compile(sharding.compiler_options())
   )
-  jax.block_until_ready(compiled(x, w))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(x, w))
-    times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
+  return median_seconds(lambda: compiled(x, w), repeats)
 
 
 def main():
