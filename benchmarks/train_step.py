@@ -156,7 +156,7 @@ def _attention(config):
   m = config.model
   if m.variant != 'rnl':
     return 'none'
-  chunk = train_query_chunk(m.query_chunk)
+  chunk = train_query_chunk(config_lib.query_chunk_setting(m.query_chunk))
   if not chunk:
     return 'plain'
   return f'{train_attention_method(m.train_attention)} {chunk}'

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 
 from rnl_jax.data import datasets, sources, transforms
 from rnl_jax.models import TSN, Architecture, build_model
-from rnl_jax.models.rnl import EVAL_ATTENTION, TRAIN_ATTENTION, train_query_chunk
+from rnl_jax.models.rnl import EVAL_ATTENTION, TRAIN_ATTENTION
 from rnl_jax import optim
 from rnl_jax.errors import ConfigError
 
@@ -29,6 +29,12 @@ def architecture_from_config(config) -> Architecture:
     raise ConfigError(f'config.model / config.data.num_classes: {e}') from None
 
 
+def query_chunk_setting(value: int):
+  """config.model.query_chunk -> the model's query_chunk: -1 'auto' (rnl.train_query_chunk
+  resolves it per backend when the step is traced), 0 None (plain), > 0 rows per tile or chunk."""
+  return {-1: 'auto', 0: None}.get(value, value)
+
+
 def model_from_config(config) -> TSN:
   """The TSN described by `config.model` (classes from `config.data.num_classes`)."""
   m = config.model
@@ -51,7 +57,7 @@ def model_from_config(config) -> TSN:
   return build_model(
       architecture_from_config(config),
       dropout=m.dropout,
-      query_chunk=train_query_chunk(m.query_chunk),
+      query_chunk=query_chunk_setting(m.query_chunk),
       eval_query_chunk=m.eval_query_chunk or None,
       eval_attention=m.eval_attention,
       train_attention=m.train_attention,

@@ -39,7 +39,6 @@ from rnl_jax import scores as scores_lib
 from rnl_jax import sharding
 from rnl_jax.data import datasets
 from rnl_jax.models import clip_groups
-from rnl_jax.models.rnl import train_query_chunk
 
 
 def test_views(config):
@@ -85,7 +84,7 @@ def load_model(config, path):
       dropout=0.0,
       normalize_input=True,
       dtype=dtype,
-      query_chunk=train_query_chunk(config.model.query_chunk),
+      query_chunk=config_lib.query_chunk_setting(config.model.query_chunk),
       eval_query_chunk=config.model.eval_query_chunk or None,
       eval_attention=config.model.eval_attention,
   )

@@ -262,16 +262,33 @@ def test_tiled_training_attention_holds_no_square_array():
 
 @pytest.mark.parametrize(
     'setting,backend,expected',
-    [(-1, 'cpu', rnl.AUTO_CPU_TRAIN_TILE), (-1, 'gpu', None), (-1, 'tpu', None), (0, 'cpu', None)]
-    + [(392, 'cpu', 392), (392, 'gpu', 392)],
+    [('auto', 'cpu', rnl.AUTO_CPU_TRAIN_TILE), ('auto', 'gpu', None), ('auto', 'tpu', None)]
+    + [(None, 'cpu', None), (392, 'cpu', 392), (392, 'gpu', 392)],
 )
 def test_train_query_chunk_auto_is_tiles_on_cpu_only(setting, backend, expected):
   assert rnl.train_query_chunk(setting, backend) == expected
 
 
-def test_train_query_chunk_rejects_below_auto():
-  with pytest.raises(ValueError, match='query_chunk=-2'):
-    rnl.train_query_chunk(-2, 'cpu')
+@pytest.mark.parametrize('setting', [-1, 0, 'fast', True])
+def test_train_query_chunk_rejects_other_settings(setting):
+  with pytest.raises(ValueError, match=f'query_chunk={setting!r}'):
+    rnl.AttentionSettings(query_chunk=setting)
+
+
+def test_auto_query_chunk_is_resolved_when_traced(monkeypatch):
+  # The backend is asked only when the attention is traced (after jax.distributed.initialize()).
+  calls = []
+  monkeypatch.setattr(rnl, 'tiled_attention', lambda *a: calls.append(('tiled', a[2])) or a[1])
+  monkeypatch.setattr(rnl, 'region_attention', lambda *a: calls.append(('region', a[2])) or a[1])
+  settings = rnl.AttentionSettings(query_chunk='auto', train_attention='tiled')
+  p = jnp.zeros((1, 10, 4))
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  settings.attend(p, p, train=True)
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  settings.attend(p, p, train=True)
+  assert calls == [('tiled', rnl.AUTO_CPU_TRAIN_TILE), ('region', None)]
+  with pytest.raises(ValueError, match='eval_query_chunk'):
+    build_model(Architecture(num_classes=3, depth=18), query_chunk='auto')
 
 
 @pytest.mark.parametrize('backend,expected', [('cpu', 'tiled'), ('gpu', 'chunked')])

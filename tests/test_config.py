@@ -5,10 +5,9 @@ import pytest
 import importlib
 import re
 
-import jax
-
 from configs import default, tiny
 from rnl_jax import config as config_lib
+from rnl_jax.models import rnl
 
 
 @pytest.mark.parametrize(
@@ -46,16 +45,17 @@ def test_default_is_the_original_rnl_r50():
   assert model.normalize_input  # the host ships uint8 pixels
 
 
-def test_default_trains_in_tiles_on_cpu_and_plain_on_accelerators(monkeypatch):
+def test_default_trains_in_tiles_on_cpu_and_plain_on_accelerators():
   # model.query_chunk = -1 (auto): the tiled attention's 784-row tiles where it was measured
   # faster than plain (CPU), the plain attention elsewhere; evaluation keeps its own setting.
   config = default.get_config()
   assert config.model.query_chunk == -1
   attention = config_lib.model_from_config(config).attention
-  assert (attention.query_chunk, attention.eval_query_chunk) == (784, 784)
-  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  attention = config_lib.model_from_config(config).attention
-  assert (attention.query_chunk, attention.eval_query_chunk) == (None, 784)
+  assert (attention.query_chunk, attention.eval_query_chunk) == ('auto', 784)
+  assert rnl.train_query_chunk(attention.query_chunk, 'cpu') == 784
+  assert rnl.train_query_chunk(attention.query_chunk, 'gpu') is None
+  config.model.query_chunk = 0
+  assert config_lib.model_from_config(config).attention.query_chunk is None
 
 
 RECIPES = [

@@ -7,7 +7,7 @@ invariant to that order as long as queries, keys and values share it.
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -405,20 +405,24 @@ def train_attention_method(setting: str, backend: Optional[str] = None) -> str:
   return 'tiled' if (backend or jax.default_backend()) == 'cpu' else 'chunked'
 
 
-# Rows per tile of the tiled training attention when config.model.query_chunk is -1 (auto) on CPU:
-# the fastest tile size measured there (docs/performance.md, "Training attention with linear memory").
+# Rows per tile of the tiled training attention for query_chunk='auto' on CPU: the fastest tile size
+# measured there (docs/performance.md, "Training attention with linear memory").
 AUTO_CPU_TRAIN_TILE = 784
 
 
-def train_query_chunk(setting: int, backend: Optional[str] = None) -> Optional[int]:
-  """The model's training `query_chunk` for config.model.query_chunk: 0 = plain (None), > 0 as
-  given, -1 (auto) = tiles of AUTO_CPU_TRAIN_TILE rows on CPU (faster than plain there, with memory
-  linear in M) and plain on accelerators (the only training path timed on one)."""
-  if setting < -1:
-    raise ValueError(f'query_chunk={setting}: expected -1 (auto), 0 (plain) or > 0')
-  if setting == -1:
+def train_query_chunk(setting, backend: Optional[str] = None) -> Optional[int]:
+  """Rows per tile or chunk of the training attention (None = plain) for a query_chunk setting:
+  None (plain), rows > 0, or 'auto' = AUTO_CPU_TRAIN_TILE on CPU (the tiled path, faster than plain
+  there, memory linear in M) and plain on accelerators (the training path timed on one).
+
+  Resolved when the attention is traced, not when the model is built: asking for the backend
+  initialises it, which must wait for jax.distributed.initialize() in a multi-process run.
+  """
+  if setting == 'auto':
     return AUTO_CPU_TRAIN_TILE if (backend or jax.default_backend()) == 'cpu' else None
-  return setting or None
+  if setting is not None and (isinstance(setting, (bool, str)) or setting <= 0):
+    raise ValueError(f"query_chunk={setting!r}: expected None (plain), 'auto' or rows > 0")
+  return setting
 
 
 # How evaluation (train=False) bounds the attention's memory when eval_query_chunk is set.
@@ -444,7 +448,7 @@ class AttentionSettings:
 
   Attributes:
     query_chunk: train=True: None for the plain `[M, M]` affinity, else rows per tile of the tiled
-      attention or queries per chunk, as `train_attention` says.
+      attention or queries per chunk, as `train_attention` says; 'auto' = `train_query_chunk`.
     train_attention: 'auto', 'tiled' or 'chunked' (TRAIN_ATTENTION; `train_attention_method`).
     eval_query_chunk: train=False (validation, test protocol, classify): None for the plain
       attention, else rows per tile of the streamed attention or queries per chunk, as
@@ -452,7 +456,7 @@ class AttentionSettings:
     eval_attention: 'auto', 'streamed' or 'chunked' (EVAL_ATTENTION; `eval_attention_method`).
   """
 
-  query_chunk: Optional[int] = None
+  query_chunk: Union[int, str, None] = None
   eval_query_chunk: Optional[int] = None
   eval_attention: str = 'auto'
   train_attention: str = 'auto'
@@ -460,18 +464,20 @@ class AttentionSettings:
   def __post_init__(self):
     eval_attention_method(self.eval_attention, 'cpu')  # ValueError for an unknown setting
     train_attention_method(self.train_attention, 'cpu')
+    train_query_chunk(self.query_chunk, 'cpu')
 
   def attend(self, p, theta, train: bool):
     """The region attention of p (queries = keys) over theta (values), `[N, M, C']`, as set."""
-    if train and self.query_chunk and train_attention_method(self.train_attention) == 'tiled':
-      return tiled_attention(p, theta, self.query_chunk)
+    chunk = train_query_chunk(self.query_chunk) if train else self.eval_query_chunk
+    if train and chunk and train_attention_method(self.train_attention) == 'tiled':
+      return tiled_attention(p, theta, chunk)
     if (
         not train
         and self.eval_query_chunk
         and eval_attention_method(self.eval_attention) == 'streamed'
     ):
       return streamed_attention(p, theta, self.eval_query_chunk)
-    return region_attention(p, theta, self.query_chunk if train else self.eval_query_chunk)
+    return region_attention(p, theta, chunk)
 
 
 def penta_groups(inner: int) -> int:

@@ -127,7 +127,7 @@ def build_model(
     arch: Architecture,
     *,
     dropout: float = 0.5,
-    query_chunk: Optional[int] = None,
+    query_chunk: Any = None,
     eval_query_chunk: Any = 'same',
     eval_attention: str = 'auto',
     train_attention: str = 'auto',
@@ -136,10 +136,13 @@ def build_model(
 ) -> TSN:
   """The TSN for an architecture plus run-time choices that do not change the weights.
 
-  `query_chunk` applies to training and, unless `eval_query_chunk` is given, to evaluation too;
+  `query_chunk` (None, rows, or 'auto': rnl.train_query_chunk) applies to training and, unless
+  `eval_query_chunk` is given, to evaluation too;
   with `eval_attention` and `train_attention` they make the model's AttentionSettings (ValueError
   for an unknown setting, before any trace)."""
   if eval_query_chunk == 'same':
+    if query_chunk == 'auto':
+      raise ValueError("query_chunk='auto' applies to training only: give eval_query_chunk too")
     eval_query_chunk = query_chunk
   attention = AttentionSettings(
       query_chunk=query_chunk,
