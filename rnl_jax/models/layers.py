@@ -1,10 +1,12 @@
 """Layers with the original's (PyTorch) semantics: BatchNorm running statistics and initialisers."""
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 Initializer = Callable[..., jax.Array]
 
@@ -36,6 +38,65 @@ def uniform_init(bound: float) -> Initializer:
   return init
 
 
+def _batch_stats(x, scale, bias, epsilon):
+  """Normalised x and the batch's mean and biased variance, all in the statistics dtype.
+
+  Two passes (mean, then the mean squared deviation) rather than E[x^2] - E[x]^2: the one-pass
+  form loses float32 digits where |mean| >> std, and parity with the original comes first.
+  """
+  xf = x.astype(stat_dtype(x.dtype))
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(xf, axes)  # [C]
+  var = jnp.mean(jnp.square(xf - mean), axes)  # [C], biased: the one that normalises
+  y = (xf - mean) * (scale * jax.lax.rsqrt(var + epsilon)) + bias
+  return y, mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x, scale, bias, epsilon):
+  """Train-mode BatchNorm: (y, mean, var) with y in the statistics dtype; x: [..., C].
+
+  The same values as autodiff of `_batch_stats`, with the closed-form backward: one reduction
+  pass over (dy, x) for dbias and dscale and one element-wise pass for dx. Autodiff of the
+  two-pass statistics instead differentiates the mean and the variance separately (four
+  reductions and several full-size temporaries per BatchNorm), which made BatchNorm the largest
+  non-convolution cost of a CPU train step (docs/performance.md#cpu-training-levers).
+  """
+  return _batch_stats(x, scale, bias, epsilon)
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon):
+  # symbolic_zeros: the primals come wrapped, with a flag saying whether they are differentiated.
+  x, scale, bias = x.value, scale.value, bias.value
+  y, mean, var = _batch_stats(x, scale, bias, epsilon)
+  return (y, mean, var), (x, scale, bias, mean, var)
+
+
+def _batch_norm_bwd(epsilon, residuals, cotangents):
+  """dx = scale * rstd * (gy - mean(gy) - xhat * mean(gy * xhat)) + the mean and var outputs' terms."""
+  x, scale, bias, mean, var = residuals
+  gy, gmean, gvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  rstd = jax.lax.rsqrt(var + epsilon)  # [C]
+  xc = x.astype(mean.dtype) - mean
+  if isinstance(gy, SymbolicZero):
+    gy = jnp.zeros(x.shape, mean.dtype)
+  dbias = jnp.sum(gy, axes)  # [C]
+  dscale = jnp.sum(gy * xc, axes) * rstd  # [C] = sum(gy * xhat)
+  dx = (scale * rstd) * (gy - dbias / n - xc * (rstd * dscale / n))
+  # The running-statistics update takes mean and var under stop_gradient, so these cotangents
+  # are symbolic zeros in training; they are kept exact for any other use.
+  if not isinstance(gmean, SymbolicZero):
+    dx = dx + gmean / n
+  if not isinstance(gvar, SymbolicZero):
+    dx = dx + xc * (2 * gvar / n)
+  return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+
+
+batch_norm_train.defvjp(_batch_norm_fwd, _batch_norm_bwd, symbolic_zeros=True)
+
+
 class BatchNorm(nn.Module):
   """BatchNorm over all axes but the last, with PyTorch's running-statistics rule.
 
@@ -60,10 +121,7 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     if train:
-      xf = x.astype(stat_dtype(x.dtype))
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)  # biased, used to normalise
+      y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
       if not self.is_initializing():
         n = x.size // c
         unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
@@ -71,7 +129,6 @@ class BatchNorm(nn.Module):
         ra_mean.value = (1 - m) * ra_mean.value + m * jax.lax.stop_gradient(mean)
         ra_var.value = (1 - m) * ra_var.value + m * unbiased
     else:
-      mean, var = ra_mean.value, ra_var.value
-    mul = scale * jax.lax.rsqrt(var + self.epsilon)
-    y = (x.astype(stat_dtype(x.dtype)) - mean) * mul + bias
+      mul = scale * jax.lax.rsqrt(ra_var.value + self.epsilon)
+      y = (x.astype(stat_dtype(x.dtype)) - ra_mean.value) * mul + bias
     return y.astype(self.dtype or x.dtype)
