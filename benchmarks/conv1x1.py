@@ -33,9 +33,9 @@ SHAPES = (
 )
 
 
-def as_conv(x, w, stride):
+def as_conv(x, w, stride, padding='VALID'):
   dims = ('NHWC', 'HWIO', 'NHWC')
-  return jax.lax.conv_general_dilated(x, w, (stride, stride), 'VALID', dimension_numbers=dims)
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=dims)
 
 
 def as_dot(x, w, stride):
