@@ -9,11 +9,21 @@ RNL / TSM ResNet-50 at 224 px (`--frames` frames folded into the batch; stride 2
 of stages 2-4, ResNet v1.5), prints the median time of the jitted gradient (forward and both backward
 products) of each form with the trainer's CPU compiler options, the convolution's rate against the
 FLOPs of the three products, and the totals. The forms are checked to give the same gradients.
+
+Then, for the stride-2 shapes, a fourth form: the convolution with a polyphase input gradient.
+Autodiff writes the input gradient of a stride-2 convolution as a convolution over the output
+gradient with zeros inserted between its pixels (3 of 4 multiplies by zero). By the parity of the
+input pixel, each is reached by a fixed subset of the taps (even row 2p: tap 1 of output row p; odd
+row 2p+1: tap 2 of row p and tap 0 of row p+1), so the input gradient is four stride-1
+convolutions with 1x1, 1x2, 2x1 and 2x2 sub-kernels, interleaved by one padded sum
+(`polyphase_input_grad`).
 """
 
 import argparse
+import functools
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -63,11 +73,56 @@ def as_shifted(x, w, stride):
   return sum(products[1:], products[0])
 
 
+# input-row parity -> kernel rows that reach it, in output-row offset order (0, then +1)
+POLYPHASE_TAPS = {0: (1,), 1: (2, 0)}
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def as_polyphase(x, w, stride):
+  """as_conv for stride 2 (even H and W), with the polyphase input gradient."""
+  return as_conv(x, w, stride)
+
+
+def _polyphase_fwd(x, w, stride):
+  return as_conv(x, w, stride), (x, w)
+
+
+def _polyphase_bwd(stride, residuals, g):
+  x, w = residuals
+  (dw,) = jax.vjp(lambda w: as_conv(x, w, stride), w)[1](g)  # XLA's weight gradient
+  return polyphase_input_grad(g, w).astype(x.dtype), dw
+
+
+as_polyphase.defvjp(_polyphase_fwd, _polyphase_bwd)
+
+
+def polyphase_input_grad(g, w):
+  """Input gradient of the stride-2, pad-1 3x3 convolution: g [N, P, Q, O], w [3, 3, C, O] ->
+  [N, 2P, 2Q, C]. Pixel (2p+a, 2q+b) takes the taps POLYPHASE_TAPS[a] x [b] from output pixels
+  (p, q) onward: a stride-1 convolution of g with that sub-kernel (in and out swapped), zero-padded
+  after the last output pixel, placed on its parity by interior padding."""
+  dx = None
+  for a, rows in POLYPHASE_TAPS.items():
+    for b, cols in POLYPHASE_TAPS.items():
+      taps_ = jnp.stack([jnp.stack([w[r, c] for c in cols]) for r in rows])  # [kh, kw, C, O]
+      pad = ((0, len(rows) - 1), (0, len(cols) - 1))
+      part = lax.conv_general_dilated(
+          g, jnp.swapaxes(taps_, 2, 3), (1, 1), pad, dimension_numbers=NHWC
+      )  # [N, P, Q, C]
+      part = lax.pad(
+          part, jnp.zeros((), part.dtype), ((0, 0, 0), (a, 1 - a, 1), (b, 1 - b, 1), (0, 0, 0))
+      )
+      dx = part if dx is None else dx + part
+  return dx
+
+
 def check_same(x, w, stride):
   """The gradients of the three forms agree (float32 rounding only)."""
+  forms = (as_conv, as_im2col, as_shifted) + ((as_polyphase,) if stride == 2 else ())
   grads = [
       jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, stride) ** 2), argnums=(0, 1)))(x, w)
-      for f in (as_conv, as_im2col, as_shifted)
+      for f in forms
   ]
   for other in grads[1:]:
     for got, want in zip(other, grads[0]):
@@ -106,6 +161,20 @@ def main():
         flush=True,
     )
   print('| all | | | ' + ' | '.join(f'{totals[f] * 1e3:.0f}' for f in FORMS) + ' | |')
+  print('\n| H x W | C_in -> C_out | stride | convolution ms | polyphase ms |')
+  print('|---|---|---|---|---|')
+  for hw, cin, cout, stride in SHAPES:
+    if stride != 2:
+      continue
+    x = jax.random.normal(key, (args.frames, hw, hw, cin))
+    w = 0.01 * jax.random.normal(key, (3, 3, cin, cout))
+    times = [time_grad(f, x, w, stride, args.repeats) for f in (as_conv, as_polyphase)]
+    print(
+        f'| {hw} x {hw} | {cin} -> {cout} | 2 | '
+        + ' | '.join(f'{t * 1e3:.1f}' for t in times)
+        + ' |',
+        flush=True,
+    )
 
 
 if __name__ == '__main__':

@@ -1,9 +1,14 @@
-"""benchmarks.model's case list and table arithmetic (ratios, FLOP limit, MFU), on made-up results."""
+"""benchmarks.model's case list and table arithmetic (ratios, FLOP limit, MFU), on made-up results;
+benchmarks.conv3x3's polyphase input gradient against autodiff."""
 
 import argparse
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from benchmarks import conv3x3
 from benchmarks import model as bm
 
 
@@ -108,3 +113,21 @@ def test_table_ratios_flop_limit_and_mfu():
   assert any(
       line.startswith('| rnl | eval | 16 | jax bfloat16 streamed 784 |') for line in streamed
   )
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 6, 3), (1, 4, 4, 5), (3, 2, 10, 4)])
+def test_polyphase_gradients_equal_autodiff_float64(shape):
+  with jax.enable_x64(True):
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k[0], shape, jnp.float64)
+    w = jax.random.normal(k[1], (3, 3, shape[-1], 7), jnp.float64)
+    y0, vjp0 = jax.vjp(lambda x, w: conv3x3.as_conv(x, w, 2), x, w)
+    y1, vjp1 = jax.vjp(lambda x, w: conv3x3.as_polyphase(x, w, 2), x, w)
+    g = jax.random.normal(k[2], y0.shape, jnp.float64)
+    (dx0, dw0), (dx1, dw1) = vjp0(g), vjp1(g)
+    # the input gradient is the polyphase one: no convolution over a zero-inserted input
+    grad_jaxpr = str(jax.make_jaxpr(lambda x: vjp1(g)[0])(x))
+  assert 'lhs_dilation=(2, 2)' not in grad_jaxpr
+  np.testing.assert_array_equal(y1, y0)
+  np.testing.assert_allclose(dx1, dx0, rtol=0, atol=1e-12)
+  np.testing.assert_allclose(dw1, dw0, rtol=0, atol=1e-12)
