@@ -1,5 +1,6 @@
 """benchmarks.model's case list and table arithmetic (ratios, FLOP limit, MFU), on made-up results;
-benchmarks.conv3x3's polyphase input gradient against autodiff."""
+benchmarks.conv3x3's polyphase input gradient against autodiff; benchmarks.ab_step's sides and
+statistics."""
 
 import argparse
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import conv3x3
+from benchmarks import ab_step, conv3x3
 from benchmarks import model as bm
 
 
@@ -131,3 +132,37 @@ def test_polyphase_gradients_equal_autodiff_float64(shape):
   np.testing.assert_array_equal(y1, y0)
   np.testing.assert_allclose(dx1, dx0, rtol=0, atol=1e-12)
   np.testing.assert_allclose(dw1, dw0, rtol=0, atol=1e-12)
+
+
+def test_ab_overrides_reach_their_side_only_and_typos_fail():
+  config = ab_step.bench.load_config('configs/tiny.py')
+  ab_step.apply_override(config, 'model.width=16')
+  ab_step.apply_override(config, 'model.variant=tsm')
+  assert config.model.width == 16 and config.model.variant == 'tsm'
+  with pytest.raises(KeyError, match='model.widht: no such config key'):
+    ab_step.apply_override(config, 'model.widht=16')
+  with pytest.raises(KeyError, match='modle: no such config key'):
+    ab_step.apply_override(config, 'modle.width=16')
+  with pytest.raises(ValueError, match='expected path=value'):
+    ab_step.apply_override(config, 'model.width')
+
+
+def test_ab_paired_summary_and_verdicts():
+  s = ab_step.paired_summary([4.0, 4.4, 3.9, 4.2], [3.8, 4.2, 3.75, 4.0])  # drift, B always ahead
+  assert s['b_faster'] == 4 and s['verdict'] == 'B faster'
+  assert s['diff_mean'] == pytest.approx(-0.1875) and s['diff_median'] == pytest.approx(-0.2)
+  assert ab_step.paired_summary([4.0, 4.4, 3.9], [4.3, 4.1, 3.9])['verdict'] == 'not resolved'
+  assert ab_step.paired_summary([1.0, 1.1, 1.0], [1.2, 1.3, 1.25])['verdict'] == 'B slower'
+
+
+def test_ab_sides_are_two_programs_alternated():
+  common = ['model.variant=tsn', 'num_segments=2']
+  sides = {
+      'A': ab_step.build('configs/tiny.py', common + ['model.width=8'], [], 2),
+      'B': ab_step.build('configs/tiny.py', common + ['model.width=16'], [], 2),
+  }
+  kernel = lambda side: side[1].params['base_model']['conv1']['kernel'].shape[-1]
+  assert (kernel(sides['A']), kernel(sides['B'])) == (8, 16)  # each side got its own override
+  times = ab_step.compare(sides, 3)
+  assert [len(t) for t in times.values()] == [3, 3]
+  assert sides['A'][1].step == sides['B'][1].step == 5  # 2 warm-up + 3 timed steps each
