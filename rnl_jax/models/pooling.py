@@ -21,7 +21,7 @@ def max_pool(x, window: int = 3, stride: int = 2, padding: int = 1):
   """Max pool of x: [N, H, W, C] over `window` x `window` pixels, -inf padded (PyTorch's); the
   hand-written gradient on CPU, autodiff's elsewhere (unmeasured there). Decided when traced."""
   if jax.default_backend() == 'cpu':
-    return _max_pool(x, window, stride, padding)
+    return _max_pool(x, window, stride, padding, tuple(x.shape[1:3]))
   return _pool(x, window, stride, padding)
 
 
@@ -37,8 +37,9 @@ def _pool(x, window, stride, padding):
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, window, stride, padding):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _max_pool(x, window, stride, padding, hw):
+  """hw: x's (H, W), static: the gradient's size, which the pooled size does not fix."""
   return _pool(x, window, stride, padding)
 
 
@@ -54,7 +55,7 @@ def _taps(x, window, stride, padding, out_hw):
   ]
 
 
-def _max_pool_fwd(x, window, stride, padding):
+def _max_pool_fwd(x, window, stride, padding, hw):
   """The max and the index of its first tap (int8 [N, Ho, Wo, C]), as PyTorch's pool keeps its
   indices. The backward routes by this index rather than by comparing the input with the max
   again: XLA may recompute the input there (BatchNorm and ReLU fused in) rounded differently,
@@ -65,14 +66,13 @@ def _max_pool_fwd(x, window, stride, padding):
   for k, tap in enumerate(taps[1:], start=1):
     better = tap > best  # strictly: ties keep the first tap, as XLA's and PyTorch's gradients do
     best, index = jnp.where(better, tap, best), jnp.where(better, jnp.int8(k), index)
-  return y, (index, x.shape)
+  return y, index
 
 
-def _max_pool_bwd(window, stride, padding, residuals, g):
+def _max_pool_bwd(window, stride, padding, hw, index, g):
   """dx: [N, H, W, C] from g: [N, Ho, Wo, C]: each tap's share put back in place by interior
   padding (stride - 1 zeros between pixels) in the padded frame, then cropped."""
-  index, (_, h, w, _) = residuals
-  ho, wo = g.shape[1:3]
+  (h, w), (ho, wo) = hw, g.shape[1:3]
   hp, wp = h + 2 * padding, w + 2 * padding
   span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
   zero = jnp.zeros((), g.dtype)
