@@ -12,6 +12,7 @@ back in place by interior padding (docs/performance.md#cpu-training-levers).
 
 import functools
 
+import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -27,14 +28,7 @@ def max_pool(x, window: int = 3, stride: int = 2, padding: int = 1):
 
 def _pool(x, window, stride, padding):
   pad = (padding, padding)
-  return lax.reduce_window(
-      x,
-      -jnp.inf,
-      lax.max,
-      (1, window, window, 1),
-      (1, stride, stride, 1),
-      ((0, 0), pad, pad, (0, 0)),
-  )
+  return nn.max_pool(x, (window, window), (stride, stride), padding=(pad, pad))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
