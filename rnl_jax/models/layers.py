@@ -98,6 +98,25 @@ def _batch_norm_bwd(epsilon, residuals, cotangents):
 batch_norm_train.defvjp(_batch_norm_fwd, _batch_norm_bwd, symbolic_zeros=True)
 
 
+def materialize(x, anchor):
+  """x, bit for bit, written to memory once on CPU instead of recomputed inside its consumers.
+
+  XLA's fusion copies cheap element-wise producers into every fusion that reads them. A residual
+  block's output, relu(bn(h) + identity), is such a producer, and so is its identity (the previous
+  block's output), so on CPU the transposes feeding the weight-gradient convolutions, the temporal
+  shift's slices and the ReLU gradients each recomputed the stage's residual chain from the
+  convolution outputs, up to seven BatchNorms deep (docs/performance.md#cpu-training-levers). XLA
+  does not duplicate a float division, so x / 1 pins x, as long as the 1 is not a constant: it is
+  `0 * anchor + 1` (anchor: any finite runtime scalar; XLA keeps 0 * a, for NaN's sake). Its
+  gradient, g / 1, pins the gradient likewise. Elsewhere than CPU x is returned as is (unmeasured
+  there); decided when traced.
+  """
+  if jax.default_backend() != 'cpu':
+    return x
+  one = 0 * jax.lax.stop_gradient(anchor).astype(x.dtype) + 1
+  return x / one
+
+
 class BatchNorm(nn.Module):
   """BatchNorm over all axes but the last, with PyTorch's running-statistics rule.
 

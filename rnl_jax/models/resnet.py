@@ -10,7 +10,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out, stat_dtype
+from rnl_jax.models.layers import BatchNorm, kaiming_normal_fan_out, materialize, stat_dtype
 from rnl_jax.models.pooling import max_pool
 from rnl_jax.models.rnl import AttentionSettings, ChannelGate, RegionNonLocal
 from rnl_jax.models.temporal_shift import temporal_shift
@@ -110,7 +110,9 @@ class Block(nn.Module):
       y = RegionNonLocal(
           self.num_segments, self.nonlocal_kernel, self.attention, dtype=self.dtype, name='nl'
       )(y, train)
-    return y
+    # Stored once: every later block's fusions would recompute this chain (layers.materialize).
+    last_norm = 'bn3' if self.bottleneck else 'bn2'
+    return materialize(y, self.variables['params'][last_norm]['scale'][0])
 
 
 class ResNet(nn.Module):
