@@ -2,11 +2,11 @@
 gradients as autodiff of the two-pass statistics, in fewer passes over the activations."""
 
 import jax
-from jax.extend import core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpr_utils import equations
 from rnl_jax.models.layers import BatchNorm, batch_norm_train, batch_norm_values
 
 
@@ -69,12 +69,7 @@ def test_bfloat16_input_gives_bfloat16_input_gradient_and_float32_statistics():
 
 def _reductions(jaxpr):
   """How many reduce_sum equations `jaxpr` holds, sub-jaxprs included."""
-  count = 0
-  for eqn in jaxpr.eqns:
-    count += eqn.primitive.name == 'reduce_sum'
-    for sub in jax_core.jaxprs_in_params(eqn.params):
-      count += _reductions(sub)
-  return count
+  return sum(eqn.primitive.name == 'reduce_sum' for eqn in equations(jaxpr))
 
 
 def test_module_train_step_takes_four_reductions():

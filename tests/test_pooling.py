@@ -3,11 +3,11 @@ without select_and_scatter in the gradient."""
 
 import flax.linen as nn
 import jax
-from jax.extend import core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpr_utils import equations
 from rnl_jax.models import pooling
 from rnl_jax.models.resnet import ResNet
 
@@ -48,10 +48,7 @@ def test_bfloat16():
 
 
 def _primitives(jaxpr):
-  for eqn in jaxpr.eqns:
-    yield eqn.primitive.name
-    for sub in jax_core.jaxprs_in_params(eqn.params):
-      yield from _primitives(sub)
+  return [eqn.primitive.name for eqn in equations(jaxpr)]
 
 
 def test_resnet_gradient_has_no_select_and_scatter():

@@ -4,22 +4,18 @@ test_parity_fixture.py and test_models_vs_torch.py)."""
 import re
 
 import jax
-from jax.extend import core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpr_utils import equations
 from rnl_jax.models.layers import materialize
 from rnl_jax.models.resnet import Block, ResNet
 
 
 def _convolutions(jaxpr):
   """Every conv_general_dilated equation in `jaxpr`, sub-jaxprs included."""
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'conv_general_dilated':
-      yield eqn
-    for sub in jax_core.jaxprs_in_params(eqn.params):
-      yield from _convolutions(sub)
+  return [eqn for eqn in equations(jaxpr) if eqn.primitive.name == 'conv_general_dilated']
 
 
 @pytest.mark.parametrize('bottleneck', [True, False])
