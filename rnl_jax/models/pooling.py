@@ -51,16 +51,19 @@ def _taps(x, window, stride, padding, out_hw):
 
 def _max_pool_fwd(x, window, stride, padding, hw):
   """The max and the index of its first tap (int8 [N, Ho, Wo, C]), as PyTorch's pool keeps its
-  indices. The backward routes by this index rather than by comparing the input with the max
-  again: XLA may recompute the input there (BatchNorm and ReLU fused in) rounded differently,
-  and an equality test would then lose or misplace gradients."""
-  y = _pool(x, window, stride, padding)
-  taps = _taps(x, window, stride, padding, y.shape[1:3])
-  best, index = taps[0], jnp.zeros(y.shape, jnp.int8)
+  indices, from one scan over the taps (no separate reduce_window for the max). The backward
+  routes by this index rather than by comparing the input with the max again: XLA may recompute
+  the input there (BatchNorm and ReLU fused in) rounded differently, and an equality test would
+  then lose or misplace gradients."""
+  ho, wo = ((n + 2 * padding - window) // stride + 1 for n in hw)
+  taps = _taps(x, window, stride, padding, (ho, wo))
+  best, index = taps[0], jnp.zeros(taps[0].shape, jnp.int8)
   for k, tap in enumerate(taps[1:], start=1):
-    better = tap > best  # strictly: ties keep the first tap, as XLA's and PyTorch's gradients do
+    # Strictly greater: ties keep the first tap, as XLA's and PyTorch's gradients do. A NaN wins,
+    # so that the max is NaN wherever a window holds one, as reduce_window's max is.
+    better = (tap > best) | jnp.isnan(tap)
     best, index = jnp.where(better, tap, best), jnp.where(better, jnp.int8(k), index)
-  return y, index
+  return best, index
 
 
 def _max_pool_bwd(window, stride, padding, hw, index, g):
