@@ -5,6 +5,7 @@ cannot blur.
       --b model.query_chunk=0 [--pairs 12]
   python -m benchmarks.ab_step --set model.variant=tsm \
       --b_xla_option xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED
+  python -m benchmarks.ab_step --set model.variant=tsm --b_off store_block_outputs
 
 Separate runs of `benchmarks.train_step` drift by 10-15 % between minutes on a shared VM, which
 hides any lever under ~5 %. Here both programs (A: the config with --set and --a overrides and
@@ -16,12 +17,54 @@ resolved when the mean is more than twice its standard error from zero.
 
 import argparse
 import ast
+import contextlib
+import importlib
 import time
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from benchmarks import train_step as bench
+
+
+def _block_output_as_is(x, anchor):
+  del anchor
+  return x
+
+
+def _autodiff_max_pool(x, window, stride, padding):
+  pad = (padding, padding)
+  return nn.max_pool(x, (window, window), (stride, stride), padding=(pad, pad))
+
+
+# Adopted CPU levers that a side can switch off (--a_off / --b_off), so that what each gives can be
+# measured on any machine (docs/performance.md, "The levers on each machine"):
+# name -> (module, attribute, what the attribute was before the lever).
+LEVERS = {
+    'store_block_outputs': ('rnl_jax.models.resnet', 'materialize', _block_output_as_is),
+    'pool_tap_index': ('rnl_jax.models.resnet', 'max_pool', _autodiff_max_pool),
+}
+
+
+@contextlib.contextmanager
+def levers_off(names):
+  """Within it, the named levers are replaced by what they replaced; programs traced within keep
+  that. Unknown names fail with the known ones."""
+  unknown = sorted(set(names) - set(LEVERS))
+  if unknown:
+    raise KeyError(f'{unknown}: no such lever (known: {sorted(LEVERS)})')
+  saved = []
+  try:
+    for name in names:
+      module_name, attribute, before = LEVERS[name]
+      module = importlib.import_module(module_name)
+      saved.append((module, attribute, getattr(module, attribute)))
+      setattr(module, attribute, before)
+    yield
+  finally:
+    for module, attribute, value in reversed(saved):
+      setattr(module, attribute, value)
 
 
 def apply_override(config, assignment):
@@ -68,17 +111,19 @@ def paired_summary(a, b):
   }
 
 
-def build(config_path, overrides, xla_options, batch):
-  """(jitted step, state, batch) of the config with `overrides`, compiled and run once (warm)."""
+def build(config_path, overrides, xla_options, batch, off=()):
+  """(jitted step, state, batch) of the config with `overrides` and the levers `off` switched off,
+  compiled and run once (warm)."""
   config = bench.load_config(config_path)
   for assignment in overrides:
     apply_override(config, assignment)
-  step, state, data, _ = bench.setup(
-      config, batch or config.batch_size, bench.compiler_options(xla_options)
-  )
-  for _ in range(2):  # compile, then one step to touch the memory
-    state, metrics = step(state, data)
-    jax.block_until_ready(metrics)
+  with levers_off(off):  # the step is traced within, so it keeps what the levers were
+    step, state, data, _ = bench.setup(
+        config, batch or config.batch_size, bench.compiler_options(xla_options)
+    )
+    for _ in range(2):  # compile, then one step to touch the memory
+      state, metrics = step(state, data)
+      jax.block_until_ready(metrics)
   return [step, state, data]
 
 
@@ -95,7 +140,7 @@ def compare(sides, pairs):
   return times
 
 
-def main():
+def _arguments():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/k400_8f.py')
   parser.add_argument('--batch', type=int, default=None, help='clips per step (default: config)')
@@ -112,14 +157,36 @@ def main():
         metavar='NAME=VALUE',
         help=f'XLA compiler option for side {side.upper()} (as benchmarks.train_step)',
     )
-  args = parser.parse_args()
+    parser.add_argument(
+        f'--{side}_off',
+        action='append',
+        default=[],
+        choices=sorted(LEVERS),
+        help=f'adopted lever switched off on side {side.upper()} (repeatable)',
+    )
+  return parser.parse_args()
+
+
+def main():
+  args = _arguments()
   sides = {
-      'A': build(args.config, args.set + args.a, args.a_xla_option, args.batch),
-      'B': build(args.config, args.set + args.b, args.b_xla_option, args.batch),
+      side.upper(): build(
+          args.config,
+          args.set + getattr(args, side),
+          getattr(args, f'{side}_xla_option'),
+          args.batch,
+          getattr(args, f'{side}_off'),
+      )
+      for side in ('a', 'b')
   }
   times = compare(sides, args.pairs)
   s = paired_summary(times['A'], times['B'])
-  print(f'A: {args.set + args.a} {args.a_xla_option}\nB: {args.set + args.b} {args.b_xla_option}')
+  for side in ('a', 'b'):
+    off = getattr(args, f'{side}_off')
+    print(
+        f'{side.upper()}: {args.set + getattr(args, side)} {getattr(args, f"{side}_xla_option")}'
+        + (f' levers off: {off}' if off else '')
+    )
   print(
       f'{args.config}, {s["pairs"]} pairs: A median {s["a_median"]:.3f} s, B median '
       f'{s["b_median"]:.3f} s; B - A median {s["diff_median"] * 1e3:+.0f} ms, mean '

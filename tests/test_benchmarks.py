@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import ab_step, conv3x3
+from rnl_jax.models.resnet import ResNet
 from benchmarks import model as bm
 
 
@@ -166,3 +167,29 @@ def test_ab_sides_are_two_programs_alternated():
   times = ab_step.compare(sides, 3)
   assert [len(t) for t in times.values()] == [3, 3]
   assert sides['A'][1].step == sides['B'][1].step == 5  # 2 warm-up + 3 timed steps each
+
+
+def test_ab_levers_off_reach_the_traced_model_and_are_restored():
+  # Each lever switched off must change the program traced within (else an A/B of it compares a
+  # program with itself) and come back after.
+  model = ResNet(depth=18, num_segments=2, width=8, non_local=False)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(1), x, train=False)
+
+  def grad_jaxpr():
+    def loss(params):
+      y, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+      return jnp.sum(y**2)
+
+    return str(jax.make_jaxpr(jax.grad(loss))(variables['params']))
+
+  on = grad_jaxpr()
+  with ab_step.levers_off(['store_block_outputs', 'pool_tap_index']):
+    off = grad_jaxpr()
+  # ResNet-18: 8 blocks, each output divided by one on CPU, gradient included
+  assert on.count(' div ') - off.count(' div ') == 16
+  assert 'select_and_scatter' in off and 'select_and_scatter' not in on
+  assert grad_jaxpr() == on
+  with pytest.raises(KeyError, match=r"\['store_outputs'\]: no such lever"):
+    with ab_step.levers_off(['store_outputs']):
+      pass
