@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from benchmarks import ab_step, conv3x3
-from rnl_jax.models.resnet import ResNet
 from benchmarks import model as bm
+from rnl_jax.models.resnet import ResNet
 
 
 def _args(**overrides):
